@@ -1,0 +1,60 @@
+# The two commands a fresh Debian 12 machine needs: `make demo` and `make test`.
+# Both install missing Debian packages (as root; otherwise they print the apt-get line and stop),
+# configure with CMake, build and run. `make build` only builds.
+
+BUILD_DIR ?= build
+PRESET_FLAGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTHON ?= /usr/bin/python3
+
+DEBIAN_PACKAGES := cmake ninja-build g++ pkg-config make \
+  libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev \
+  liburing-dev python3 python3-dev python3-pybind11 pybind11-dev python3-numpy python3-torch \
+  clang libclang-rt-14-dev
+
+# nvcc is optional: use the toolkit where it is installed even when it is not on PATH.
+ifeq ($(shell command -v nvcc 2>/dev/null),)
+  ifneq ($(wildcard /usr/local/cuda/bin/nvcc),)
+    export CUDACXX ?= /usr/local/cuda/bin/nvcc
+  endif
+endif
+
+.PHONY: all deps configure build test demo bench asan fuzz clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian packages; run:"; echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(BUILD_DIR)/build.ninja: | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(PYTHON) $(PRESET_FLAGS)
+
+configure: deps $(BUILD_DIR)/build.ninja
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --no-tests=error
+
+demo: build
+	./$(BUILD_DIR)/umload demo
+
+bench: build
+	bash bench/cpu_compare.sh
+
+asan:
+	$(MAKE) BUILD_DIR=build-asan PRESET_FLAGS="-DUMLOAD_SANITIZE=ON -DUMLOAD_ENABLE_CUDA=OFF -DUMLOAD_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo" test
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan build-fuzz

@@ -1,0 +1,82 @@
+// Where decoding runs. The pipeline reads quantized bytes into staging slots and hands each filled
+// slot to a backend, which turns it into output bytes at a destination the backend can address:
+// host memory for the host backend; device (or, on coherent and integrated machines, host)
+// memory for the CUDA backend. Both call the same decode core (kernels/mxfp4.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kernels/cpu_decode.hpp"
+#include "kernels/decode_job.hpp"
+
+namespace umload {
+
+// Where an output tensor's memory lives. Chosen by the plan (platform/), honoured by the backend.
+enum class memory_kind : std::uint8_t {
+  host,          // pageable or anonymous host memory
+  device,        // cudaMalloc
+  host_managed,  // host memory the GPU reads (coherent spill / integrated), with advice
+};
+
+// One staged unit of work: the bytes of a run of experts (blocks then scales), or a range of a
+// tensor copied as it is.
+struct staged_item {
+  enum class kind : std::uint8_t { decode, copy } what = kind::copy;
+  const std::byte* staged = nullptr;  // in a staging slot the backend allocated
+  std::size_t staged_bytes = 0;
+  decode_job job;                     // for decode: job.blocks/scales point into `staged`
+  std::byte* destination = nullptr;   // for copy: where staged bytes go; decode: job.out
+};
+
+struct backend_stats {
+  double copy_seconds = 0;    // host-to-device transfers (CUDA) or copies of dense tensors (host)
+  double decode_seconds = 0;  // decode work
+  std::uint64_t peak_device_bytes = 0;
+};
+
+class backend {
+ public:
+  virtual ~backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // Staging memory for one slot (pinned host memory for CUDA). Released with release_staging.
+  virtual std::byte* allocate_staging(std::size_t bytes) = 0;
+  virtual void release_staging(std::byte* p, std::size_t bytes) noexcept = 0;
+
+  // Memory for one whole output tensor. Released with release_output.
+  virtual std::byte* allocate_output(std::size_t bytes, memory_kind where) = 0;
+  virtual void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept = 0;
+
+  // Processes one staged item. Returns once the staging slot may be refilled; the output may
+  // still be in flight until synchronize().
+  virtual void process(const staged_item& item) = 0;
+  virtual void synchronize() = 0;
+
+  virtual backend_stats stats() const = 0;
+};
+
+// The host backend: the CPU kernels over `threads` threads (0: all), with the given path.
+std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path);
+
+struct cuda_backend_options {
+  int ordinal = 0;
+  // Integrated and coherent machines: kernels read the pinned staging slot directly, with no
+  // device copy of quantized bytes. Discrete: each slot is copied to a device scratch slot.
+  bool zero_copy_staging = false;
+  // NUMA node to bind pinned staging memory to (the GPU-local node); -1 leaves it to the OS.
+  int staging_numa_node = -1;
+};
+
+// The CUDA backend. In builds without CUDA this throws cuda_error "built without CUDA"; on a
+// machine without a usable GPU it throws cuda_error too.
+std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options);
+
+// True when this build has CUDA and a device can be used (no driver, no device: false).
+bool cuda_available();
+int cuda_device_count();
+
+}  // namespace umload

@@ -1,0 +1,36 @@
+#include <cstdio>
+#include <exception>
+#include <new>
+
+#include "kernels/error.hpp"
+#include "src/cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"umload: stream GPT-OSS MXFP4 checkpoints into BF16, on CPUs and GPUs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "umload 0.1.0");
+  int status = 0;
+  umload::cli::add_inspect(app, status);
+  umload::cli::add_synth(app, status);
+  umload::cli::add_convert(app, status);
+  umload::cli::add_load(app, status);
+  umload::cli::add_demo(app, status);
+  umload::cli::add_platform(app, status);
+  umload::cli::add_plan(app, status);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : static_cast<int>(umload::exit_code::usage);
+  } catch (const umload::error& e) {
+    std::fprintf(stderr, "umload: error: %s\n", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "umload: error: out of memory\n");
+    return static_cast<int>(umload::exit_code::internal);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "umload: internal error: %s\n", e.what());
+    return static_cast<int>(umload::exit_code::internal);
+  }
+  return status;
+}
