@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "kernels/cpu_decode_detail.hpp"
 #include "kernels/error.hpp"
@@ -18,6 +19,20 @@ const mxfp4::decode_table& table() {
     mxfp4::decode_table t{};
     mxfp4::fill_decode_table(t);
     return t;
+  }();
+  return built;
+}
+
+const split_table& byte_tables() {
+  static const split_table built = [] {
+    split_table s{};
+    const auto& t = table();
+    for (int scale = 0; scale < 256; ++scale)
+      for (int code = 0; code < 16; ++code) {
+        s.low[scale][code] = static_cast<std::uint8_t>(t.bf16[scale][code] & 0xFF);
+        s.high[scale][code] = static_cast<std::uint8_t>(t.bf16[scale][code] >> 8);
+      }
+    return s;
   }();
   return built;
 }
@@ -40,50 +55,111 @@ void decode_block(const std::uint16_t* row, const std::uint8_t* block, Out* out)
 }
 
 template <typename Out>
-void portable_tiles(const decode_job& job, std::uint64_t tile_begin, std::uint64_t tile_end) {
+void portable_native(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end,
+                     piece_options) {
   const auto& t = table();
-  const std::uint64_t per_expert = tiles_per_expert(job);
-  const std::uint64_t in = job.groups * mxfp4::block_values;
   Out* out = static_cast<Out*>(job.out);
-  Out tile[tile_rows][mxfp4::block_values];
-  for (std::uint64_t tile_index = tile_begin; tile_index < tile_end; ++tile_index) {
-    const std::uint64_t e = tile_index / per_expert;
-    const std::uint64_t r0 = (tile_index % per_expert) * tile_rows;
-    const std::uint64_t nrows = std::min(tile_rows, job.rows - r0);
-    const std::uint64_t first_block = (e * job.rows + r0) * job.groups;
-    if (job.order == layout::native) {
-      for (std::uint64_t r = 0; r < nrows; ++r)
-        for (std::uint64_t g = 0; g < job.groups; ++g) {
-          const std::uint64_t b = first_block + r * job.groups + g;
-          decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes,
-                       out + (e * job.rows + r0 + r) * in + g * mxfp4::block_values);
-        }
-      continue;
-    }
-    // hf: decode a tile of rows x 32 inputs, then write it transposed, one output row
-    // (input column k) of nrows contiguous values at a time.
-    Out* expert_out = out + e * in * job.rows;
+  const std::uint64_t in = job.groups * mxfp4::block_values;
+  for (std::uint64_t row = row_begin; row < row_end; ++row)
     for (std::uint64_t g = 0; g < job.groups; ++g) {
-      for (std::uint64_t r = 0; r < nrows; ++r) {
-        const std::uint64_t b = first_block + r * job.groups + g;
-        decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes, tile[r]);
-      }
-      for (int j = 0; j < mxfp4::block_values; ++j) {
-        Out* dst = expert_out + (g * mxfp4::block_values + j) * job.rows + r0;
-        for (std::uint64_t r = 0; r < nrows; ++r) dst[r] = tile[r][j];
-      }
+      const std::uint64_t b = row * job.groups + g;
+      decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes,
+                   out + row * in + g * mxfp4::block_values);
+    }
+}
+
+// Decodes a tile of up to tile_rows rows x 32 inputs, then writes it transposed: one output row
+// (input column k) of nrows contiguous values at a time.
+template <typename Out>
+void portable_hf(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
+                 std::uint64_t row_end, piece_options) {
+  const auto& t = table();
+  const std::uint64_t e = column_block / job.groups;
+  const std::uint64_t g = column_block % job.groups;
+  Out* out = static_cast<Out*>(job.out) + column_block * mxfp4::block_values * job.rows;
+  Out tile[tile_rows][mxfp4::block_values];
+  for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+    const std::uint64_t nrows = std::min(tile_rows, row_end - r0);
+    for (std::uint64_t r = 0; r < nrows; ++r) {
+      const std::uint64_t b = (e * job.rows + r0 + r) * job.groups + g;
+      decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes, tile[r]);
+    }
+    for (int j = 0; j < mxfp4::block_values; ++j) {
+      Out* dst = out + j * job.rows + r0;
+      for (std::uint64_t r = 0; r < nrows; ++r) dst[r] = tile[r][j];
     }
   }
 }
 
 }  // namespace
 
-void decode_tiles_portable(const decode_job& job, std::uint64_t tile_begin,
-                           std::uint64_t tile_end) {
-  if (job.dtype == out_dtype::bf16)
-    portable_tiles<std::uint16_t>(job, tile_begin, tile_end);
-  else
-    portable_tiles<std::uint32_t>(job, tile_begin, tile_end);
+path_kernels portable_kernels() {
+  return {[](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
+            if (job.dtype == out_dtype::bf16)
+              portable_native<std::uint16_t>(job, begin, end, o);
+            else
+              portable_native<std::uint32_t>(job, begin, end, o);
+          },
+          [](const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
+             piece_options o) {
+            if (job.dtype == out_dtype::bf16)
+              portable_hf<std::uint16_t>(job, block, begin, end, o);
+            else
+              portable_hf<std::uint32_t>(job, block, begin, end, o);
+          }};
+}
+
+namespace {
+
+path_kernels kernels_for(isa path) {
+  switch (path) {
+    case isa::avx512: return avx512_kernels();
+    case isa::avx2: return avx2_kernels();
+    default: return portable_kernels();
+  }
+}
+
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
+
+// Runs body(i) for i in [0, count) over `workers` threads; pieces are handed out dynamically
+// because the cores may be shared with other work.
+template <typename Body>
+void parallel_pieces(std::uint64_t count, int workers, Body body) {
+  if (workers <= 1 || count <= 1) {
+    for (std::uint64_t i = 0; i < count; ++i) body(i);
+    return;
+  }
+  const auto n = static_cast<std::int64_t>(count);
+#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
+  for (std::int64_t i = 0; i < n; ++i) body(static_cast<std::uint64_t>(i));
+}
+
+}  // namespace
+
+void run(const decode_job& job, isa path, int threads, piece_options options) {
+  const path_kernels k = kernels_for(path);
+  const int workers = threads > 0 ? threads : omp_get_max_threads();
+  // Enough pieces per thread to even out a shared machine, each still large (a real expert
+  // tensor gives thousands of pieces of hundreds of KiB).
+  const std::uint64_t target = static_cast<std::uint64_t>(workers) * 8;
+  if (job.order == layout::native) {
+    const std::uint64_t rows = job.experts * job.rows;
+    const std::uint64_t per_piece = std::max<std::uint64_t>(1, ceil_div(rows, target));
+    parallel_pieces(ceil_div(rows, per_piece), workers, [&](std::uint64_t i) {
+      k.native_rows(job, i * per_piece, std::min(rows, (i + 1) * per_piece), options);
+    });
+    return;
+  }
+  const std::uint64_t column_blocks = job.experts * job.groups;
+  const std::uint64_t row_tiles = ceil_div(job.rows, tile_rows);
+  const std::uint64_t splits = std::clamp<std::uint64_t>(ceil_div(target, column_blocks), 1, row_tiles);
+  const std::uint64_t rows_per_split = ceil_div(row_tiles, splits) * tile_rows;
+  const std::uint64_t pieces_per_block = ceil_div(job.rows, rows_per_split);
+  parallel_pieces(column_blocks * pieces_per_block, workers, [&](std::uint64_t i) {
+    const std::uint64_t begin = (i % pieces_per_block) * rows_per_split;
+    k.hf_piece(job, i / pieces_per_block, begin, std::min(job.rows, begin + rows_per_split),
+               options);
+  });
 }
 
 }  // namespace detail
@@ -113,7 +189,7 @@ std::vector<isa> supported_isas() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2")) paths.push_back(isa::avx2);
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
     paths.push_back(isa::avx512);
 #endif
   return paths;
@@ -143,21 +219,16 @@ void decode(const decode_job& job, isa path, int threads) {
   if (std::find(supported.begin(), supported.end(), path) == supported.end())
     throw usage_error("decode path '" + std::string(to_string(path)) +
                       "' is not supported by this CPU");
+  if (threads < 0)
+    throw usage_error("decode threads must be >= 0 (0: all available), got " +
+                      std::to_string(threads));
   if (job.values() == 0) return;
   if (path == isa::scalar) {
     decode_scalar(job);
     return;
   }
-  auto* run = path == isa::avx512 ? detail::decode_tiles_avx512
-              : path == isa::avx2 ? detail::decode_tiles_avx2
-                                  : detail::decode_tiles_portable;
-  const std::int64_t tiles = static_cast<std::int64_t>(job.experts * detail::tiles_per_expert(job));
-  const int workers = threads > 0 ? threads : omp_get_max_threads();
-  // Contiguous chunks of tiles per thread keep each thread's writes sequential.
-  const std::int64_t chunk = std::max<std::int64_t>(1, (tiles + workers * 4 - 1) / (workers * 4));
-#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
-  for (std::int64_t t0 = 0; t0 < tiles; t0 += chunk)
-    run(job, static_cast<std::uint64_t>(t0), static_cast<std::uint64_t>(std::min(tiles, t0 + chunk)));
+  detail::run(job, path, threads,
+              detail::piece_options{job.out_bytes() >= detail::stream_threshold_bytes});
 }
 
 std::int64_t find_nan_scale(const std::uint8_t* scales, std::size_t count) {
