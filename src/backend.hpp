@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +56,14 @@ class backend {
   // still be in flight until synchronize().
   virtual void process(const staged_item& item) = 0;
   virtual void synchronize() = 0;
+
+  // Copies `bytes` of an output allocation back to host memory (digests, tests). The default
+  // serves host memory; a device backend overrides it.
+  virtual void read_back(void* host_dst, const std::byte* src, std::size_t bytes,
+                         memory_kind where) {
+    (void)where;
+    std::memcpy(host_dst, src, bytes);
+  }
 
   virtual backend_stats stats() const = 0;
 };

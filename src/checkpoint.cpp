@@ -1,0 +1,223 @@
+#include "src/checkpoint.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "kernels/error.hpp"
+#include "src/file.hpp"
+
+namespace umload {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint64_t max_json_file_bytes = 64ull << 20;
+constexpr const char* index_name = "model.safetensors.index.json";
+
+nlohmann::json parse_json_file_text(std::string_view text, const fs::path& path) {
+  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded()) throw format_error(path.string() + ": not valid UTF-8 JSON");
+  if (!doc.is_object()) throw format_error(path.string() + ": not a JSON object");
+  return doc;
+}
+
+// A name from weight_map must name a file directly inside the checkpoint directory: no absolute
+// path, no '..', no sub-folders, and no symbolic link that leads out of the directory.
+fs::path shard_file(const fs::path& dir, const std::string& name, const std::string& tensor,
+                    const fs::path& index) {
+  const fs::path rel(name);
+  const auto refuse = [&](const std::string& why) -> void {
+    throw format_error(index.string() + ": tensor '" + tensor + "': file name '" + name + "' " + why);
+  };
+  if (name.empty()) refuse("is empty");
+  if (rel.is_absolute()) refuse("is an absolute path, outside the checkpoint directory");
+  for (const auto& part : rel)
+    if (part == "..") refuse("escapes the checkpoint directory");
+  if (rel.has_parent_path()) refuse("names a sub-folder; shards must sit beside the index");
+  const fs::path full = dir / rel;
+  std::error_code ec;
+  if (!fs::exists(full, ec))
+    throw format_error(full.string() + ": shard named by the index for tensor '" + tensor +
+                       "' does not exist");
+  const fs::path real = fs::canonical(full, ec);
+  const fs::path real_dir = fs::canonical(dir, ec);
+  if (ec || real.parent_path() != real_dir)
+    refuse("is a symbolic link that leads out of the checkpoint directory");
+  if (!fs::is_regular_file(real)) refuse("is not a regular file");
+  return full;
+}
+
+void add_shard_tensors(checkpoint& ckpt, std::size_t shard_index) {
+  const auto& header = ckpt.shards[shard_index];
+  for (const auto& t : header.tensors) {
+    tensor_ref ref{shard_index, &t, header.data_offset + t.begin};
+    if (!ckpt.tensors.emplace(t.name, ref).second)
+      throw format_error(header.path.string() + ": tensor '" + t.name +
+                         "' appears in more than one shard");
+  }
+}
+
+}  // namespace
+
+model_config parse_model_config(std::string_view json_text, const fs::path& path) {
+  const nlohmann::json doc = parse_json_file_text(json_text, path);
+  model_config c;
+  c.raw = doc;
+  const auto number = [&](const char* key, std::uint64_t& out) {
+    const auto it = doc.find(key);
+    if (it == doc.end() || it->is_null()) return;
+    if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<std::int64_t>() >= 0))
+      throw format_error(path.string() + ": field '" + key + "' is " + it->dump() +
+                         ", not a non-negative integer");
+    out = it->get<std::uint64_t>();
+  };
+  number("hidden_size", c.hidden_size);
+  number("intermediate_size", c.intermediate_size);
+  number("num_local_experts", c.num_local_experts);
+  number("num_hidden_layers", c.num_hidden_layers);
+  number("num_attention_heads", c.num_attention_heads);
+  number("num_key_value_heads", c.num_key_value_heads);
+  number("head_dim", c.head_dim);
+  number("vocab_size", c.vocab_size);
+  if (auto it = doc.find("model_type"); it != doc.end() && it->is_string())
+    c.model_type = it->get<std::string>();
+  if (auto q = doc.find("quantization_config"); q != doc.end()) {
+    if (!q->is_object()) throw format_error(path.string() + ": quantization_config is not an object");
+    if (auto m = q->find("quant_method"); m != q->end() && m->is_string())
+      c.quant_method = m->get<std::string>();
+  }
+  return c;
+}
+
+checkpoint_index parse_checkpoint_index(std::string_view json_text, const fs::path& path) {
+  const nlohmann::json doc = parse_json_file_text(json_text, path);
+  checkpoint_index index;
+  const auto map = doc.find("weight_map");
+  if (map == doc.end() || !map->is_object())
+    throw format_error(path.string() + ": missing or non-object 'weight_map'");
+  for (const auto& [tensor, file_name] : map->items()) {
+    if (!file_name.is_string())
+      throw format_error(path.string() + ": tensor '" + tensor + "': weight_map value is " +
+                         file_name.dump() + ", not a file name");
+    index.weight_map[tensor] = file_name.get<std::string>();
+  }
+  if (auto meta = doc.find("metadata"); meta != doc.end()) {
+    if (!meta->is_object()) throw format_error(path.string() + ": 'metadata' is not an object");
+    if (auto total = meta->find("total_size"); total != meta->end()) {
+      if (total->is_number_unsigned())
+        index.total_size = total->get<std::uint64_t>();
+      else if (total->is_number_float() && total->get<double>() >= 0 &&
+               total->get<double>() < 1.8e19 &&
+               total->get<double>() == static_cast<double>(static_cast<std::uint64_t>(total->get<double>())))
+        index.total_size = static_cast<std::uint64_t>(total->get<double>());
+      else
+        throw format_error(path.string() + ": metadata.total_size is " + total->dump() +
+                           ", not a non-negative integer");
+    }
+  }
+  return index;
+}
+
+const tensor_ref* checkpoint::find(std::string_view name) const {
+  const auto it = tensors.find(name);
+  return it == tensors.end() ? nullptr : &it->second;
+}
+
+const tensor_ref& checkpoint::tensor(std::string_view name) const {
+  if (const auto* ref = find(name)) return *ref;
+  throw format_error(source.string() + ": tensor '" + std::string(name) + "' is missing");
+}
+
+std::uint64_t checkpoint::tensor_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& [_, ref] : tensors) total += ref.bytes();
+  return total;
+}
+
+std::uint64_t checkpoint::file_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& s : shards) total += s.file_size;
+  return total;
+}
+
+checkpoint open_checkpoint(const fs::path& source) {
+  checkpoint ckpt;
+  ckpt.source = source;
+  std::error_code ec;
+  if (!fs::exists(source, ec)) throw io_error(source.string() + ": no such file or directory", ENOENT);
+
+  std::set<fs::path> known;  // files that are part of the weights, not copied as "other files"
+  if (fs::is_regular_file(source)) {
+    ckpt.single_file = true;
+    ckpt.directory = source.has_parent_path() ? source.parent_path() : fs::path(".");
+    ckpt.shards.push_back(read_safetensors_header(source));
+    add_shard_tensors(ckpt, 0);
+    known.insert(source.filename());
+  } else if (fs::is_directory(source)) {
+    ckpt.directory = source;
+    const fs::path index_path = source / index_name;
+    if (fs::exists(index_path, ec)) {
+      ckpt.index_path = index_path;
+      known.insert(index_name);
+      const checkpoint_index index =
+          parse_checkpoint_index(read_text_file(index_path, max_json_file_bytes), index_path);
+      // Shards in the order their first tensor appears in the index's (sorted) weight_map.
+      std::map<std::string, std::size_t> shard_of_file;
+      for (const auto& [tensor, name] : index.weight_map) {
+        if (shard_of_file.count(name)) continue;
+        const fs::path path = shard_file(source, name, tensor, index_path);
+        shard_of_file[name] = ckpt.shards.size();
+        ckpt.shards.push_back(read_safetensors_header(path));
+        known.insert(fs::path(name).filename());
+      }
+      for (std::size_t i = 0; i < ckpt.shards.size(); ++i) add_shard_tensors(ckpt, i);
+      for (const auto& [tensor, name] : index.weight_map) {
+        const auto* ref = ckpt.find(tensor);
+        if (!ref || ref->shard != shard_of_file[name])
+          throw format_error(index_path.string() + ": tensor '" + tensor + "' is listed in " +
+                             name + " but that shard does not hold it");
+      }
+      for (const auto& [tensor, ref] : ckpt.tensors)
+        if (!index.weight_map.count(tensor))
+          throw format_error(ckpt.shards[ref.shard].path.string() + ": tensor '" + tensor +
+                             "' is not listed in " + index_path.string());
+      ckpt.index_total_size = index.total_size;
+      if (index.total_size != ckpt.tensor_bytes())
+        throw format_error(index_path.string() + ": metadata.total_size is " +
+                           std::to_string(index.total_size) + " but the tensors hold " +
+                           std::to_string(ckpt.tensor_bytes()) + " bytes");
+    } else {
+      std::vector<fs::path> files;
+      for (const auto& entry : fs::directory_iterator(source))
+        if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
+          files.push_back(entry.path());
+      if (files.empty())
+        throw format_error(source.string() + ": no " + index_name + " and no .safetensors file");
+      if (files.size() > 1)
+        throw format_error(source.string() + ": several .safetensors files but no " + index_name);
+      ckpt.shards.push_back(read_safetensors_header(files[0]));
+      add_shard_tensors(ckpt, 0);
+      known.insert(files[0].filename());
+    }
+  } else {
+    throw format_error(source.string() + ": neither a file nor a directory");
+  }
+
+  const fs::path config_path = ckpt.directory / "config.json";
+  if (fs::is_regular_file(config_path, ec)) {
+    ckpt.config = parse_model_config(read_text_file(config_path, max_json_file_bytes), config_path);
+    known.insert("config.json");
+  }
+  if (!ckpt.single_file) {
+    for (const auto& entry : fs::directory_iterator(ckpt.directory)) {
+      if (!entry.is_regular_file() || known.count(entry.path().filename())) continue;
+      if (entry.path().extension() == ".safetensors") continue;  // stray weights, not ours
+      ckpt.other_files.push_back(entry.path());
+    }
+    std::sort(ckpt.other_files.begin(), ckpt.other_files.end());
+  }
+  return ckpt;
+}
+
+}  // namespace umload

@@ -1,0 +1,127 @@
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.hpp"
+#include "platform/units.hpp"
+#include "src/cli/commands.hpp"
+#include "src/cli/options.hpp"
+#include "src/cli/report.hpp"
+#include "src/loader.hpp"
+
+namespace umload::cli {
+
+namespace {
+
+struct load_args {
+  std::string source;
+  std::string device = "auto";
+  decode_args decode;
+  std::string io = "auto";
+  std::string report_file;
+  std::string slot_size;
+  int slots = 0;
+  bool keep_cache = false;
+  bool digest = false;
+  bool json = false;
+  std::string progress = "auto";
+};
+
+nlohmann::json report_json(const load_report& r, const weight_set& weights, bool with_tensors) {
+  const auto& p = r.pipeline;
+  nlohmann::json j = {
+      {"device", r.device},
+      {"backend", r.backend},
+      {"strategy", r.strategy},
+      {"memory_model", r.memory_model},
+      {"tensors_loaded", r.tensor_count},
+      {"seconds", p.seconds},
+      {"read_seconds", p.read_seconds},
+      {"copy_seconds", p.copy_seconds},
+      {"decode_seconds", p.decode_seconds},
+      {"bytes_read", p.bytes_read},
+      {"quantized_bytes", p.quantized_bytes},
+      {"bytes_produced", r.output_bytes},
+      {"output_gb_per_s", p.seconds > 0 ? r.output_bytes / p.seconds / 1e9 : 0.0},
+      {"peak_rss_bytes", r.peak_rss_bytes},
+      {"peak_device_bytes", p.peak_device_bytes},
+      {"page_cache_bytes_after", r.page_cache_bytes_after},
+      {"direct_io", p.direct_io},
+      {"slot_bytes", p.slot_bytes},
+      {"slots", p.slots},
+  };
+  if (!r.digest.empty()) {
+    j["digest"] = r.digest;
+    if (with_tensors) {
+      nlohmann::json tensors = nlohmann::json::object();
+      for (const auto& t : weights.tensors()) tensors[t.name] = t.digest;
+      j["tensors"] = tensors;
+    }
+  }
+  return j;
+}
+
+int run_load(const load_args& args) {
+  load_options options;
+  apply_decode_options(args.decode, options.pipeline);
+  options.device = args.device;
+  options.threads = args.decode.threads;
+  options.isa = parse_isa_option(args.decode.isa);
+  options.digest = args.digest;
+  options.pipeline.io = parse_io_mode(args.io);
+  options.pipeline.keep_page_cache = args.keep_cache;
+  if (!args.slot_size.empty()) options.pipeline.slot_bytes = platform::parse_size(args.slot_size);
+  if (args.slots > 0) options.pipeline.slots = args.slots;
+  options.pipeline.on_progress =
+      make_progress(args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
+  const auto result = load_checkpoint(args.source, options);
+  end_progress();
+  const auto& r = result.report;
+  const nlohmann::json j = report_json(r, *result.weights, true);
+  if (!args.report_file.empty()) {
+    std::ofstream out(args.report_file);
+    out << j.dump(2) << "\n";
+    if (!out) throw io_error("cannot write report " + args.report_file);
+  }
+  if (args.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  const auto& p = r.pipeline;
+  std::printf("loaded %zu tensors (%s) on %s in %.3f s: %s of output\n", r.tensor_count,
+              human_bytes(r.output_bytes).c_str(), r.device.c_str(), p.seconds,
+              human_rate(p.seconds > 0 ? r.output_bytes / p.seconds : 0).c_str());
+  std::printf("  strategy     %s\n", r.strategy.c_str());
+  std::printf("  read         %s in %.3f s (%s I/O)\n", human_bytes(p.bytes_read).c_str(), p.read_seconds,
+              p.direct_io ? "direct" : "buffered");
+  std::printf("  copy         %.3f s\n", p.copy_seconds);
+  std::printf("  decode       %.3f s (%s MXFP4)\n", p.decode_seconds, human_bytes(p.quantized_bytes).c_str());
+  std::printf("  peak RSS     %s\n", human_bytes(r.peak_rss_bytes).c_str());
+  if (p.peak_device_bytes) std::printf("  peak device  %s\n", human_bytes(p.peak_device_bytes).c_str());
+  std::printf("  page cache   %s of the checkpoint still cached\n", human_bytes(r.page_cache_bytes_after).c_str());
+  if (!r.digest.empty()) std::printf("  digest       %s\n", r.digest.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_load(CLI::App& app, int& status) {
+  auto args = std::make_shared<load_args>();
+  auto* cmd = app.add_subcommand("load", "Load the whole model into memory as a framework would, and report");
+  cmd->add_option("SRC", args->source, "Checkpoint directory or .safetensors file")->required();
+  cmd->add_option("--device", args->device, "auto, cpu, cuda or cuda:N");
+  add_decode_options(*cmd, args->decode, true);
+  cmd->add_option("--io", args->io, "auto, direct or buffered")->check(CLI::IsMember({"auto", "direct", "buffered"}));
+  cmd->add_option("--slot-size", args->slot_size, "Staging slot size, e.g. 64M");
+  cmd->add_option("--slots", args->slots, "Staging slots in the ring")->check(CLI::Range(2, 64));
+  cmd->add_flag("--keep-cache", args->keep_cache, "Leave consumed input pages in the page cache (benchmarks)");
+  cmd->add_option("--report", args->report_file, "Also write the JSON report to FILE");
+  cmd->add_flag("--digest", args->digest, "SHA-256 of every tensor as loaded, and of the whole set");
+  cmd->add_option("--progress", args->progress, "auto (bar on terminals), none, or json lines")
+      ->check(CLI::IsMember({"auto", "none", "json"}));
+  cmd->add_flag("--json", args->json, "Print the report as JSON");
+  cmd->callback([args, &status] { status = run_load(*args); });
+}
+
+}  // namespace umload::cli

@@ -1,0 +1,287 @@
+#include "src/convert.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+
+#include "kernels/error.hpp"
+#include "platform/meminfo.hpp"
+#include "src/backend.hpp"
+#include "src/file.hpp"
+
+namespace umload {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* marker_name = "umload_convert.json";
+constexpr const char* index_name = "model.safetensors.index.json";
+
+std::string shard_name(std::size_t i, std::size_t n) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "model-%05zu-of-%05zu.safetensors", i + 1, n);
+  return buf;
+}
+
+bool inside(const fs::path& child, const fs::path& parent) {
+  const auto c = fs::weakly_canonical(child);
+  const auto p = fs::weakly_canonical(parent);
+  auto ci = c.begin();
+  for (auto pi = p.begin(); pi != p.end(); ++pi, ++ci)
+    if (ci == c.end() || *ci != *pi) return false;
+  return true;
+}
+
+struct shard_plan {
+  std::vector<std::size_t> tensors;        // indices into outputs, in file order
+  std::vector<std::uint64_t> offsets;      // data offset of each, parallel to `tensors`
+  std::string header;                      // 8-byte length + JSON
+  std::uint64_t data_bytes = 0;
+};
+
+// Writes each item into its tensor's place in a temporary shard file; a shard is synced and
+// renamed once all its bytes are in.
+class shard_sink final : public output_sink {
+ public:
+  shard_sink(const fs::path& dir, const std::vector<output_tensor>& outputs,
+             std::vector<shard_plan> shards, std::byte* buffer)
+      : dir_(dir), shards_(std::move(shards)), buffer_(buffer) {
+    place_.resize(outputs.size());
+    remaining_.resize(shards_.size());
+    for (std::size_t s = 0; s < shards_.size(); ++s) {
+      remaining_[s] = shards_[s].data_bytes;
+      for (std::size_t k = 0; k < shards_[s].tensors.size(); ++k)
+        place_[shards_[s].tensors[k]] = {s, shards_[s].header.size() + shards_[s].offsets[k]};
+    }
+    files_.resize(shards_.size());
+    for (std::size_t s = 0; s < shards_.size(); ++s) {
+      files_[s] = file::create(temp_path(s));
+      files_[s].write_exact(shards_[s].header.data(), shards_[s].header.size(), 0);
+      if (remaining_[s] == 0) finish(s);
+    }
+  }
+
+  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer_; }
+
+  void commit(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) override {
+    const auto [s, base] = place_[tensor];
+    const file& f = files_[s];
+    f.write_exact(buffer_, bytes, base + offset);
+    // Push the written range to disk and drop it from the page cache: output must not pile up
+    // as dirty cache on machines whose memory is shared with the GPU.
+    ::sync_file_range(f.fd(), static_cast<off_t>(base + offset), static_cast<off_t>(bytes),
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    f.drop_cache(base + offset, bytes);
+    remaining_[s] -= bytes;
+    if (remaining_[s] == 0) finish(s);
+  }
+
+  fs::path temp_path(std::size_t s) const { return dir_ / ("." + final_name(s) + ".partial"); }
+  std::string final_name(std::size_t s) const { return shard_name(s, shards_.size()); }
+
+  // Removes every shard of this run, finished or not (a failed run leaves nothing behind).
+  void discard() noexcept {
+    std::error_code ec;
+    for (std::size_t s = 0; s < shards_.size(); ++s) {
+      files_[s].close();
+      fs::remove(temp_path(s), ec);
+      fs::remove(dir_ / final_name(s), ec);
+    }
+  }
+
+  bool all_done() const {
+    return std::all_of(remaining_.begin(), remaining_.end(), [](auto r) { return r == 0; });
+  }
+
+ private:
+  void finish(std::size_t s) {
+    files_[s].sync();
+    files_[s].drop_cache(0, 0);
+    files_[s].close();
+    std::error_code ec;
+    fs::rename(temp_path(s), dir_ / final_name(s), ec);
+    if (ec)
+      throw io_error("cannot rename " + temp_path(s).string() + ": " + ec.message(), ec.value());
+  }
+
+  fs::path dir_;
+  std::vector<shard_plan> shards_;
+  std::byte* buffer_;
+  std::vector<std::pair<std::size_t, std::uint64_t>> place_;
+  std::vector<std::uint64_t> remaining_;
+  std::vector<file> files_;
+};
+
+std::vector<shard_plan> plan_shards(const std::vector<output_tensor>& outputs,
+                                    std::uint64_t shard_bytes, const std::string& layout_name) {
+  // Consecutive tensors (streaming order) fill a shard up to shard_bytes; a larger tensor gets a
+  // shard to itself.
+  std::vector<std::vector<std::size_t>> groups(1);
+  std::uint64_t used = 0;
+  for (std::size_t t = 0; t < outputs.size(); ++t) {
+    if (!groups.back().empty() && used + outputs[t].bytes > shard_bytes) {
+      groups.emplace_back();
+      used = 0;
+    }
+    groups.back().push_back(t);
+    used += outputs[t].bytes;
+  }
+  std::vector<shard_plan> shards;
+  for (auto& group : groups) {
+    // Within a file: widest elements first, then by name, so every tensor starts aligned.
+    std::sort(group.begin(), group.end(), [&](std::size_t a, std::size_t b) {
+      const unsigned wa = element_bits(outputs[a].type), wb = element_bits(outputs[b].type);
+      return wa != wb ? wa > wb : outputs[a].name < outputs[b].name;
+    });
+    shard_plan plan;
+    std::vector<tensor_layout> layouts;
+    for (std::size_t t : group) {
+      plan.tensors.push_back(t);
+      plan.offsets.push_back(plan.data_bytes);
+      plan.data_bytes += outputs[t].bytes;
+      layouts.push_back({outputs[t].name, outputs[t].type, outputs[t].shape, outputs[t].bytes});
+    }
+    plan.header = make_safetensors_header(layouts, {{"format", "pt"}, {"umload_layout", layout_name}});
+    shards.push_back(std::move(plan));
+  }
+  return shards;
+}
+
+void check_destination(const fs::path& source, const fs::path& destination, bool force,
+                       const std::string& marker_text) {
+  const fs::path source_dir = fs::is_directory(source) ? source : source.parent_path();
+  if (inside(destination, source_dir.empty() ? fs::path(".") : source_dir) &&
+      fs::is_directory(source))
+    throw usage_error("destination " + destination.string() + " is the source checkpoint " +
+                      source.string() + " or inside it; choose another folder");
+  if (fs::exists(destination) && !fs::is_directory(destination))
+    throw conflict_error("destination " + destination.string() + " exists and is not a folder");
+  if (!fs::exists(destination) || fs::is_empty(destination) || force) return;
+  const fs::path marker = destination / marker_name;
+  if (fs::exists(marker)) {
+    const std::string previous = read_text_file(marker, 1 << 20);
+    if (previous == marker_text) return;  // the same conversion, rerun after a crash or to refresh
+  }
+  throw conflict_error("destination " + destination.string() +
+                       " already holds other files (another model or another conversion); "
+                       "pass --force to replace them");
+}
+
+}  // namespace
+
+std::uint64_t default_memory_budget() {
+  std::uint64_t quarter = 0;
+  try {
+    quarter = platform::read_meminfo("/proc/meminfo").available_bytes() / 4;
+  } catch (const error&) {
+    // No /proc/meminfo (not Linux, a sandbox): the fixed 1 GiB default stands.
+  }
+  return std::min<std::uint64_t>(1ull << 30, quarter ? quarter : 1ull << 30);
+}
+
+convert_report convert_checkpoint(const fs::path& source, const fs::path& destination,
+                                  const convert_options& options) {
+  if (options.pipeline.dtype == output_dtype::keep)
+    throw usage_error("convert writes dense weights: --dtype must be bf16 or f32");
+  const checkpoint ckpt = open_checkpoint(source);
+  const model_map map = build_model_map(ckpt);
+  pipeline_options pipeline = options.pipeline;
+  auto outputs = plan_outputs(ckpt, map, pipeline);
+
+  convert_report report;
+  report.destination = destination;
+  report.memory_budget = options.memory_budget ? options.memory_budget : default_memory_budget();
+
+  // Budget: slots x slot + one output chunk (the decoded size of a full slot, 64/17 of it for
+  // BF16, 128/17 for F32, at least a slot for copied tensors).
+  const double growth = pipeline.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
+  pipeline.slots = 2;
+  pipeline.readers = 1;
+  const double per_slot_bytes = pipeline.slots + std::max(1.0, growth);
+  pipeline.slot_bytes = static_cast<std::size_t>(report.memory_budget / per_slot_bytes) / 4096 * 4096;
+  pipeline.slot_bytes = std::min<std::size_t>(pipeline.slot_bytes, 256ull << 20);
+  const std::uint64_t need = min_slot_bytes(outputs);
+  if (pipeline.slot_bytes < need)
+    throw budget_error("memory budget of " + std::to_string(report.memory_budget) +
+                       " bytes is too small: one expert needs a slot of " + std::to_string(need) +
+                       " bytes, so the budget must be at least " +
+                       std::to_string(static_cast<std::uint64_t>(need * per_slot_bytes) + (8 << 20)) +
+                       " bytes");
+  std::uint64_t chunk = 0;  // the largest output of one item
+  const std::uint64_t out_elem = pipeline.dtype == output_dtype::f32 ? 4 : 2;
+  for (const auto& out : outputs) {
+    if (out.pair) {
+      const std::uint64_t per = out.pair->rows * out.pair->groups * 17;
+      const std::uint64_t experts = std::min<std::uint64_t>(out.expert_end - out.expert_begin,
+                                                            std::max<std::uint64_t>(1, pipeline.slot_bytes / per));
+      chunk = std::max(chunk, experts * out.pair->rows * out.pair->in_features() * out_elem);
+    } else {
+      chunk = std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));
+    }
+  }
+
+  const nlohmann::json marker = {
+      {"tool", "umload convert"},
+      {"source", fs::weakly_canonical(source).string()},
+      {"layout", to_string(pipeline.order)},
+      {"dtype", to_string(pipeline.dtype)},
+      {"rank", pipeline.rank},
+      {"world_size", pipeline.world_size},
+      {"shard_bytes", options.shard_bytes}};
+  const std::string marker_text = marker.dump(2) + "\n";
+  check_destination(source, destination, options.force, marker_text);
+  fs::create_directories(destination);
+  // A rerun (or --force) starts from a clean slate: the old index goes first, so the folder
+  // never looks complete while it is being rewritten.
+  std::error_code ec;
+  fs::remove(destination / index_name, ec);
+  for (const auto& entry : fs::directory_iterator(destination)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("model-", 0) == 0 || name.rfind(".model-", 0) == 0 ||
+        (options.force && entry.is_regular_file()))
+      fs::remove(entry.path(), ec);
+  }
+  write_file_atomic(destination / marker_name, marker_text);
+
+  auto shards = plan_shards(outputs, options.shard_bytes, to_string(pipeline.order));
+  report.shards = shards.size();
+  report.tensors = outputs.size();
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (std::size_t s = 0; s < shards.size(); ++s)
+    for (std::size_t t : shards[s].tensors) weight_map[outputs[t].name] = shard_name(s, shards.size());
+
+  auto engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
+  std::byte* buffer = engine->allocate_staging(std::max<std::uint64_t>(chunk, 1));
+  std::unique_ptr<shard_sink> sink;
+  try {
+    sink = std::make_unique<shard_sink>(destination, outputs, std::move(shards), buffer);
+    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, *sink);
+    if (!sink->all_done()) throw error("conversion ended before every shard was complete");
+  } catch (...) {
+    if (sink) sink->discard();
+    engine->release_staging(buffer, chunk);
+    throw;
+  }
+  engine->release_staging(buffer, chunk);
+
+  // Small files, then config, then the index last.
+  for (const auto& other : ckpt.other_files) {
+    const std::string text = read_text_file(other, 256ull << 20);
+    write_file_atomic(destination / other.filename(), text);
+  }
+  nlohmann::json config = ckpt.config ? ckpt.config->raw : nlohmann::json::object();
+  config.erase("quantization_config");
+  config["torch_dtype"] = pipeline.dtype == output_dtype::f32 ? "float32" : "bfloat16";
+  write_file_atomic(destination / "config.json", config.dump(2) + "\n");
+  for (const auto& o : outputs) report.output_bytes += o.bytes;
+  const nlohmann::json index = {{"metadata", {{"total_size", report.output_bytes}}},
+                                {"weight_map", weight_map}};
+  write_file_atomic(destination / index_name, index.dump(2) + "\n");
+  report.peak_rss_bytes = peak_rss_bytes();
+  return report;
+}
+
+}  // namespace umload

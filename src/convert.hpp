@@ -1,0 +1,47 @@
+// Converting an MXFP4 checkpoint into a dense one (BF16 or F32 experts) that HF transformers loads
+// as a GptOss model. It streams through the shared pipeline with memory bounded by a budget,
+// whatever the model's size: staging slots plus one output chunk are all that is resident.
+// Output shards are written under temporary names, synced and renamed when complete; the index
+// is written last, so a directory with an index is a complete conversion.
+//
+//   umload::convert_options options;
+//   options.memory_budget = 256ull << 20;
+//   auto report = umload::convert_checkpoint("gpt-oss-20b", "gpt-oss-20b-bf16", options);
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "src/pipeline.hpp"
+
+namespace umload {
+
+struct convert_options {
+  pipeline_options pipeline;          // layout, dtype (bf16|f32), rank/world, progress
+  std::uint64_t memory_budget = 0;    // 0: min(1 GiB, MemAvailable / 4)
+  std::uint64_t shard_bytes = 4ull << 30;
+  int threads = 0;
+  std::optional<cpu::isa> isa;
+  bool force = false;                 // replace a destination holding another model
+};
+
+struct convert_report {
+  pipeline_stats pipeline;
+  std::uint64_t memory_budget = 0;
+  std::uint64_t output_bytes = 0;     // tensor bytes written
+  std::size_t shards = 0;
+  std::size_t tensors = 0;
+  std::uint64_t peak_rss_bytes = 0;
+  std::filesystem::path destination;
+};
+
+convert_report convert_checkpoint(const std::filesystem::path& source,
+                                  const std::filesystem::path& destination,
+                                  const convert_options& options);
+
+// The default budget: the smaller of 1 GiB and a quarter of MemAvailable.
+std::uint64_t default_memory_budget();
+
+}  // namespace umload

@@ -1,0 +1,196 @@
+#include "src/file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "kernels/error.hpp"
+
+namespace umload {
+
+namespace {
+
+std::string describe(const char* what, const std::filesystem::path& path, int err) {
+  return std::string(what) + " " + path.string() + ": " + std::strerror(err);
+}
+
+struct read_fault {
+  std::atomic<bool> armed{false};
+  std::atomic<std::int64_t> remaining{0};
+  std::atomic<int> error{0};
+};
+read_fault g_fault;
+
+// Returns how many bytes this read may deliver before the injected fault, or -1 when unarmed.
+std::int64_t fault_budget(std::size_t wanted) {
+  if (!g_fault.armed.load(std::memory_order_relaxed)) return -1;
+  const std::int64_t left = g_fault.remaining.fetch_sub(static_cast<std::int64_t>(wanted));
+  return left <= 0 ? 0 : std::min<std::int64_t>(left, static_cast<std::int64_t>(wanted));
+}
+
+}  // namespace
+
+namespace detail {
+void inject_read_fault(std::uint64_t after_bytes, int error) {
+  g_fault.remaining = static_cast<std::int64_t>(after_bytes);
+  g_fault.error = error;
+  g_fault.armed = true;
+}
+void clear_read_fault() { g_fault.armed = false; }
+}  // namespace detail
+
+file file::open_read(const std::filesystem::path& path, bool direct) {
+  int fd = -1;
+  bool is_direct = false;
+  if (direct) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    is_direct = fd >= 0;
+  }
+  if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw io_error(describe("cannot open", path, errno), errno);
+  return file(fd, path, is_direct);
+}
+
+file file::create(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw io_error(describe("cannot create", path, errno), errno);
+  return file(fd, path, false);
+}
+
+file::file(file&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)), direct_(other.direct_) {}
+
+file& file::operator=(file&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+    direct_ = other.direct_;
+  }
+  return *this;
+}
+
+file::~file() { close(); }
+
+void file::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+std::uint64_t file::size() const {
+  struct stat st{};
+  if (::fstat(fd_, &st) != 0) throw io_error(describe("cannot stat", path_, errno), errno);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+void file::read_exact(void* dst, std::size_t bytes, std::uint64_t offset) const {
+  read_at_least(dst, bytes, bytes, offset);
+}
+
+std::size_t file::read_at_least(void* dst, std::size_t bytes, std::size_t required,
+                                std::uint64_t offset) const {
+  auto* out = static_cast<char*>(dst);
+  std::size_t done = 0;
+  while (done < bytes) {
+    std::size_t want = bytes - done;
+    const std::int64_t allowed = fault_budget(want);
+    if (allowed == 0) {
+      const int err = g_fault.error.load();
+      if (err != 0)
+        throw io_error(describe("read failed", path_, err) + " at offset " +
+                           std::to_string(offset + done), err);
+      throw io_error("short read from " + path_.string() + ": end of file at offset " +
+                     std::to_string(offset + done) + ", " + std::to_string(required - done) +
+                     " bytes missing (the file changed or is truncated)");
+    }
+    if (allowed > 0) want = static_cast<std::size_t>(allowed);
+    const ssize_t n = ::pread(fd_, out + done, want, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(describe("read failed", path_, errno) + " at offset " +
+                         std::to_string(offset + done), errno);
+    }
+    if (n == 0 && done >= required) return done;
+    if (n == 0)
+      throw io_error("short read from " + path_.string() + ": end of file at offset " +
+                     std::to_string(offset + done) + ", " + std::to_string(required - done) +
+                     " bytes missing (the file changed or is truncated)");
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+void file::write_exact(const void* src, std::size_t bytes, std::uint64_t offset) const {
+  const auto* in = static_cast<const char*>(src);
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pwrite(fd_, in + done, bytes - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw io_error(describe("write failed", path_, errno), errno);
+    }
+    if (n == 0) throw io_error(describe("write failed", path_, ENOSPC), ENOSPC);
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void file::sync() const {
+  if (::fdatasync(fd_) != 0) throw io_error(describe("fdatasync failed", path_, errno), errno);
+}
+
+void file::drop_cache(std::uint64_t offset, std::uint64_t bytes) const noexcept {
+  if (fd_ >= 0 && bytes > 0)
+    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes),
+                    POSIX_FADV_DONTNEED);
+}
+
+std::string read_text_file(const std::filesystem::path& path, std::uint64_t limit) {
+  file f = file::open_read(path);
+  const std::uint64_t size = f.size();
+  if (size > limit)
+    throw format_error(path.string() + ": file is " + std::to_string(size) +
+                       " bytes, more than the limit of " + std::to_string(limit));
+  std::string text(size, '\0');
+  f.read_exact(text.data(), size, 0);
+  return text;
+}
+
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw io_error(describe("cannot open directory", dir, errno), errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw io_error(describe("fsync failed", dir, err), err);
+}
+
+void write_file_atomic(const std::filesystem::path& path, const std::string& content) {
+  const std::filesystem::path temp = path.string() + ".umload-tmp";
+  {
+    file f = file::create(temp);
+    try {
+      f.write_exact(content.data(), content.size(), 0);
+      if (::fsync(f.fd()) != 0) throw io_error(describe("fsync failed", temp, errno), errno);
+    } catch (...) {
+      f.close();
+      std::error_code ec;
+      std::filesystem::remove(temp, ec);
+      throw;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::filesystem::remove(temp, ec);
+    throw io_error("cannot rename " + temp.string() + " to " + path.string() + ": " + ec.message(),
+                   ec.value());
+  }
+  sync_directory(path.parent_path().empty() ? "." : path.parent_path());
+}
+
+}  // namespace umload

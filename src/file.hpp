@@ -1,0 +1,65 @@
+// Files as the loader uses them: an owning descriptor, full reads and writes that turn every
+// failure (EIO, a short read at end of file, a full disk) into an io_error naming the path, and a
+// fault hook so tests can inject those failures.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace umload {
+
+class file {
+ public:
+  file() = default;
+  // Opens for reading; `direct` adds O_DIRECT and falls back to a plain open when refused.
+  static file open_read(const std::filesystem::path& path, bool direct = false);
+  // Creates (truncating) for writing.
+  static file create(const std::filesystem::path& path);
+  file(file&& other) noexcept;
+  file& operator=(file&& other) noexcept;
+  file(const file&) = delete;
+  file& operator=(const file&) = delete;
+  ~file();
+
+  int fd() const { return fd_; }
+  bool is_direct() const { return direct_; }
+  const std::filesystem::path& path() const { return path_; }
+  std::uint64_t size() const;
+
+  // Reads exactly `bytes` at `offset`, or throws io_error (EIO, or end of file before `bytes`).
+  void read_exact(void* dst, std::size_t bytes, std::uint64_t offset) const;
+  // Reads up to `bytes` at `offset`, stopping early only at end of file and only once `required`
+  // bytes are in; returns the count. For O_DIRECT reads whose aligned length passes the end.
+  std::size_t read_at_least(void* dst, std::size_t bytes, std::size_t required,
+                            std::uint64_t offset) const;
+  // Writes exactly `bytes` at `offset`, or throws io_error (ENOSPC, EFBIG, ...).
+  void write_exact(const void* src, std::size_t bytes, std::uint64_t offset) const;
+  void sync() const;
+  // Drops the cached pages of a range (POSIX_FADV_DONTNEED); advisory, never fails.
+  void drop_cache(std::uint64_t offset, std::uint64_t bytes) const noexcept;
+  void close();
+
+ private:
+  file(int fd, std::filesystem::path path, bool direct) : fd_(fd), path_(std::move(path)), direct_(direct) {}
+  int fd_ = -1;
+  std::filesystem::path path_;
+  bool direct_ = false;
+};
+
+// Reads a whole small file (config, index) with a size limit.
+std::string read_text_file(const std::filesystem::path& path, std::uint64_t limit);
+
+// Writes a small file atomically: temporary name, fsync, rename, fsync of the directory.
+void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+void sync_directory(const std::filesystem::path& dir);
+
+namespace detail {
+// Test hook: after `after_bytes` more bytes have been read, the next read fails with `error`
+// (an errno), or, when error is 0, returns short (end of file). Cleared with clear_read_fault().
+void inject_read_fault(std::uint64_t after_bytes, int error);
+void clear_read_fault();
+}  // namespace detail
+
+}  // namespace umload

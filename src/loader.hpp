@@ -1,0 +1,83 @@
+// Loading a checkpoint into memory, as a framework receives it: every tensor decoded (or kept as
+// MXFP4) into one allocation each, owned by a weight_set that frees them when destroyed.
+//
+//   umload::load_options options;             // device "auto": CUDA when usable, else CPU
+//   auto [weights, report] = umload::load_checkpoint("gpt-oss-20b", options);
+//   const auto* t = weights->find("model.layers.0.mlp.experts.gate_up_proj");
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/backend.hpp"
+#include "src/pipeline.hpp"
+
+namespace umload {
+
+struct load_options {
+  pipeline_options pipeline;
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  int threads = 0;              // CPU decode threads (0: all)
+  std::optional<cpu::isa> isa;  // CPU decode path (default: best this CPU has)
+  bool digest = false;          // compute per-tensor SHA-256 digests
+};
+
+struct loaded_tensor {
+  std::string name;
+  dtype type = dtype::BF16;
+  std::vector<std::uint64_t> shape;
+  std::byte* data = nullptr;
+  std::uint64_t bytes = 0;
+  memory_kind where = memory_kind::host;
+  int device = -1;  // CUDA ordinal, -1 for host memory
+  std::string digest;  // "sha256:<hex>" when asked for
+};
+
+struct load_result;
+
+class weight_set {
+ public:
+  weight_set(std::shared_ptr<backend> owner, std::vector<loaded_tensor> tensors);
+  ~weight_set();
+  weight_set(const weight_set&) = delete;
+  weight_set& operator=(const weight_set&) = delete;
+
+  const std::vector<loaded_tensor>& tensors() const { return tensors_; }
+  const loaded_tensor* find(std::string_view name) const;
+  std::uint64_t bytes() const;
+  backend& owner() const { return *owner_; }
+
+ private:
+  friend load_result load_checkpoint(const std::filesystem::path&, const load_options&);
+  std::shared_ptr<backend> owner_;
+  std::vector<loaded_tensor> tensors_;
+};
+
+struct load_report {
+  std::string device;         // "cpu" or "cuda:N"
+  std::string backend;
+  std::string strategy;       // how bytes moved (e.g. "host-decode", "discrete-copy-decode")
+  std::string memory_model;   // from the platform layer
+  pipeline_stats pipeline;
+  std::uint64_t output_bytes = 0;
+  std::uint64_t peak_rss_bytes = 0;
+  std::uint64_t page_cache_bytes_after = 0;
+  std::size_t tensor_count = 0;
+  std::string digest;         // "sha256:<hex>" over "<name> <hex>\n" lines sorted by name
+};
+
+struct load_result {
+  std::shared_ptr<weight_set> weights;
+  load_report report;
+};
+
+load_result load_checkpoint(const std::filesystem::path& source, const load_options& options);
+
+// SHA-256 of a byte range, as lowercase hex.
+std::string sha256_hex(const void* data, std::size_t bytes);
+
+}  // namespace umload

@@ -1,0 +1,112 @@
+// The streaming pipeline that load and convert share. It turns a checkpoint into output tensors
+// item by item: reader threads fill a bounded ring of staging slots with the quantized bytes of a
+// run of experts (or a range of a dense tensor), the backend decodes each slot into the item's
+// destination, and the slot is refilled. Quantized bytes live only in their slot: never a whole
+// layer, never the model. Consumed input ranges are dropped from the page cache as they go.
+//
+//   auto outputs = umload::plan_outputs(ckpt, map, options);
+//   umload::run_pipeline(ckpt, outputs, options, backend, sink);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/decode_job.hpp"
+#include "src/backend.hpp"
+#include "src/checkpoint.hpp"
+#include "src/model_map.hpp"
+
+namespace umload {
+
+enum class output_dtype : std::uint8_t { bf16, f32, keep };
+enum class io_mode : std::uint8_t { automatic, direct, buffered };
+
+const char* to_string(output_dtype d);
+const char* to_string(io_mode m);
+output_dtype parse_output_dtype(std::string_view text);  // throws usage_error
+io_mode parse_io_mode(std::string_view text);            // throws usage_error
+layout parse_layout(std::string_view text);              // throws usage_error
+
+struct progress_event {
+  std::uint64_t bytes_done = 0;   // output bytes produced so far
+  std::uint64_t bytes_total = 0;
+  std::size_t tensors_done = 0;
+  std::size_t tensors_total = 0;
+  double seconds = 0;
+};
+
+struct pipeline_options {
+  layout order = layout::hf;
+  output_dtype dtype = output_dtype::bf16;
+  bool allow_nan_scales = false;
+  io_mode io = io_mode::automatic;
+  bool keep_page_cache = false;   // benchmarks only: leave consumed input pages cached
+  std::size_t slot_bytes = 64ull << 20;
+  int slots = 4;
+  int readers = 2;
+  int rank = 0;                   // expert-parallel slice: this rank's contiguous experts
+  int world_size = 1;
+  std::function<void(const progress_event&)> on_progress;
+};
+
+// One tensor the pipeline produces.
+struct output_tensor {
+  std::string name;
+  dtype type = dtype::BF16;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t bytes = 0;
+  int layer = -1;
+  const expert_pair* pair = nullptr;  // decoded from this pair; null: copied from `source`
+  tensor_ref source;
+  std::uint64_t expert_begin = 0;     // the experts this rank holds (sliced tensors)
+  std::uint64_t expert_end = 0;
+  bool sliced = false;                // tensor under .mlp.experts., cut to the rank's experts
+};
+
+// The tensors a load or convert produces, in streaming order (non-layer tensors, then layers).
+// Throws usage_error when the experts do not divide by world_size.
+std::vector<output_tensor> plan_outputs(const checkpoint& ckpt, const model_map& map,
+                                        const pipeline_options& options);
+
+// Where each item's output goes. `destination` is asked before the backend runs; `commit` after.
+class output_sink {
+ public:
+  virtual ~output_sink() = default;
+  virtual std::byte* destination(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) = 0;
+  virtual void commit(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) = 0;
+};
+
+struct pipeline_stats {
+  double seconds = 0;
+  double read_seconds = 0;   // summed over reader threads
+  double copy_seconds = 0;
+  double decode_seconds = 0;
+  std::uint64_t bytes_read = 0;      // from files, including alignment padding
+  std::uint64_t bytes_produced = 0;
+  std::uint64_t quantized_bytes = 0; // MXFP4 bytes decoded
+  std::size_t items = 0;
+  std::size_t slot_bytes = 0;
+  int slots = 0;
+  bool direct_io = false;
+  std::uint64_t peak_device_bytes = 0;
+};
+
+// Bytes of staging memory a run will allocate for these options (slots x slot size + alignment).
+std::uint64_t staging_bytes(const pipeline_options& options);
+
+// Smallest slot that fits the largest single item (one expert of the largest pair).
+std::uint64_t min_slot_bytes(const std::vector<output_tensor>& outputs);
+
+pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_tensor>& outputs,
+                            const pipeline_options& options, backend& engine, output_sink& sink);
+
+// Bytes of the checkpoint's shard files that sit in the page cache now (mincore).
+std::uint64_t resident_page_cache_bytes(const checkpoint& ckpt);
+
+// Peak resident set of this process so far (getrusage), in bytes.
+std::uint64_t peak_rss_bytes();
+
+}  // namespace umload
