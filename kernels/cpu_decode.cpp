@@ -71,22 +71,23 @@ void portable_native(const decode_job& job, std::uint64_t row_begin, std::uint64
 // Decodes a tile of up to tile_rows rows x 32 inputs, then writes it transposed: one output row
 // (input column k) of nrows contiguous values at a time.
 template <typename Out>
-void portable_hf(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
-                 std::uint64_t row_end, piece_options) {
+void portable_hf(const decode_job& job, std::uint64_t e, std::uint64_t group_begin,
+                 std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end,
+                 piece_options) {
   const auto& t = table();
-  const std::uint64_t e = column_block / job.groups;
-  const std::uint64_t g = column_block % job.groups;
-  Out* out = static_cast<Out*>(job.out) + column_block * mxfp4::block_values * job.rows;
   Out tile[tile_rows][mxfp4::block_values];
-  for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
-    const std::uint64_t nrows = std::min(tile_rows, row_end - r0);
-    for (std::uint64_t r = 0; r < nrows; ++r) {
-      const std::uint64_t b = (e * job.rows + r0 + r) * job.groups + g;
-      decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes, tile[r]);
-    }
-    for (int j = 0; j < mxfp4::block_values; ++j) {
-      Out* dst = out + j * job.rows + r0;
-      for (std::uint64_t r = 0; r < nrows; ++r) dst[r] = tile[r][j];
+  for (std::uint64_t g = group_begin; g < group_end; ++g) {
+    Out* out = static_cast<Out*>(job.out) + (e * job.groups + g) * mxfp4::block_values * job.rows;
+    for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+      const std::uint64_t nrows = std::min(tile_rows, row_end - r0);
+      for (std::uint64_t r = 0; r < nrows; ++r) {
+        const std::uint64_t b = (e * job.rows + r0 + r) * job.groups + g;
+        decode_block(t.bf16[job.scales[b]], job.blocks + b * mxfp4::block_bytes, tile[r]);
+      }
+      for (int j = 0; j < mxfp4::block_values; ++j) {
+        Out* dst = out + j * job.rows + r0;
+        for (std::uint64_t r = 0; r < nrows; ++r) dst[r] = tile[r][j];
+      }
     }
   }
 }
@@ -100,12 +101,12 @@ path_kernels portable_kernels() {
             else
               portable_native<std::uint32_t>(job, begin, end, o);
           },
-          [](const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
-             piece_options o) {
+          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
             if (job.dtype == out_dtype::bf16)
-              portable_hf<std::uint16_t>(job, block, begin, end, o);
+              portable_hf<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
             else
-              portable_hf<std::uint32_t>(job, block, begin, end, o);
+              portable_hf<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
           }};
 }
 
@@ -113,9 +114,12 @@ namespace {
 
 path_kernels kernels_for(isa path) {
   switch (path) {
-    case isa::avx512: return avx512_kernels();
-    case isa::avx2: return avx2_kernels();
-    default: return portable_kernels();
+    case isa::avx512:
+      return avx512_kernels();
+    case isa::avx2:
+      return avx2_kernels();
+    default:
+      return portable_kernels();
   }
 }
 
@@ -150,15 +154,19 @@ void run(const decode_job& job, isa path, int threads, piece_options options) {
     });
     return;
   }
-  const std::uint64_t column_blocks = job.experts * job.groups;
-  const std::uint64_t row_tiles = ceil_div(job.rows, tile_rows);
-  const std::uint64_t splits = std::clamp<std::uint64_t>(ceil_div(target, column_blocks), 1, row_tiles);
-  const std::uint64_t rows_per_split = ceil_div(row_tiles, splits) * tile_rows;
-  const std::uint64_t pieces_per_block = ceil_div(job.rows, rows_per_split);
-  parallel_pieces(column_blocks * pieces_per_block, workers, [&](std::uint64_t i) {
-    const std::uint64_t begin = (i % pieces_per_block) * rows_per_split;
-    k.hf_piece(job, i / pieces_per_block, begin, std::min(job.rows, begin + rows_per_split),
-               options);
+  // hf: pieces of hf_piece_rows rows x all groups of one expert; groups are split too when that
+  // leaves too few pieces for the threads (small jobs).
+  const std::uint64_t row_pieces = ceil_div(job.rows, hf_piece_rows);
+  const std::uint64_t group_splits =
+      std::clamp<std::uint64_t>(ceil_div(target, job.experts * row_pieces), 1, job.groups);
+  const std::uint64_t groups_per_piece = ceil_div(job.groups, group_splits);
+  const std::uint64_t group_pieces = ceil_div(job.groups, groups_per_piece);
+  parallel_pieces(job.experts * row_pieces * group_pieces, workers, [&](std::uint64_t i) {
+    const std::uint64_t g0 = (i % group_pieces) * groups_per_piece;
+    const std::uint64_t r0 = (i / group_pieces % row_pieces) * hf_piece_rows;
+    const std::uint64_t e = i / group_pieces / row_pieces;
+    k.hf_piece(job, e, g0, std::min(job.groups, g0 + groups_per_piece), r0,
+               std::min(job.rows, r0 + hf_piece_rows), options);
   });
 }
 
@@ -166,10 +174,14 @@ void run(const decode_job& job, isa path, int threads, piece_options options) {
 
 std::string_view to_string(isa i) {
   switch (i) {
-    case isa::scalar: return "scalar";
-    case isa::portable: return "portable";
-    case isa::avx2: return "avx2";
-    case isa::avx512: return "avx512";
+    case isa::scalar:
+      return "scalar";
+    case isa::portable:
+      return "portable";
+    case isa::avx2:
+      return "avx2";
+    case isa::avx512:
+      return "avx512";
   }
   return "unknown";
 }
@@ -205,8 +217,8 @@ void decode_scalar(const decode_job& job) {
         const std::uint64_t b = (e * job.rows + r) * job.groups + k / mxfp4::block_values;
         const unsigned code = mxfp4::code_at(job.blocks + b * mxfp4::block_bytes,
                                              static_cast<unsigned>(k % mxfp4::block_values));
-        const std::uint64_t index = job.order == layout::native ? (e * job.rows + r) * in + k
-                                                                : (e * in + k) * job.rows + r;
+        const std::uint64_t index =
+            job.order == layout::native ? (e * job.rows + r) * in + k : (e * in + k) * job.rows + r;
         if (job.dtype == out_dtype::bf16)
           static_cast<std::uint16_t*>(job.out)[index] = mxfp4::decode_bf16(code, job.scales[b]);
         else

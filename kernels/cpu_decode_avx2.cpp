@@ -114,9 +114,10 @@ inline void swap_stage(__m256i (&x)[16]) {
     if ((i & D) == 0) swap_bit<D>(x[i], x[i | D]);
 }
 
+// Rows [row_begin, row_end) of one column block (expert * groups + group): 32 output rows.
 template <typename Out, bool Stream>
-void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
-              std::uint64_t row_end) {
+void hf_column_block(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
+                     std::uint64_t row_end) {
   const auto& tables = byte_tables();
   const std::uint64_t e = column_block / job.groups;
   const std::uint64_t g = column_block % job.groups;
@@ -124,7 +125,8 @@ void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t r
   const std::uint8_t* blocks = job.blocks + ((e * job.rows) * job.groups + g) * mxfp4::block_bytes;
   const std::uint8_t* scales = job.scales + (e * job.rows) * job.groups + g;
   Out* out = static_cast<Out*>(job.out) + column_block * mxfp4::block_values * job.rows;
-  alignas(32) __m256i tile[tile_rows][2];  // [row][column half], 16 words each
+  alignas(32) __m256i tile[tile_rows][2];               // [row][column half], 16 words each
+  alignas(32) __m256i columns[mxfp4::block_values][2];  // [column][row half]
   for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
     const unsigned nrows = static_cast<unsigned>(std::min(tile_rows, row_end - r0));
     for (unsigned i = 0; i < tile_rows; ++i) {
@@ -135,8 +137,8 @@ void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t r
       else
         tile[i][0] = tile[i][1] = _mm256_setzero_si256();
     }
-    for (unsigned h = 0; h * 16 < nrows; ++h) {
-      const unsigned valid = std::min(16u, nrows - h * 16);
+    // Transpose the four 16 x 16 blocks; columns[k][h] is input column k, rows h * 16 .. + 15.
+    for (unsigned h = 0; h < 2; ++h)
       for (unsigned c = 0; c < 2; ++c) {
         __m256i x[16];
 #pragma GCC unroll 16
@@ -145,21 +147,32 @@ void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t r
         swap_stage<2>(x);
         swap_stage<4>(x);
         swap_stage<8>(x);
-        // x[j] is input column c * 16 + j of the block; word w is row r0 + h * 16 + w.
-        Out* dst = out + (c * 16) * job.rows + r0 + h * 16;
-        if (valid == 16) {
 #pragma GCC unroll 16
-          for (unsigned j = 0; j < 16; ++j) store_words<Out, Stream>(dst + j * job.rows, x[j]);
-        } else {
-          for (unsigned j = 0; j < 16; ++j) {
-            alignas(32) Out staged[16];
-            store_words<Out, false>(staged, x[j]);
-            std::memcpy(dst + j * job.rows, staged, valid * sizeof(Out));
-          }
-        }
+        for (unsigned j = 0; j < 16; ++j) columns[c * 16 + j][h] = x[j];
+      }
+    // Both halves of a column back to back, so that streamed stores fill whole cache lines.
+    if (nrows == tile_rows) {
+      for (unsigned k = 0; k < mxfp4::block_values; ++k) {
+        Out* dst = out + k * job.rows + r0;
+        store_words<Out, Stream>(dst, columns[k][0]);
+        store_words<Out, Stream>(dst + 16, columns[k][1]);
+      }
+    } else {
+      for (unsigned k = 0; k < mxfp4::block_values; ++k) {
+        alignas(32) Out staged[tile_rows];
+        store_words<Out, false>(staged, columns[k][0]);
+        store_words<Out, false>(staged + 16, columns[k][1]);
+        std::memcpy(out + k * job.rows + r0, staged, nrows * sizeof(Out));
       }
     }
   }
+}
+
+template <typename Out, bool Stream>
+void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+              std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
+  for (std::uint64_t g = group_begin; g < group_end; ++g)
+    hf_column_block<Out, Stream>(job, expert * job.groups + g, row_begin, row_end);
   if constexpr (Stream) _mm_sfence();
 }
 
@@ -174,14 +187,14 @@ void native_entry(const decode_job& job, std::uint64_t begin, std::uint64_t end,
 }
 
 template <typename Out>
-void hf_entry(const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
-              piece_options o) {
-  // Full 16-row stores start at a multiple of 32 bytes when each output row is.
+void hf_entry(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+              std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
+  // Full tiles start at a multiple of 32 bytes when each output row is.
   if (o.stream && aligned32(job.out) && (job.rows * sizeof(Out)) % 32 == 0 &&
       (begin * sizeof(Out)) % 32 == 0)
-    hf_piece<Out, true>(job, block, begin, end);
+    hf_piece<Out, true>(job, expert, group_begin, group_end, begin, end);
   else
-    hf_piece<Out, false>(job, block, begin, end);
+    hf_piece<Out, false>(job, expert, group_begin, group_end, begin, end);
 }
 
 }  // namespace
@@ -193,12 +206,12 @@ path_kernels avx2_kernels() {
             else
               native_entry<std::uint32_t>(job, begin, end, o);
           },
-          [](const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
-             piece_options o) {
+          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
             if (job.dtype == out_dtype::bf16)
-              hf_entry<std::uint16_t>(job, block, begin, end, o);
+              hf_entry<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
             else
-              hf_entry<std::uint32_t>(job, block, begin, end, o);
+              hf_entry<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
           }};
 }
 

@@ -94,9 +94,10 @@ inline void swap_stage(__m512i (&x)[16]) {
     if ((i & D) == 0) swap_bit<D>(x[i], x[i | D]);
 }
 
+// Rows [row_begin, row_end) of one column block (expert * groups + group): 32 output rows.
 template <typename Out, bool Stream>
-void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
-              std::uint64_t row_end) {
+void hf_column_block(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
+                     std::uint64_t row_end) {
   const auto& t = table();
   const std::uint64_t e = column_block / job.groups;
   const std::uint64_t g = column_block % job.groups;
@@ -114,9 +115,9 @@ void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t r
 #pragma GCC unroll 16
       for (unsigned i = 0; i < 16; ++i) {
         const std::uint64_t r = r0 + h * 16 + i;
-        x[i] = h * 16 + i < nrows ? decode_block(t.bf16[scales[r * job.groups]],
-                                                 blocks + r * block_stride)
-                                  : _mm512_setzero_si512();
+        x[i] = h * 16 + i < nrows
+                   ? decode_block(t.bf16[scales[r * job.groups]], blocks + r * block_stride)
+                   : _mm512_setzero_si512();
       }
       swap_stage<1>(x);
       swap_stage<2>(x);
@@ -159,6 +160,13 @@ void hf_piece(const decode_job& job, std::uint64_t column_block, std::uint64_t r
       }
     }
   }
+}
+
+template <typename Out, bool Stream>
+void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+              std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
+  for (std::uint64_t g = group_begin; g < group_end; ++g)
+    hf_column_block<Out, Stream>(job, expert * job.groups + g, row_begin, row_end);
   if constexpr (Stream) _mm_sfence();
 }
 
@@ -174,14 +182,14 @@ void native_entry(const decode_job& job, std::uint64_t begin, std::uint64_t end,
 }
 
 template <typename Out>
-void hf_entry(const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
-              piece_options o) {
+void hf_entry(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+              std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
   // Full tiles start at a multiple of 64 bytes when each output row is a multiple of 64 bytes.
   if (o.stream && aligned64(job.out) && (job.rows * sizeof(Out)) % 64 == 0 &&
       (begin * sizeof(Out)) % 64 == 0)
-    hf_piece<Out, true>(job, block, begin, end);
+    hf_piece<Out, true>(job, expert, group_begin, group_end, begin, end);
   else
-    hf_piece<Out, false>(job, block, begin, end);
+    hf_piece<Out, false>(job, expert, group_begin, group_end, begin, end);
 }
 
 }  // namespace
@@ -193,12 +201,12 @@ path_kernels avx512_kernels() {
             else
               native_entry<std::uint32_t>(job, begin, end, o);
           },
-          [](const decode_job& job, std::uint64_t block, std::uint64_t begin, std::uint64_t end,
-             piece_options o) {
+          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
             if (job.dtype == out_dtype::bf16)
-              hf_entry<std::uint16_t>(job, block, begin, end, o);
+              hf_entry<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
             else
-              hf_entry<std::uint32_t>(job, block, begin, end, o);
+              hf_entry<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
           }};
 }
 

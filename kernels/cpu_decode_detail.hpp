@@ -1,11 +1,12 @@
 // Internal to the CPU kernels: the per-path entry points the dispatcher (cpu_decode.cpp) calls.
 //
-// Work is split so that every piece writes a contiguous run of the output:
-//   native: a range of global rows (expert * rows + row); row i's output is [i * in, (i + 1) * in).
-//   hf:     one column block (expert * groups + group, i.e. 32 consecutive output rows of the
-//           transposed result) restricted to input rows [row_begin, row_end); a piece is decoded as
-//           tiles of tile_rows rows x 32 inputs, each transposed in registers.
-// Pieces write disjoint output, so threads split them freely.
+// Work is split into pieces that threads take freely (pieces write disjoint output):
+//   native: a range of global rows (expert * rows + row); row i's output is [i * in, (i + 1) * in),
+//           so a piece writes one contiguous run.
+//   hf:     one expert's rows [row_begin, row_end) x groups [group_begin, group_end), decoded as
+//           tiles of tile_rows rows x 32 inputs, each transposed in registers, groups outer and
+//           rows inner: a piece reads a contiguous run of the input and writes runs of
+//           (row_end - row_begin) values into 32 output rows per group.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,10 @@
 namespace umload::cpu::detail {
 
 inline constexpr std::uint64_t tile_rows = 32;
+
+// Rows per hf piece: 256 rows of a 90-group tensor are 368 KiB of input (L2-sized) and give
+// 512-byte runs of output per output row; measured best among 64..1024 on Zen 4.
+inline constexpr std::uint64_t hf_piece_rows = 256;
 
 // Outputs at least this large are written with non-temporal stores where the path has them and
 // the destination is aligned: they would only evict the input from the caches.
@@ -41,8 +46,9 @@ const split_table& byte_tables();
 struct path_kernels {
   void (*native_rows)(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end,
                       piece_options options);
-  void (*hf_piece)(const decode_job& job, std::uint64_t column_block, std::uint64_t row_begin,
-                   std::uint64_t row_end, piece_options options);
+  void (*hf_piece)(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+                   std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end,
+                   piece_options options);
 };
 
 // Each returns the portable kernels when built for a CPU without the instructions.
