@@ -1,0 +1,166 @@
+// The CUDA decode kernels: thin launch wrappers around the per-thread work in cuda_tile.hpp (which
+// a host test runs over whole grids). Grids are persistent: one wave of resident blocks strides
+// over the work, so each block builds the 4 KiB decode table in shared memory once.
+#include "kernels/cuda_decode.hpp"
+
+#include <cuda_runtime.h>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <algorithm>
+#include <cub/device/device_reduce.cuh>
+
+#include "kernels/cuda_check.hpp"
+#include "kernels/error.hpp"
+
+namespace umload::cuda {
+namespace {
+
+using namespace cuda_tile;
+
+__device__ void fill_table(split_table_row* table) {
+  for (unsigned s = threadIdx.x; s < 256; s += blockDim.x) table[s] = make_split_table_row(s);
+}
+
+template <typename Out>
+struct device_sink {
+  Out* out;
+  __device__ void store_vec(std::uint64_t index, const std::uint32_t w[4]) {
+    *reinterpret_cast<uint4*>(out + index) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+  __device__ void store(std::uint64_t index, Out value) { out[index] = value; }
+};
+
+template <typename Out>
+__global__ void __launch_bounds__(native_threads)
+    native_kernel(native_grid g, const std::uint8_t* __restrict__ blocks,
+                  const std::uint8_t* __restrict__ scales, Out* __restrict__ out) {
+  __shared__ split_table_row table[256];
+  fill_table(table);
+  __syncthreads();
+  device_sink<Out> sink{out};
+  const std::uint64_t stride = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
+  for (std::uint64_t unit = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       unit < g.units; unit += stride)
+    native_unit<Out>(g, unit, blocks, scales, table, sink);
+}
+
+template <typename Out>
+__global__ void __launch_bounds__(hf_threads)
+    hf_kernel(hf_grid g, const std::uint8_t* __restrict__ blocks,
+              const std::uint8_t* __restrict__ scales, Out* __restrict__ out) {
+  __shared__ split_table_row table[256];
+  __shared__ std::uint32_t tile_words[hf_tile_words];
+  fill_table(table);
+  __syncthreads();
+  device_sink<Out> sink{out};
+  const std::uint64_t tiles = g.tiles();
+  for (std::uint64_t index = blockIdx.x; index < tiles; index += gridDim.x) {
+    const hf_tile t = hf_tile_at(g, index);
+    hf_decode_to_tile(g, t, threadIdx.x, blocks, scales, table, tile_words);
+    __syncthreads();
+    hf_store_tile<Out>(g, t, threadIdx.x, tile_words, sink);
+    __syncthreads();
+  }
+}
+
+// Blocks for a persistent grid: as many as fit on the device at once, at most one per work piece.
+template <typename Kernel>
+unsigned persistent_blocks(Kernel kernel, unsigned threads, std::uint64_t pieces) {
+  int device = 0;
+  UMLOAD_CUDA_CHECK(cudaGetDevice(&device));
+  int multiprocessors = 0;
+  UMLOAD_CUDA_CHECK(
+      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
+  int per_multiprocessor = 0;
+  UMLOAD_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, threads, 0));
+  const std::uint64_t resident =
+      static_cast<std::uint64_t>(std::max(1, multiprocessors * std::max(1, per_multiprocessor)));
+  return static_cast<unsigned>(std::min(resident, std::max<std::uint64_t>(pieces, 1)));
+}
+
+template <typename Out>
+void launch(const decode_job& job, cudaStream_t stream) {
+  const auto* blocks = job.blocks;
+  const auto* scales = job.scales;
+  auto* out = static_cast<Out*>(job.out);
+  if (job.order == layout::native) {
+    const native_grid g = plan_native(job);
+    const unsigned grid =
+        persistent_blocks(native_kernel<Out>, native_threads, (g.units + native_threads - 1) / native_threads);
+    native_kernel<Out><<<grid, native_threads, 0, stream>>>(g, blocks, scales, out);
+    UMLOAD_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  const hf_grid g = plan_hf(job);
+  const unsigned grid = persistent_blocks(hf_kernel<Out>, hf_threads, g.tiles());
+  hf_kernel<Out><<<grid, hf_threads, 0, stream>>>(g, blocks, scales, out);
+  UMLOAD_CUDA_CHECK_LAUNCH();
+}
+
+struct summary_of_value {
+  const void* out;
+  bool f32;
+  __device__ output_summary operator()(std::uint64_t index) const {
+    const std::uint32_t bits = f32 ? static_cast<const std::uint32_t*>(out)[index]
+                                   : static_cast<const std::uint16_t*>(out)[index];
+    return summary_term(index, bits, f32);
+  }
+};
+
+struct combine_summaries {
+  __device__ output_summary operator()(const output_summary& a, const output_summary& b) const {
+    return combine(a, b);
+  }
+};
+
+// Stream-ordered scratch for one call, freed on every path.
+struct async_buffer {
+  void* p = nullptr;
+  cudaStream_t stream = nullptr;
+  async_buffer(std::size_t bytes, cudaStream_t s) : stream(s) {
+    UMLOAD_CUDA_CHECK(cudaMallocAsync(&p, std::max<std::size_t>(bytes, 1), stream));
+  }
+  ~async_buffer() { cudaFreeAsync(p, stream); }
+  async_buffer(const async_buffer&) = delete;
+  async_buffer& operator=(const async_buffer&) = delete;
+};
+
+}  // namespace
+
+void decode(const decode_job& job, void* stream) {
+  if (job.values() == 0) return;
+  if (job.blocks == nullptr || job.scales == nullptr || job.out == nullptr)
+    throw usage_error("cuda::decode: job has a null blocks, scales or out pointer");
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (job.dtype == out_dtype::bf16)
+    launch<std::uint16_t>(job, s);
+  else
+    launch<std::uint32_t>(job, s);
+}
+
+output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype, void* stream) {
+  if (values == 0) return output_summary{};
+  const auto s = static_cast<cudaStream_t>(stream);
+  const thrust::counting_iterator<std::uint64_t> indices(0);
+  const summary_of_value transform{out, dtype == out_dtype::f32};
+  const auto count = static_cast<std::int64_t>(values);
+  std::size_t temp_bytes = 0;
+  UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, indices,
+                                                       static_cast<output_summary*>(nullptr), count,
+                                                       combine_summaries{}, transform,
+                                                       output_summary{}, s));
+  async_buffer temp(temp_bytes, s);
+  async_buffer result(sizeof(output_summary), s);
+  UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
+      temp.p, temp_bytes, indices, static_cast<output_summary*>(result.p), count,
+      combine_summaries{}, transform, output_summary{}, s));
+  UMLOAD_CUDA_CHECK_LAUNCH();
+  output_summary host{};
+  UMLOAD_CUDA_CHECK(
+      cudaMemcpyAsync(&host, result.p, sizeof(host), cudaMemcpyDeviceToHost, s));
+  UMLOAD_CUDA_CHECK(cudaStreamSynchronize(s));
+  return host;
+}
+
+}  // namespace umload::cuda
