@@ -1,14 +1,464 @@
-// Placeholder until the CUDA backend lands (owned by the CUDA work).
+// The CUDA backend: pinned staging slots, decode kernels from kernels/cuda_decode.hpp, outputs in
+// device memory (or advised host memory on coherent machines).
+//
+// Discrete strategy: each decode item's blocks and scales are copied on a copy stream into one of
+// two device scratch slots; the decode kernel runs on a compute stream after that copy's event.
+// process() returns once the copy is done, so the pinned slot is refilled while the kernel runs;
+// a scratch slot is reused only after its kernel's event. Zero-copy strategy (integrated and
+// coherent machines): the kernel reads the pinned slot through its device mapping, and process()
+// returns when that kernel is done. Dense tensors are copied as they are, straight to their
+// destination. Times come from CUDA events; peak device memory counts every live cudaMalloc,
+// scratch included.
+#include <cuda_runtime.h>
+#include <hwloc.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "kernels/cuda_check.hpp"
+#include "kernels/cuda_decode.hpp"
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
 
 namespace umload {
 
-std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options&) {
-  throw cuda_error("this umload was built without CUDA (configure with -DUMLOAD_ENABLE_CUDA=ON)");
+namespace {
+
+constexpr std::size_t page_bytes = 4096;
+constexpr std::size_t scratch_alignment = 256;
+constexpr int scratch_slots = 2;
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Events are timed only after they are known complete.
+float elapsed_ms(cudaEvent_t from, cudaEvent_t to) {
+  float ms = 0;
+  UMLOAD_CUDA_CHECK(cudaEventElapsedTime(&ms, from, to));
+  return ms;
 }
 
-bool cuda_available() { return false; }
-int cuda_device_count() { return 0; }
+cudaEvent_t make_event() {
+  cudaEvent_t e = nullptr;
+  UMLOAD_CUDA_CHECK(cudaEventCreate(&e));
+  return e;
+}
+
+class cuda_backend final : public backend {
+ public:
+  explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    int pageable = 0;
+    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess,
+                                             options_.ordinal));
+    pageable_access_ = pageable != 0;
+    try {
+      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_stream_, cudaStreamNonBlocking));
+      copy_start_ = make_event();
+      copied_ = make_event();
+      for (auto& slot : scratch_) {
+        slot.decode_start = make_event();
+        slot.decoded = make_event();
+      }
+      if (options_.staging_numa_node >= 0) load_topology();
+    } catch (...) {
+      destroy();
+      throw;
+    }
+  }
+
+  ~cuda_backend() override {
+    // Errors here cannot be reported: the library never throws from a destructor.
+    cudaSetDevice(options_.ordinal);
+    if (copy_stream_) cudaStreamSynchronize(copy_stream_);
+    if (compute_stream_) cudaStreamSynchronize(compute_stream_);
+    for (auto& slot : scratch_)
+      if (slot.device) cudaFree(slot.device);
+    for (auto& [base, slot] : staging_) free_staging(base, slot);
+    destroy();
+  }
+
+  cuda_backend(const cuda_backend&) = delete;
+  cuda_backend& operator=(const cuda_backend&) = delete;
+
+  std::string_view name() const override { return "cuda"; }
+
+  std::byte* allocate_staging(std::size_t bytes) override {
+    std::lock_guard lock(mutex_);
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const std::size_t length = round_up(std::max<std::size_t>(bytes, 1), page_bytes);
+    staging_slot slot;
+    slot.bytes = length;
+    void* p = nullptr;
+    if (topology_) {
+      // Bind before pinning: pages land on the GPU-local node when first touched, and pinned
+      // pages do not move afterwards.
+      p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      bind_to_node(p, length);
+      std::memset(p, 0, length);
+      const cudaError_t status = cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
+      if (status != cudaSuccess) {
+        ::munmap(p, length);
+        detail::cuda_check(status, "cudaHostRegister(staging slot)", __FILE__, __LINE__);
+      }
+      slot.registered = true;
+    } else {
+      UMLOAD_CUDA_CHECK(cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped));
+    }
+    const cudaError_t mapped = cudaHostGetDevicePointer(&slot.device, p, 0);
+    if (mapped != cudaSuccess) {
+      free_staging(p, slot);
+      detail::cuda_check(mapped, "cudaHostGetDevicePointer(staging slot)", __FILE__, __LINE__);
+    }
+    staging_.emplace(p, slot);
+    largest_staging_ = std::max(largest_staging_, length);
+    return static_cast<std::byte*>(p);
+  }
+
+  void release_staging(std::byte* p, std::size_t) noexcept override {
+    std::lock_guard lock(mutex_);
+    const auto it = staging_.find(p);
+    if (it == staging_.end()) return;
+    cudaSetDevice(options_.ordinal);
+    // A slot may still feed a copy or a zero-copy kernel: let those finish first.
+    cudaStreamSynchronize(copy_stream_);
+    if (options_.zero_copy_staging) cudaStreamSynchronize(compute_stream_);
+    free_staging(it->first, it->second);
+    staging_.erase(it);
+  }
+
+  std::byte* allocate_output(std::size_t bytes, memory_kind where) override {
+    if (bytes == 0) return nullptr;
+    std::lock_guard lock(mutex_);
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    switch (where) {
+      case memory_kind::device: return static_cast<std::byte*>(device_alloc(bytes));
+      case memory_kind::host: {
+        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+        return static_cast<std::byte*>(p);
+      }
+      case memory_kind::host_managed: return static_cast<std::byte*>(host_managed_alloc(bytes));
+    }
+    throw usage_error("cuda backend: unknown memory kind");
+  }
+
+  void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept override {
+    if (p == nullptr) return;
+    std::lock_guard lock(mutex_);
+    cudaSetDevice(options_.ordinal);
+    // Work in flight may still write this tensor.
+    cudaStreamSynchronize(copy_stream_);
+    cudaStreamSynchronize(compute_stream_);
+    switch (where) {
+      case memory_kind::device:
+        if (cudaFree(p) == cudaSuccess) live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
+        return;
+      case memory_kind::host: ::munmap(p, bytes); return;
+      case memory_kind::host_managed:
+        if (pageable_access_)
+          ::munmap(p, bytes);
+        else
+          cudaFree(p);
+        return;
+    }
+  }
+
+  void process(const staged_item& item) override {
+    std::lock_guard lock(mutex_);
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    if (item.what == staged_item::kind::copy) {
+      copy_item(item);
+    } else if (options_.zero_copy_staging) {
+      decode_in_place(item.job);
+    } else {
+      decode_via_scratch(item.job);
+    }
+  }
+
+  void synchronize() override {
+    std::lock_guard lock(mutex_);
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+    for (auto& slot : scratch_) retire(slot);
+  }
+
+  backend_stats stats() const override {
+    std::lock_guard lock(mutex_);
+    return {copy_seconds_, decode_seconds_, peak_device_bytes_};
+  }
+
+ private:
+  struct staging_slot {
+    std::size_t bytes = 0;
+    void* device = nullptr;  // the slot as the device addresses it
+    bool registered = false; // mmap + cudaHostRegister (NUMA-bound) rather than cudaHostAlloc
+  };
+
+  struct scratch_slot {
+    void* device = nullptr;
+    std::size_t bytes = 0;
+    cudaEvent_t decode_start = nullptr;
+    cudaEvent_t decoded = nullptr;
+    bool busy = false;  // a kernel reading this slot was enqueued and not yet retired
+  };
+
+  void destroy() noexcept {
+    for (auto& slot : scratch_) {
+      if (slot.decode_start) cudaEventDestroy(slot.decode_start);
+      if (slot.decoded) cudaEventDestroy(slot.decoded);
+      slot.decode_start = slot.decoded = nullptr;
+    }
+    if (copy_start_) cudaEventDestroy(copy_start_);
+    if (copied_) cudaEventDestroy(copied_);
+    if (copy_stream_) cudaStreamDestroy(copy_stream_);
+    if (compute_stream_) cudaStreamDestroy(compute_stream_);
+    copy_start_ = copied_ = nullptr;
+    copy_stream_ = compute_stream_ = nullptr;
+    if (topology_) hwloc_topology_destroy(topology_);
+    topology_ = nullptr;
+  }
+
+  void load_topology() {
+    if (hwloc_topology_init(&topology_) != 0 || hwloc_topology_load(topology_) != 0)
+      throw io_error("hwloc: cannot load this machine's topology to bind staging memory", errno);
+    numa_node_ = hwloc_get_numanode_obj_by_os_index(topology_, static_cast<unsigned>(options_.staging_numa_node));
+    if (numa_node_ == nullptr)
+      throw usage_error("staging NUMA node " + std::to_string(options_.staging_numa_node) +
+                        " does not exist on this machine (it has " +
+                        std::to_string(hwloc_get_nbobjs_by_type(topology_, HWLOC_OBJ_NUMANODE)) +
+                        " NUMA nodes)");
+  }
+
+  void bind_to_node(void* p, std::size_t length) {
+    if (hwloc_set_area_membind(topology_, p, length, numa_node_->nodeset, HWLOC_MEMBIND_BIND,
+                               HWLOC_MEMBIND_BYNODESET) == 0)
+      return;
+    // Binding is a placement hint: kernels without NUMA support (ENOSYS) and containers whose
+    // seccomp policy refuses mbind (EPERM) leave the slot where first touch puts it.
+    const int err = errno;
+    if (err == ENOSYS || err == EPERM || err == EXDEV) return;
+    ::munmap(p, length);
+    throw io_error("hwloc_set_area_membind of a staging slot to NUMA node " +
+                       std::to_string(options_.staging_numa_node) + ": " + std::strerror(err),
+                   err);
+  }
+
+  void free_staging(void* p, const staging_slot& slot) noexcept {
+    if (slot.registered) {
+      cudaHostUnregister(p);
+      ::munmap(p, slot.bytes);
+    } else {
+      cudaFreeHost(p);
+    }
+  }
+
+  void* device_alloc(std::size_t bytes) {
+    void* p = nullptr;
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      std::size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      throw budget_error("cudaMalloc of " + std::to_string(bytes) + " bytes on device " +
+                         std::to_string(options_.ordinal) + " failed: " +
+                         std::to_string(free_bytes) + " of " + std::to_string(total_bytes) +
+                         " bytes free, " + std::to_string(live_device_bytes_) +
+                         " held by this loader");
+    }
+    UMLOAD_CUDA_CHECK(status);
+    live_device_bytes_ += bytes;
+    peak_device_bytes_ = std::max(peak_device_bytes_, live_device_bytes_);
+    return p;
+  }
+
+  void device_free(void* p, std::size_t bytes) noexcept {
+    if (p && cudaFree(p) == cudaSuccess) live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
+  }
+
+  // Host memory the GPU reads in place: preferred location host, accessed by this device. With
+  // pageable memory access (ATS, HMM) ordinary anonymous memory takes the advice; otherwise it
+  // must be managed memory, which is never asked beyond what the device has free.
+  void* host_managed_alloc(std::size_t bytes) {
+    void* p = nullptr;
+    if (pageable_access_) {
+      p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+    } else {
+      std::size_t free_bytes = 0, total_bytes = 0;
+      UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      if (bytes > free_bytes)
+        throw budget_error("host_managed output of " + std::to_string(bytes) +
+                           " bytes: this device has no pageable memory access, and managed memory "
+                           "is not asked beyond the " + std::to_string(free_bytes) +
+                           " bytes it has free");
+      UMLOAD_CUDA_CHECK(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal));
+    }
+    try {
+      cudaMemLocation host{};
+      host.type = cudaMemLocationTypeHost;
+      host.id = 0;
+      cudaMemLocation device{};
+      device.type = cudaMemLocationTypeDevice;
+      device.id = options_.ordinal;
+      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host));
+      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device));
+    } catch (...) {
+      if (pageable_access_)
+        ::munmap(p, bytes);
+      else
+        cudaFree(p);
+      throw;
+    }
+    return p;
+  }
+
+  void copy_item(const staged_item& item) {
+    if (item.staged_bytes == 0) return;
+    if (item.destination == nullptr || item.staged == nullptr)
+      throw usage_error("cuda backend: copy item without source or destination");
+    UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(item.destination, item.staged, item.staged_bytes,
+                                      cudaMemcpyDefault, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied_));
+    copy_seconds_ += elapsed_ms(copy_start_, copied_) / 1e3;
+  }
+
+  // Waits for a scratch slot's kernel and books its time.
+  void retire(scratch_slot& slot) {
+    if (!slot.busy) return;
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(slot.decoded));
+    decode_seconds_ += elapsed_ms(slot.decode_start, slot.decoded) / 1e3;
+    slot.busy = false;
+  }
+
+  void decode_via_scratch(const decode_job& job) {
+    if (job.values() == 0) return;
+    const std::size_t scales_at = round_up(job.block_bytes(), scratch_alignment);
+    const std::size_t need = scales_at + job.scale_bytes();
+    scratch_slot& slot = scratch_[next_scratch_];
+    next_scratch_ = (next_scratch_ + 1) % scratch_slots;
+    retire(slot);
+    if (slot.bytes < need) {
+      // Sized to the largest staging slot, so that it grows at most once in a normal run.
+      device_free(slot.device, slot.bytes);
+      slot.device = nullptr;
+      slot.bytes = 0;
+      const std::size_t bytes = round_up(std::max(need, largest_staging_), scratch_alignment);
+      slot.device = device_alloc(bytes);
+      slot.bytes = bytes;
+    }
+    auto* base = static_cast<std::uint8_t*>(slot.device);
+    UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice,
+                                      copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base + scales_at, job.scales, job.scale_bytes(),
+                                      cudaMemcpyHostToDevice, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaStreamWaitEvent(compute_stream_, copied_, 0));
+
+    decode_job on_device = job;
+    on_device.blocks = base;
+    on_device.scales = base + scales_at;
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decode_start, compute_stream_));
+    cuda::decode(on_device, compute_stream_);
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, compute_stream_));
+    slot.busy = true;
+
+    // The pinned slot may be refilled once its bytes are on the device.
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied_));
+    copy_seconds_ += elapsed_ms(copy_start_, copied_) / 1e3;
+  }
+
+  // The device's address of host bytes in a staging slot; on machines with pageable memory access
+  // any host address serves as it is.
+  const std::uint8_t* device_view(const std::uint8_t* p, std::size_t bytes) const {
+    auto it = staging_.upper_bound(const_cast<std::uint8_t*>(p));
+    if (it != staging_.begin()) {
+      --it;
+      const auto* base = static_cast<const std::uint8_t*>(it->first);
+      if (p >= base && p + bytes <= base + it->second.bytes)
+        return static_cast<const std::uint8_t*>(it->second.device) + (p - base);
+    }
+    if (pageable_access_) return p;
+    throw usage_error("cuda backend: zero-copy staging needs the item's bytes in a staging slot "
+                      "of this backend");
+  }
+
+  void decode_in_place(const decode_job& job) {
+    if (job.values() == 0) return;
+    decode_job on_device = job;
+    on_device.blocks = device_view(job.blocks, job.block_bytes());
+    on_device.scales = device_view(job.scales, job.scale_bytes());
+    scratch_slot& timing = scratch_[0];
+    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decode_start, compute_stream_));
+    cuda::decode(on_device, compute_stream_);
+    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decoded, compute_stream_));
+    timing.busy = true;
+    retire(timing);  // the slot is read by the kernel until it ends
+  }
+
+  cuda_backend_options options_;
+  bool pageable_access_ = false;
+  mutable std::mutex mutex_;
+  cudaStream_t copy_stream_ = nullptr;
+  cudaStream_t compute_stream_ = nullptr;
+  cudaEvent_t copy_start_ = nullptr;
+  cudaEvent_t copied_ = nullptr;
+  std::array<scratch_slot, scratch_slots> scratch_{};
+  int next_scratch_ = 0;
+  std::map<void*, staging_slot> staging_;
+  std::size_t largest_staging_ = 0;
+  hwloc_topology_t topology_ = nullptr;
+  hwloc_obj_t numa_node_ = nullptr;
+  std::uint64_t live_device_bytes_ = 0;
+  std::uint64_t peak_device_bytes_ = 0;
+  double copy_seconds_ = 0;
+  double decode_seconds_ = 0;
+};
+
+// cudaGetDeviceCount's status: cudaErrorInsufficientDriver without a driver, cudaErrorNoDevice
+// without a GPU, cudaErrorStubLibrary with the toolkit's stub libcuda. All mean "no GPU".
+cudaError_t probe(int& count) {
+  count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    count = 0;
+  }
+  return status;
+}
+
+}  // namespace
+
+std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options) {
+  int count = 0;
+  const cudaError_t status = probe(count);
+  if (count == 0)
+    throw cuda_error(std::string("no usable CUDA device: cudaGetDeviceCount says ") +
+                     (status == cudaSuccess ? "0 devices" : cudaGetErrorName(status)));
+  if (options.ordinal < 0 || options.ordinal >= count)
+    throw usage_error("CUDA device " + std::to_string(options.ordinal) + " does not exist (" +
+                      std::to_string(count) + " device" + (count == 1 ? "" : "s") + ")");
+  return std::make_unique<cuda_backend>(options);
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+int cuda_device_count() {
+  int count = 0;
+  probe(count);
+  return count;
+}
 
 }  // namespace umload
