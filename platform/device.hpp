@@ -1,0 +1,104 @@
+// What the GPU says about itself, and which memory model that makes the machine. The CUDA
+// runtime is reached only through `device_query`, so tests (and the built-in profiles) can
+// describe any GPU with a plain `device_info`; the live query is make_cuda_device_query().
+//
+//   auto query = umload::platform::make_cuda_device_query();
+//   device_info gpu = query->query(0);            // never throws for "no GPU": present=false
+//   classification c = classify(gpu);             // memory_model + the reason, in words
+//
+// Attribute numbers are the cudaDeviceAttr values of CUDA 13.0 (driver_types.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace umload::platform {
+
+// How the GPU's memory relates to the host's (../shared/reference/platforms.md):
+//   host         no usable GPU: everything in host memory, decoded on CPU cores
+//   discrete     separate device memory behind PCIe/NVLink (H100, H200)
+//   discrete_hmm discrete, and the GPU can touch pageable memory through HMM (software coherence)
+//   coherent     hardware-coherent superchip (GH200, GB200: NVLink-C2C + ATS), HBM + LPDDR5X
+//   integrated   one memory pool shared by CPU and GPU (DGX Spark GB10)
+enum class memory_model : std::uint8_t { host, discrete, discrete_hmm, coherent, integrated };
+
+std::string_view to_string(memory_model m);  // "host", "discrete", "discrete-hmm", ...
+std::optional<memory_model> parse_memory_model(std::string_view text);  // accepts both spellings
+
+// Everything umload reads about one device. An attribute the query could not read stays -1.
+struct device_info {
+  bool present = false;         // a usable device exists at `ordinal`
+  std::string absence_reason;   // why not, when !present ("no CUDA driver ...")
+  int ordinal = 0;
+  int device_count = 0;
+  std::string name;
+  std::string pci_bus_id;       // "0000:1a:00.0" (cudaDeviceGetPCIBusId), lower case
+  int driver_version = -1;      // cudaDriverGetVersion, e.g. 13000
+  int runtime_version = -1;     // cudaRuntimeGetVersion
+  int compute_major = -1;       // cudaDevAttrComputeCapabilityMajor (75)
+  int compute_minor = -1;       // cudaDevAttrComputeCapabilityMinor (76)
+  int sm_count = -1;            // cudaDevAttrMultiProcessorCount (16)
+  std::uint64_t total_memory = 0;  // cudaMemGetInfo total (device memory, or the pool)
+  std::optional<std::uint64_t> free_memory;  // cudaMemGetInfo free: trusted on discrete only
+
+  int integrated = -1;                   // cudaDevAttrIntegrated (18)
+  int managed_memory = -1;               // cudaDevAttrManagedMemory (83)
+  int host_native_atomic = -1;           // cudaDevAttrHostNativeAtomicSupported (86)
+  int pageable_memory_access = -1;       // cudaDevAttrPageableMemoryAccess (88)
+  int concurrent_managed_access = -1;    // cudaDevAttrConcurrentManagedAccess (89)
+  int pageable_uses_host_page_tables = -1;  // cudaDevAttrPageableMemoryAccessUsesHostPageTables (100)
+  int direct_managed_access_from_host = -1; // cudaDevAttrDirectManagedMemAccessFromHost (101)
+  int memory_pools_supported = -1;       // cudaDevAttrMemoryPoolsSupported (115)
+  int numa_config = -1;                  // cudaDevAttrNumaConfig (130): 1 = GPU memory is a NUMA node
+  int numa_id = -1;                      // cudaDevAttrNumaId (131)
+  int host_numa_id = -1;                 // cudaDevAttrHostNumaId (134): -1 without NUMA
+
+  // Names of attributes whose values were not read off real hardware (profiles only).
+  std::vector<std::string> unconfirmed;
+};
+
+// One attribute for display: its cudaDeviceAttr number (0 when it is not an attribute).
+struct device_attribute {
+  std::string_view name;
+  int number;
+  long long value;
+  bool confirmed;
+};
+std::vector<device_attribute> attributes(const device_info& d);
+
+struct classification {
+  memory_model model = memory_model::host;
+  std::string reason;
+};
+
+// integrated=1 -> integrated; host page tables=1 -> coherent; pageable=1 -> discrete-hmm;
+// otherwise discrete; no device -> host. Pure.
+classification classify(const device_info& d);
+
+// The seam between umload and the CUDA runtime.
+class device_query {
+ public:
+  virtual ~device_query() = default;
+  // Describes device `ordinal`. Never throws for "no driver", "no device", a stub library or an
+  // ordinal out of range: returns present=false with the reason.
+  virtual device_info query(int ordinal) const = 0;
+};
+
+// The CUDA runtime. In builds without CUDA it reports present=false, "built without CUDA".
+std::unique_ptr<device_query> make_cuda_device_query();
+
+// A query that answers with a fixed description: for tests and profiles.
+class fixed_device_query final : public device_query {
+ public:
+  explicit fixed_device_query(device_info info) : info_(std::move(info)) {}
+  device_info query(int ordinal) const override;
+
+ private:
+  device_info info_;
+};
+
+}  // namespace umload::platform

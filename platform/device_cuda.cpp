@@ -1,0 +1,138 @@
+// The live device_query: the only file in platform/ that calls the CUDA runtime. A build with
+// CUDA must still run where there is no driver, no device or only the stub library; each of those
+// answers present=false with the reason (kvikio's is_cuda_available does the same).
+#include "platform/device.hpp"
+
+#if UMLOAD_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include <cctype>
+#endif
+
+namespace umload::platform {
+
+#if UMLOAD_HAVE_CUDA
+namespace {
+
+std::string absence_from(cudaError_t rc) {
+  switch (rc) {
+    case cudaErrorInsufficientDriver:
+      return "no CUDA driver: cudaGetDeviceCount returned cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice:
+      return "no CUDA device: cudaGetDeviceCount returned cudaErrorNoDevice";
+    case cudaErrorStubLibrary:
+      return "only the CUDA stub library is present: cudaErrorStubLibrary";
+    default:
+      return std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(rc) + ": " +
+             cudaGetErrorString(rc);
+  }
+}
+
+int attribute(cudaDeviceAttr attr, int ordinal) {
+  int value = -1;
+  if (cudaDeviceGetAttribute(&value, attr, ordinal) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return value;
+}
+
+class cuda_device_query final : public device_query {
+ public:
+  device_info query(int ordinal) const override {
+    device_info d;
+    d.ordinal = ordinal;
+    int count = 0;
+    const cudaError_t rc = cudaGetDeviceCount(&count);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();
+      d.absence_reason = absence_from(rc);
+      return d;
+    }
+    d.device_count = count;
+    if (count == 0) {
+      d.absence_reason = "no CUDA device: cudaGetDeviceCount returned 0";
+      return d;
+    }
+    if (ordinal < 0 || ordinal >= count) {
+      d.absence_reason = "CUDA device " + std::to_string(ordinal) + " does not exist (" +
+                         std::to_string(count) + " present)";
+      return d;
+    }
+    cudaDriverGetVersion(&d.driver_version);
+    cudaRuntimeGetVersion(&d.runtime_version);
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) {
+      d.name = prop.name;
+    } else {
+      cudaGetLastError();
+    }
+    char bus_id[64] = {};
+    if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, ordinal) == cudaSuccess) {
+      d.pci_bus_id = bus_id;
+      for (auto& c : d.pci_bus_id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+      cudaGetLastError();
+    }
+    d.compute_major = attribute(cudaDevAttrComputeCapabilityMajor, ordinal);
+    d.compute_minor = attribute(cudaDevAttrComputeCapabilityMinor, ordinal);
+    d.sm_count = attribute(cudaDevAttrMultiProcessorCount, ordinal);
+    d.integrated = attribute(cudaDevAttrIntegrated, ordinal);
+    d.managed_memory = attribute(cudaDevAttrManagedMemory, ordinal);
+    d.host_native_atomic = attribute(cudaDevAttrHostNativeAtomicSupported, ordinal);
+    d.pageable_memory_access = attribute(cudaDevAttrPageableMemoryAccess, ordinal);
+    d.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, ordinal);
+    d.pageable_uses_host_page_tables =
+        attribute(cudaDevAttrPageableMemoryAccessUsesHostPageTables, ordinal);
+    d.direct_managed_access_from_host = attribute(cudaDevAttrDirectManagedMemAccessFromHost, ordinal);
+    d.memory_pools_supported = attribute(cudaDevAttrMemoryPoolsSupported, ordinal);
+    d.numa_config = attribute(cudaDevAttrNumaConfig, ordinal);
+    d.numa_id = attribute(cudaDevAttrNumaId, ordinal);
+    d.host_numa_id = attribute(cudaDevAttrHostNumaId, ordinal);
+
+    // cudaMemGetInfo reports on the current device; switch, ask, and switch back.
+    int previous = 0;
+    const bool had_previous = cudaGetDevice(&previous) == cudaSuccess;
+    if (cudaSetDevice(ordinal) == cudaSuccess) {
+      std::size_t free_bytes = 0, total_bytes = 0;
+      if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+        d.total_memory = total_bytes;
+        d.free_memory = free_bytes;
+      } else {
+        cudaGetLastError();
+      }
+      if (had_previous) cudaSetDevice(previous);
+    } else {
+      cudaGetLastError();
+    }
+    if (d.total_memory == 0) d.total_memory = prop.totalGlobalMem;
+    d.present = true;
+    return d;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<device_query> make_cuda_device_query() {
+  return std::make_unique<cuda_device_query>();
+}
+
+#else
+
+namespace {
+class no_cuda_query final : public device_query {
+ public:
+  device_info query(int ordinal) const override {
+    device_info d;
+    d.ordinal = ordinal;
+    d.absence_reason = "built without CUDA (UMLOAD_ENABLE_CUDA=OFF)";
+    return d;
+  }
+};
+}  // namespace
+
+std::unique_ptr<device_query> make_cuda_device_query() { return std::make_unique<no_cuda_query>(); }
+
+#endif
+
+}  // namespace umload::platform

@@ -1,0 +1,481 @@
+#include "platform/plan.hpp"
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "kernels/error.hpp"
+#include "platform/units.hpp"
+
+namespace umload::platform {
+namespace {
+
+constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+
+std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
+
+std::uint64_t minus(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
+
+bool is_gpu(memory_model m) { return m != memory_model::host; }
+
+// Order in which a coherent machine fills device memory: embeddings, then attention and norms
+// (and anything else dense), then routers, then the experts layer by layer.
+int fill_class(tensor_kind k) {
+  switch (k) {
+    case tensor_kind::embedding: return 0;
+    case tensor_kind::attention:
+    case tensor_kind::norm:
+    case tensor_kind::dense: return 1;
+    case tensor_kind::router: return 2;
+    case tensor_kind::expert_weight:
+    case tensor_kind::expert_bias: return 3;
+  }
+  return 3;
+}
+
+std::string rank_text(const demand_options& o) {
+  if (o.world_size == 1) return "1 rank";
+  return "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size);
+}
+
+// The plan without alternatives: the policy proper.
+placement_plan plan_core(const platform_info& platform, const model_demand& demand, const budgets& b) {
+  placement_plan p;
+  p.model_label = demand.label;
+  p.platform = platform.source;
+  p.model = platform.model;
+  p.options = demand.options;
+  p.notes = platform.notes;
+  const memory_model m = platform.model;
+  const gpu_locality& gpu = platform.topology.gpu;
+
+  p.device_capacity_bytes = b.device_memory_bytes.value_or(platform.memory.device_bytes);
+  p.device_capacity_source = b.device_memory_bytes ? "--device-memory / UMLOAD_DEVICE_MEMORY"
+                                                   : platform.memory.device_source;
+  p.host_capacity_bytes = b.host_memory_bytes.value_or(platform.memory.host_bytes);
+  p.host_capacity_source = b.host_memory_bytes ? "--host-memory / UMLOAD_HOST_MEMORY"
+                                               : platform.memory.host_source;
+  p.single_pool = m == memory_model::integrated;
+  if (p.single_pool && !b.device_memory_bytes && b.host_memory_bytes) {
+    p.device_capacity_bytes = std::min(p.device_capacity_bytes, *b.host_memory_bytes);
+    p.device_capacity_source = "--host-memory / UMLOAD_HOST_MEMORY (one pool)";
+  }
+  if (is_gpu(m) && p.device_capacity_bytes == 0) {
+    throw usage_error("a " + std::string(to_string(m)) +
+                      " plan needs a device memory figure and none was detected: give --device-memory");
+  }
+  p.device_reserve_bytes = is_gpu(m) ? b.device_reserve_bytes : 0;
+
+  // Staging: size and depth per model, then overrides; a slot holds at least one expert whole.
+  std::uint64_t slot = 64 * mib;
+  int slots = 4;
+  switch (m) {
+    case memory_model::discrete:
+    case memory_model::discrete_hmm:
+      p.reason = "discrete device memory: every tensor in device memory, pinned staging on the "
+                 "GPU-local NUMA node copied through device scratch slots";
+      p.staging_pinned = true;
+      p.device_scratch = true;
+      break;
+    case memory_model::coherent:
+      p.reason = "coherent superchip: device memory filled in order of use, the rest in host "
+                 "memory next to the GPU with preferred-location/accessed-by advice";
+      p.staging_pinned = true;
+      p.zero_copy_staging = true;
+      break;
+    case memory_model::integrated:
+      p.reason = "integrated: one resident copy in the shared pool, a small staging ring, direct "
+                 "I/O so no page cache competes with the weights";
+      slot = 16 * mib;
+      slots = 3;
+      p.staging_pinned = true;
+      p.zero_copy_staging = true;
+      break;
+    case memory_model::host:
+      p.reason = "no GPU: tensors in host memory, decoded on CPU cores";
+      slots = 2;
+      break;
+  }
+  if (b.staging_slot_bytes) slot = *b.staging_slot_bytes;
+  if (b.staging_slots) slots = *b.staging_slots;
+  const std::uint64_t unit = demand.largest_stage_unit();
+  if (slot < unit) {
+    p.notes.push_back("staging slot raised from " + format_bytes(slot) + " to hold one expert (" +
+                      format_bytes(unit) + ")");
+    slot = round_up(unit, 2 * mib);
+  }
+  p.staging_slot_bytes = slot;
+  p.staging_slots = slots;
+  p.staging_bytes = slot * static_cast<std::uint64_t>(slots);
+  p.device_scratch_bytes = p.device_scratch ? p.staging_bytes : 0;
+  if (is_gpu(m) && gpu.found) {
+    p.staging_numa_node = gpu.numa_node;
+    p.reader_cpuset = gpu.cpuset;
+  }
+
+  // I/O mode.
+  if (m == memory_model::host) {
+    p.io = io_mode::buffered;
+    p.io_reason = "host memory is the destination; buffered reads with each consumed range "
+                  "dropped from the page cache";
+  } else {
+    p.io = io_mode::direct;
+    p.io_reason = m == memory_model::integrated
+                      ? "direct I/O: page cache would take memory from the one pool the weights need"
+                      : "direct I/O into pinned staging: no page cache, no extra copy";
+  }
+  if (b.io != io_choice::automatic) {
+    p.io = b.io == io_choice::direct ? io_mode::direct : io_mode::buffered;
+    p.io_reason = "forced by UMLOAD_IO=" + std::string(to_string(b.io));
+  }
+  p.drop_page_cache = p.io == io_mode::buffered;
+
+  // Placements.
+  p.stored_bytes = demand.bytes_stored();
+  p.output_bytes = demand.bytes_output();
+  p.placements.reserve(demand.tensors.size());
+  for (const auto& t : demand.tensors) {
+    placement pl;
+    pl.tensor = t.name;
+    pl.bytes = t.bytes_output;
+    pl.layer = t.layer;
+    pl.kind = t.kind;
+    pl.where = is_gpu(m) ? location::device : location::host;
+    p.placements.push_back(std::move(pl));
+  }
+  if (m == memory_model::coherent) {
+    std::vector<std::size_t> order(p.placements.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) {
+      const auto& x = p.placements[a];
+      const auto& y = p.placements[c];
+      const int cx = fill_class(x.kind), cy = fill_class(y.kind);
+      if (cx != cy) return cx < cy;
+      if (cx == 3 && x.layer != y.layer) return x.layer < y.layer;
+      return false;
+    });
+    const std::uint64_t room = minus(p.device_capacity_bytes, p.device_reserve_bytes + p.device_scratch_bytes);
+    std::uint64_t used = 0;
+    const int host_node = gpu.found ? gpu.numa_node : -1;
+    for (std::size_t i : order) {
+      placement& pl = p.placements[i];
+      if (used + pl.bytes <= room) {
+        used += pl.bytes;
+      } else {
+        pl.where = location::host_managed;
+        pl.numa_node = host_node;
+        pl.preferred_location_host = true;
+        pl.accessed_by_device = true;
+      }
+    }
+    for (const auto& pl : p.placements) {
+      if (pl.where == location::host_managed) p.prefetch.push_back(pl.tensor);
+    }
+  }
+  for (const auto& pl : p.placements) {
+    (pl.where == location::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
+  }
+  p.peak_device_bytes = p.device_resident_bytes + p.device_scratch_bytes;
+  p.peak_host_bytes = p.host_resident_bytes + p.staging_bytes;
+  if (m == memory_model::coherent && p.output_bytes > 0) {
+    p.spill_fraction = static_cast<double>(p.host_resident_bytes) / static_cast<double>(p.output_bytes);
+  }
+
+  // Does it fit?
+  const std::string who = demand.label + " (" + std::string(to_string(demand.options.dtype)) + ", " +
+                          rank_text(demand.options) + ")";
+  const std::string where = platform.source + " (" + std::string(to_string(m)) + ")";
+  std::ostringstream why;
+  if (m == memory_model::integrated) {
+    const std::uint64_t need = p.peak_device_bytes + p.peak_host_bytes + p.device_reserve_bytes;
+    p.fits = need <= p.device_capacity_bytes;
+    if (!p.fits) {
+      why << who << " does not fit on " << where << ": it needs " << format_bytes(need)
+          << " of the one memory pool (" << format_bytes(p.output_bytes) << " of tensors + "
+          << format_bytes(p.staging_bytes) << " of staging + " << format_bytes(p.device_reserve_bytes)
+          << " reserve) and " << format_bytes(p.device_capacity_bytes) << " is available ("
+          << p.device_capacity_source << ").";
+    }
+  } else if (m == memory_model::host) {
+    const std::uint64_t need = p.peak_host_bytes + b.host_reserve_bytes;
+    p.fits = need <= p.host_capacity_bytes;
+    if (!p.fits) {
+      why << who << " does not fit on " << where << ": it needs " << format_bytes(need)
+          << " of host memory (" << format_bytes(p.output_bytes) << " of tensors + "
+          << format_bytes(p.staging_bytes) << " of staging) and " << format_bytes(p.host_capacity_bytes)
+          << " is available (" << p.host_capacity_source << ").";
+    }
+  } else {
+    const std::uint64_t need_dev = p.peak_device_bytes + p.device_reserve_bytes;
+    const std::uint64_t need_host = p.peak_host_bytes + b.host_reserve_bytes;
+    const bool dev_ok = need_dev <= p.device_capacity_bytes;
+    const bool host_ok = need_host <= p.host_capacity_bytes;
+    p.fits = dev_ok && host_ok;
+    if (!dev_ok) {
+      why << who << " does not fit on " << where << ": it needs " << format_bytes(need_dev)
+          << " of device memory (" << format_bytes(p.device_resident_bytes) << " of tensors + "
+          << format_bytes(p.device_scratch_bytes) << " of staging scratch + "
+          << format_bytes(p.device_reserve_bytes) << " reserve) and "
+          << format_bytes(p.device_capacity_bytes) << " is available (" << p.device_capacity_source
+          << ").";
+    } else if (!host_ok) {
+      why << who << " does not fit on " << where << ": it needs " << format_bytes(need_host)
+          << " of host memory (" << format_bytes(p.host_resident_bytes)
+          << (m == memory_model::coherent ? " spilled from device memory" : " of tensors") << " + "
+          << format_bytes(p.staging_bytes) << " of staging) and " << format_bytes(p.host_capacity_bytes)
+          << " is available (" << p.host_capacity_source << ").";
+    }
+  }
+  p.message = why.str();
+  return p;
+}
+
+std::vector<int> world_sizes_above(std::uint64_t experts, int current) {
+  std::vector<int> out;
+  for (std::uint64_t w = static_cast<std::uint64_t>(current) + 1; w <= experts; ++w) {
+    if (experts % w == 0) out.push_back(static_cast<int>(w));
+  }
+  return out;
+}
+
+suggestion price(const platform_info& platform, const model_demand& demand, const budgets& b,
+                 output_dtype dtype, int world) {
+  demand_options o = demand.options;
+  o.dtype = dtype;
+  o.world_size = world;
+  o.rank = 0;
+  const placement_plan alt = plan_core(platform, make_demand(demand.source, o, demand.label), b);
+  suggestion s;
+  s.dtype = dtype;
+  s.world_size = world;
+  s.peak_device_bytes = alt.peak_device_bytes;
+  s.peak_host_bytes = alt.peak_host_bytes;
+  s.fits = alt.fits;
+  if (dtype != demand.options.dtype) s.change = "--dtype " + std::string(to_string(dtype));
+  if (world != demand.options.world_size) {
+    s.change += (s.change.empty() ? "" : " ") + std::string("--world-size ") + std::to_string(world);
+  }
+  return s;
+}
+
+std::string suggestion_text(const suggestion& s, memory_model m) {
+  std::ostringstream o;
+  o << s.change << " (";
+  if (s.dtype == output_dtype::keep && s.change.find("--dtype") != std::string::npos) o << "keep MXFP4, ";
+  if (m == memory_model::host) {
+    o << format_bytes(s.peak_host_bytes) << " of host memory";
+  } else {
+    o << format_bytes(s.peak_device_bytes) << " of device memory";
+    if (m == memory_model::coherent) o << " + " << format_bytes(s.peak_host_bytes) << " of host memory";
+  }
+  if (s.world_size > 1) o << " per rank";
+  o << ")";
+  return o.str();
+}
+
+}  // namespace
+
+std::string_view to_string(location l) {
+  switch (l) {
+    case location::device: return "device";
+    case location::host: return "host";
+    case location::host_numa: return "host-numa";
+    case location::host_managed: return "host-managed";
+  }
+  return "device";
+}
+
+std::string_view to_string(io_mode m) { return m == io_mode::direct ? "direct" : "buffered"; }
+
+budgets budgets::from(const defaults& env) {
+  budgets b;
+  b.device_memory_bytes = env.device_memory_bytes;
+  b.host_memory_bytes = env.host_memory_bytes;
+  if (env.staging_slot_bytes) b.staging_slot_bytes = static_cast<std::size_t>(*env.staging_slot_bytes);
+  b.staging_slots = env.staging_slots;
+  b.io = env.io;
+  return b;
+}
+
+placement_plan make_plan(const platform_info& platform, const model_demand& demand, const budgets& b) {
+  placement_plan p = plan_core(platform, demand, b);
+  if (p.fits) return p;
+  if (demand.source.empty()) {
+    p.message += " No alternatives were priced (the demand carries no source tensors).";
+    return p;
+  }
+  std::vector<suggestion> tried;
+  for (auto d : {output_dtype::keep, output_dtype::bf16, output_dtype::f32}) {
+    if (d != demand.options.dtype) tried.push_back(price(platform, demand, b, d, demand.options.world_size));
+  }
+  bool ranks_fit = false;
+  for (int w : world_sizes_above(demand.experts, demand.options.world_size)) {
+    suggestion s = price(platform, demand, b, demand.options.dtype, w);
+    if (s.fits) {
+      tried.push_back(s);
+      ranks_fit = true;
+      break;
+    }
+  }
+  const bool keep_fits = std::any_of(tried.begin(), tried.end(), [](const suggestion& s) {
+    return s.fits && s.dtype == output_dtype::keep;
+  });
+  if (!ranks_fit && !keep_fits && demand.options.dtype != output_dtype::keep) {
+    for (int w : world_sizes_above(demand.experts, demand.options.world_size)) {
+      suggestion s = price(platform, demand, b, output_dtype::keep, w);
+      if (s.fits) {
+        tried.push_back(s);
+        break;
+      }
+    }
+  }
+  for (const auto& s : tried) {
+    if (s.fits) p.would_fit.push_back(s);
+  }
+  std::ostringstream o;
+  o << p.message;
+  if (!p.would_fit.empty()) {
+    o << " What would fit:";
+    for (std::size_t i = 0; i < p.would_fit.size(); ++i) {
+      o << (i ? ";" : "") << " " << suggestion_text(p.would_fit[i], p.model);
+    }
+    o << ".";
+  } else {
+    o << " Nothing tried fits:";
+    for (std::size_t i = 0; i < tried.size(); ++i) {
+      o << (i ? ";" : "") << " " << suggestion_text(tried[i], p.model);
+    }
+    o << (tried.empty() ? " no alternative" : "") << ".";
+  }
+  p.message = o.str();
+  return p;
+}
+
+void require_fits(const placement_plan& plan) {
+  if (!plan.fits) throw budget_error(plan.message);
+}
+
+nlohmann::json to_json(const placement_plan& p) {
+  using nlohmann::json;
+  json placements = json::array();
+  for (const auto& pl : p.placements) {
+    json e = {{"tensor", pl.tensor}, {"bytes", pl.bytes}, {"layer", pl.layer},
+              {"kind", std::string(to_string(pl.kind))}};
+    if (pl.where == location::host_numa) {
+      e["location"] = "host-numa:" + std::to_string(pl.numa_node);
+    } else {
+      e["location"] = std::string(to_string(pl.where));
+    }
+    if (pl.where == location::host_managed) {
+      e["numa_node"] = pl.numa_node;
+      e["preferred_location"] = pl.numa_node >= 0 ? "host-numa:" + std::to_string(pl.numa_node) : "host";
+      e["accessed_by"] = pl.accessed_by_device ? "device" : "";
+    }
+    placements.push_back(std::move(e));
+  }
+  json alternatives = json::array();
+  for (const auto& s : p.would_fit) {
+    alternatives.push_back({{"change", s.change},
+                            {"dtype", std::string(to_string(s.dtype))},
+                            {"world_size", s.world_size},
+                            {"peak_device_bytes", s.peak_device_bytes},
+                            {"peak_host_bytes", s.peak_host_bytes},
+                            {"fits", s.fits}});
+  }
+  return {
+      {"fits", p.fits},
+      {"message", p.message},
+      {"model", p.model_label},
+      {"platform", p.platform},
+      {"memory_model", std::string(to_string(p.model))},
+      {"reason", p.reason},
+      {"dtype", std::string(to_string(p.options.dtype))},
+      {"layout", std::string(to_string(p.options.layout))},
+      {"rank", p.options.rank},
+      {"world_size", p.options.world_size},
+      {"io_mode", std::string(to_string(p.io))},
+      {"drop_page_cache", p.drop_page_cache},
+      {"io_reason", p.io_reason},
+      {"staging",
+       {{"slot_bytes", p.staging_slot_bytes},
+        {"slots", p.staging_slots},
+        {"pinned", p.staging_pinned},
+        {"device_scratch", p.device_scratch},
+        {"zero_copy", p.zero_copy_staging},
+        {"numa_node", p.staging_numa_node}}},
+      {"reader_cpuset", p.reader_cpuset},
+      {"stored_bytes", p.stored_bytes},
+      {"output_bytes", p.output_bytes},
+      {"device_resident_bytes", p.device_resident_bytes},
+      {"host_resident_bytes", p.host_resident_bytes},
+      {"staging_bytes", p.staging_bytes},
+      {"device_scratch_bytes", p.device_scratch_bytes},
+      {"peak_device_bytes", p.peak_device_bytes},
+      {"peak_host_bytes", p.peak_host_bytes},
+      {"device_capacity_bytes", p.device_capacity_bytes},
+      {"device_capacity_source", p.device_capacity_source},
+      {"device_reserve_bytes", p.device_reserve_bytes},
+      {"host_capacity_bytes", p.host_capacity_bytes},
+      {"host_capacity_source", p.host_capacity_source},
+      {"single_pool", p.single_pool},
+      {"spill_fraction", p.spill_fraction},
+      {"placements", placements},
+      {"prefetch", p.prefetch},
+      {"would_fit", alternatives},
+      {"notes", p.notes},
+  };
+}
+
+std::string describe(const placement_plan& p, bool every_tensor) {
+  std::ostringstream o;
+  o << p.model_label << " on " << p.platform << ": " << (p.fits ? "fits" : "DOES NOT FIT") << "\n";
+  o << "  memory model: " << to_string(p.model) << " — " << p.reason << "\n";
+  o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout) << ", "
+    << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
+    << format_bytes(p.output_bytes) << "\n";
+  o << "  I/O: " << to_string(p.io) << (p.drop_page_cache ? " (consumed ranges dropped)" : "") << " — "
+    << p.io_reason << "\n";
+  o << "  staging: " << p.staging_slots << " x " << format_bytes(p.staging_slot_bytes)
+    << (p.staging_pinned ? " pinned" : "") << (p.device_scratch ? ", device scratch copies" : "")
+    << (p.zero_copy_staging ? ", read in place by the GPU" : "") << ", NUMA node "
+    << (p.staging_numa_node >= 0 ? std::to_string(p.staging_numa_node) : std::string("any"))
+    << ", reader cpuset " << (p.reader_cpuset.empty() ? std::string("any") : p.reader_cpuset) << "\n";
+  std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
+  for (const auto& pl : p.placements) {
+    std::string key(to_string(pl.where));
+    if (pl.where == location::host_managed || pl.where == location::host_numa) {
+      key += pl.numa_node >= 0 ? " (NUMA node " + std::to_string(pl.numa_node) + ")" : "";
+    }
+    auto& e = by_location[key];
+    ++e.first;
+    e.second += pl.bytes;
+  }
+  for (const auto& [where, e] : by_location) {
+    o << "  " << where << ": " << e.first << " tensors, " << format_bytes(e.second) << "\n";
+  }
+  if (p.model == memory_model::coherent) {
+    char share[32];
+    std::snprintf(share, sizeof share, "%.1f%%", p.spill_fraction * 100.0);
+    o << "  spilled to host memory: " << format_bytes(p.host_resident_bytes) << " (" << share
+      << " of the output), preferred location host, accessed by the GPU";
+    if (!p.prefetch.empty()) o << "; first spilled: " << p.prefetch.front();
+    o << "\n";
+  }
+  o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " (" << format_count(p.peak_device_bytes)
+    << " B), host " << format_bytes(p.peak_host_bytes) << " (" << format_count(p.peak_host_bytes) << " B)\n";
+  o << "  available: device " << format_bytes(p.device_capacity_bytes) << " (" << p.device_capacity_source
+    << "), reserve " << format_bytes(p.device_reserve_bytes) << "; host " << format_bytes(p.host_capacity_bytes)
+    << " (" << p.host_capacity_source << ")" << (p.single_pool ? "; one pool" : "") << "\n";
+  if (!p.fits) o << "  " << p.message << "\n";
+  for (const auto& n : p.notes) o << "  note: " << n << "\n";
+  if (every_tensor) {
+    for (const auto& pl : p.placements) {
+      o << "    " << pl.tensor << "  " << to_string(pl.where);
+      if (pl.numa_node >= 0) o << ":" << pl.numa_node;
+      o << "  " << format_bytes(pl.bytes) << "\n";
+    }
+  }
+  return o.str();
+}
+
+}  // namespace umload::platform

@@ -1,0 +1,138 @@
+// The placement policy: a pure function of (platform, model demand, budgets) that says where
+// every tensor goes, how bytes are read, how staging is shaped, what to prefetch, and the
+// predicted peaks. The loader follows the plan; `umload plan` prints it.
+//
+//   auto plan = make_plan(detect_platform(opts), gpt_oss_demand(preset, {}), budgets::from(env));
+//   require_fits(plan);   // throws budget_error with the plan's message when it does not fit
+//   for (const auto& p : plan.placements) ... p.tensor, p.where, p.numa_node
+//
+// Rules (../shared/reference/platforms.md):
+//   discrete / discrete-hmm: every tensor in device memory; pinned staging on the GPU-local NUMA
+//     node, copied through a device scratch slot per staging slot; direct I/O.
+//   coherent: fill device memory in order of use (embeddings, attention and norms, routers, then
+//     experts layer by layer); spill the rest to host memory on the GPU-local CPU node with
+//     preferred location host and accessed-by device; prefetch hints for the spilled part.
+//   integrated: one resident copy (device = host memory), a small staging ring, direct I/O so no
+//     page cache competes with the weights; the pool is MemAvailable-bounded.
+//   host: host memory; buffered reads with the consumed ranges dropped from the page cache.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "platform/config.hpp"
+#include "platform/demand.hpp"
+#include "platform/device.hpp"
+#include "platform/platform.hpp"
+
+namespace umload::platform {
+
+enum class location : std::uint8_t {
+  device,        // cudaMalloc (on integrated machines: the one pool)
+  host,          // host memory, no NUMA preference
+  host_numa,     // host memory bound to NUMA node `numa_node`
+  host_managed,  // host memory the GPU reads, with cudaMemAdvise preferred location / accessed by
+};
+std::string_view to_string(location l);  // "device", "host", "host-numa", "host-managed"
+
+enum class io_mode : std::uint8_t { direct, buffered };
+std::string_view to_string(io_mode m);
+
+struct placement {
+  std::string tensor;
+  location where = location::device;
+  int numa_node = -1;                    // host_numa / host_managed: the node, -1 unknown
+  bool preferred_location_host = false;  // cudaMemAdviseSetPreferredLocation(host[, numa])
+  bool accessed_by_device = false;       // cudaMemAdviseSetAccessedBy(device)
+  std::uint64_t bytes = 0;
+  int layer = -1;
+  tensor_kind kind = tensor_kind::dense;
+};
+
+// Overrides of what the platform reports, and the margins a plan keeps.
+struct budgets {
+  std::optional<std::uint64_t> device_memory_bytes;  // replaces the platform's device figure
+  std::optional<std::uint64_t> host_memory_bytes;    // replaces the platform's host figure
+  std::uint64_t device_reserve_bytes = std::uint64_t{1} << 30;  // CUDA context, allocator slack
+  std::uint64_t host_reserve_bytes = 0;
+  std::optional<std::size_t> staging_slot_bytes;
+  std::optional<int> staging_slots;
+  io_choice io = io_choice::automatic;
+
+  // UMLOAD_DEVICE_MEMORY, UMLOAD_HOST_MEMORY, UMLOAD_STAGING_*, UMLOAD_IO.
+  static budgets from(const defaults& env);
+};
+
+// An alternative that was priced because the request does not fit.
+struct suggestion {
+  std::string change;  // "--dtype keep", "--world-size 4", "--dtype keep --world-size 2"
+  output_dtype dtype = output_dtype::bf16;
+  int world_size = 1;
+  std::uint64_t peak_device_bytes = 0;
+  std::uint64_t peak_host_bytes = 0;
+  bool fits = false;
+};
+
+struct placement_plan {
+  std::string model_label;
+  std::string platform;  // platform_info::source
+  memory_model model = memory_model::host;
+  std::string reason;    // why this strategy
+  demand_options options;
+  bool fits = true;
+  std::string message;   // when !fits: needed, available, what would fit
+
+  io_mode io = io_mode::direct;
+  bool drop_page_cache = false;  // buffered: fadvise DONTNEED each consumed range
+  std::string io_reason;
+  std::size_t staging_slot_bytes = 0;
+  int staging_slots = 0;
+  bool staging_pinned = false;      // cudaHostAlloc / cudaHostRegister
+  bool device_scratch = false;      // each slot is copied to a device scratch slot (discrete)
+  bool zero_copy_staging = false;   // kernels read the staging slot directly
+  int staging_numa_node = -1;       // -1: unknown, leave it to the OS
+  std::string reader_cpuset;        // hwloc list; empty: no binding
+  std::vector<placement> placements;  // in order of use
+  std::vector<std::string> prefetch;  // spilled tensors in order of use (coherent)
+
+  std::uint64_t stored_bytes = 0;          // read from disk by this rank
+  std::uint64_t output_bytes = 0;          // held by this rank once loaded
+  std::uint64_t device_resident_bytes = 0;
+  std::uint64_t host_resident_bytes = 0;   // tensors placed in host memory (spilled on coherent)
+  std::uint64_t staging_bytes = 0;         // host staging ring
+  std::uint64_t device_scratch_bytes = 0;
+  std::uint64_t peak_device_bytes = 0;     // device_resident + device_scratch
+  std::uint64_t peak_host_bytes = 0;       // host_resident + staging
+  std::uint64_t device_capacity_bytes = 0;
+  std::uint64_t host_capacity_bytes = 0;
+  std::string device_capacity_source;
+  std::string host_capacity_source;
+  std::uint64_t device_reserve_bytes = 0;
+  bool single_pool = false;
+  double spill_fraction = 0;  // host_resident / output on coherent machines
+
+  std::vector<suggestion> would_fit;  // alternatives that fit (or the closest, when none does)
+  std::vector<std::string> notes;
+};
+
+// Pure. Never throws for "does not fit": returns fits=false with the message. Throws
+// usage_error only for an impossible request (a GPU model with no device memory figure).
+placement_plan make_plan(const platform_info& platform, const model_demand& demand, const budgets& b);
+
+// Throws umload::budget_error(plan.message) when !plan.fits.
+void require_fits(const placement_plan& plan);
+
+// Keys: fits, memory_model, io_mode, peak_device_bytes, peak_host_bytes, placements
+// ([{tensor, location, bytes, numa_node?, preferred_location?, accessed_by?}]), and the rest.
+nlohmann::json to_json(const placement_plan& plan);
+
+// Human-readable summary; with `every_tensor`, one line per placement.
+std::string describe(const placement_plan& plan, bool every_tensor = false);
+
+}  // namespace umload::platform

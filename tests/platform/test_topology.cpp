@@ -1,0 +1,124 @@
+#include <gtest/gtest.h>
+
+#include "kernels/error.hpp"
+#include "platform/profiles.hpp"
+#include "platform/topology.hpp"
+
+namespace up = umload::platform;
+
+namespace {
+up::topology_source fixture(const std::string& name) {
+  return up::topology_source::parse(std::string(UMLOAD_PLATFORM_FIXTURES) + "/" + name);
+}
+}  // namespace
+
+TEST(Topology, GpuMemoryNumaNode) {
+  const auto t = up::load_topology(fixture("gh200_like.xml"), "00000009:01:00.0");
+  ASSERT_EQ(t.numa_nodes.size(), 2u);
+  const auto* cpu = t.node(0);
+  const auto* hbm = t.node(1);
+  ASSERT_TRUE(cpu && hbm);
+  EXPECT_FALSE(cpu->gpu_memory);
+  EXPECT_EQ(cpu->cpus, 8u);
+  EXPECT_EQ(cpu->memory_bytes, 480'000'000'000u);
+  EXPECT_TRUE(hbm->gpu_memory);
+  EXPECT_EQ(hbm->subtype, "GPUMemory");
+  EXPECT_EQ(hbm->cpus, 0u);
+  EXPECT_EQ(hbm->memory_bytes, 96'000'000'000u);
+  EXPECT_EQ(hbm->pci_bus_id, "0009:01:00.0");
+  EXPECT_EQ(t.cpu_memory_bytes(), 480'000'000'000u);
+  ASSERT_TRUE(t.gpu.found) << t.gpu.reason;
+  EXPECT_EQ(t.gpu.pci_bus_id, "0009:01:00.0");
+  EXPECT_EQ(t.gpu.numa_node, 0);  // the CPU node, never the HBM node
+  EXPECT_EQ(t.gpu.memory_numa_node, 1);
+  EXPECT_EQ(t.gpu.cpuset, "0-7");
+}
+
+TEST(Topology, SingleNodeSpark) {
+  const auto t = up::load_topology(fixture("spark.xml"), "000f:01:00.0");
+  ASSERT_EQ(t.numa_nodes.size(), 1u);
+  EXPECT_EQ(t.numa_nodes[0].memory_bytes, 128'520'671'232u);
+  EXPECT_EQ(t.numa_nodes[0].cpus, 20u);
+  EXPECT_EQ(t.packages, 1u);
+  EXPECT_EQ(t.cores, 20u);
+  ASSERT_TRUE(t.gpu.found);
+  EXPECT_EQ(t.gpu.numa_node, 0);
+  EXPECT_EQ(t.gpu.memory_numa_node, -1);
+  EXPECT_EQ(t.gpu.cpuset, "0-19");
+}
+
+TEST(Topology, TwoSocketGpuOnSocketOne) {
+  const auto t = up::load_topology(fixture("two_socket.xml"), "0000:CA:00.0");
+  ASSERT_EQ(t.numa_nodes.size(), 2u);
+  EXPECT_EQ(t.packages, 2u);
+  EXPECT_EQ(t.pus, 16u);
+  ASSERT_TRUE(t.gpu.found) << t.gpu.reason;
+  EXPECT_EQ(t.gpu.numa_node, 1);
+  EXPECT_EQ(t.gpu.local_numa_nodes, std::vector<int>{1});
+  EXPECT_EQ(t.gpu.cpuset, t.node(1)->cpuset);  // socket 1's cpuset
+  EXPECT_EQ(t.gpu.cpuset, "8-15");
+  EXPECT_EQ(t.nvidia_gpus, std::vector<std::string>{"0000:ca:00.0"});
+}
+
+TEST(Topology, UnknownGpuIsReportedNotThrown) {
+  const auto t = up::load_topology(fixture("two_socket.xml"), "0000:17:00.0");
+  EXPECT_FALSE(t.gpu.found);
+  EXPECT_NE(t.gpu.reason.find("0000:17:00.0"), std::string::npos);
+  const auto bad = up::load_topology(fixture("two_socket.xml"), "not-a-bus-id");
+  EXPECT_FALSE(bad.gpu.found);
+}
+
+TEST(Topology, Synthetic) {
+  const auto t = up::load_topology(up::topology_source::parse("synthetic:pack:2 numa:1(memory=1GB) core:3 pu:2"));
+  EXPECT_EQ(t.packages, 2u);
+  EXPECT_EQ(t.cores, 6u);
+  EXPECT_EQ(t.pus, 12u);
+  ASSERT_EQ(t.numa_nodes.size(), 2u);
+  EXPECT_EQ(t.numa_nodes[1].cpuset, "6-11");
+  EXPECT_EQ(t.numa_nodes[1].memory_bytes, 1'000'000'000u);
+}
+
+TEST(Topology, Errors) {
+  EXPECT_THROW(up::load_topology(up::topology_source::parse("synthetic:pack:x")), umload::usage_error);
+  EXPECT_THROW(up::load_topology(fixture("no_such_file.xml")), umload::io_error);
+  up::topology_source junk;
+  junk.what = up::topology_source::kind::xml_text;
+  junk.value = "<topology version=\"3.0\"></topology>";
+  junk.label = "junk";
+  EXPECT_THROW(up::load_topology(junk), umload::format_error);
+}
+
+TEST(Topology, LiveLoads) {
+  const auto t = up::load_topology(up::topology_source::live());
+  EXPECT_GE(t.pus, 1u);
+  EXPECT_GE(t.numa_nodes.size(), 1u);
+}
+
+TEST(Topology, EveryProfileLocatesItsGpu) {
+  for (const auto& name : up::profile_names()) {
+    const auto p = up::find_profile(name);
+    const auto t = up::load_topology(p.topology, p.device.present ? p.device.pci_bus_id : "");
+    EXPECT_GE(t.numa_nodes.size(), 1u) << name;
+    if (!p.device.present) continue;
+    EXPECT_TRUE(t.gpu.found) << name << ": " << t.gpu.reason;
+    EXPECT_GE(t.gpu.numa_node, 0) << name;
+    EXPECT_FALSE(t.gpu.cpuset.empty()) << name;
+    if (p.device.numa_config == 1) {
+      EXPECT_EQ(t.gpu.memory_numa_node, p.device.numa_id) << name;
+    }
+  }
+}
+
+TEST(PciBusId, Parse) {
+  unsigned d, b, v, f;
+  ASSERT_TRUE(up::parse_pci_bus_id("00000009:01:00.0", d, b, v, f));
+  EXPECT_EQ(d, 9u);
+  EXPECT_EQ(b, 1u);
+  ASSERT_TRUE(up::parse_pci_bus_id("0000:CA:1f.7", d, b, v, f));
+  EXPECT_EQ(b, 0xcau);
+  EXPECT_EQ(v, 0x1fu);
+  EXPECT_EQ(f, 7u);
+  EXPECT_FALSE(up::parse_pci_bus_id("0000:ca:00", d, b, v, f));
+  EXPECT_FALSE(up::parse_pci_bus_id("0000:ca:00.0x", d, b, v, f));
+  EXPECT_FALSE(up::parse_pci_bus_id("", d, b, v, f));
+}
