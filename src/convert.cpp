@@ -79,7 +79,12 @@ class shard_sink final : public output_sink {
     if (remaining_[s] == 0) finish(s);
   }
 
-  fs::path temp_path(std::size_t s) const { return dir_ / ("." + final_name(s) + ".partial"); }
+  fs::path temp_path(std::size_t s) const {
+    std::string name = ".";
+    name += final_name(s);
+    name += ".partial";
+    return dir_ / name;
+  }
   std::string final_name(std::size_t s) const { return shard_name(s, shards_.size()); }
 
   // Removes every shard of this run, finished or not (a failed run leaves nothing behind).
@@ -189,7 +194,7 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   const checkpoint ckpt = open_checkpoint(source);
   const model_map map = build_model_map(ckpt);
   pipeline_options pipeline = options.pipeline;
-  auto outputs = plan_outputs(ckpt, map, pipeline);
+  auto outputs = plan_outputs(map, pipeline);
 
   convert_report report;
   report.destination = destination;

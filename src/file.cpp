@@ -25,12 +25,15 @@ struct read_fault {
   std::atomic<int> error{0};
 };
 read_fault g_fault;
+std::atomic<bool> g_refuse_direct{false};
 
-// Returns how many bytes this read may deliver before the injected fault, or -1 when unarmed.
+// Returns -1 when no fault is armed, 0 when this read must fail, else the bytes it may deliver
+// (all of them: a read that would cross the fault point fails whole, which also keeps O_DIRECT
+// reads aligned).
 std::int64_t fault_budget(std::size_t wanted) {
   if (!g_fault.armed.load(std::memory_order_relaxed)) return -1;
   const std::int64_t left = g_fault.remaining.fetch_sub(static_cast<std::int64_t>(wanted));
-  return left <= 0 ? 0 : std::min<std::int64_t>(left, static_cast<std::int64_t>(wanted));
+  return left < static_cast<std::int64_t>(wanted) ? 0 : static_cast<std::int64_t>(wanted);
 }
 
 }  // namespace
@@ -42,12 +45,13 @@ void inject_read_fault(std::uint64_t after_bytes, int error) {
   g_fault.armed = true;
 }
 void clear_read_fault() { g_fault.armed = false; }
+void refuse_direct_io(bool refuse) { g_refuse_direct = refuse; }
 }  // namespace detail
 
 file file::open_read(const std::filesystem::path& path, bool direct) {
   int fd = -1;
   bool is_direct = false;
-  if (direct) {
+  if (direct && !g_refuse_direct) {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
     is_direct = fd >= 0;
   }

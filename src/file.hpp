@@ -60,6 +60,8 @@ namespace detail {
 // (an errno), or, when error is 0, returns short (end of file). Cleared with clear_read_fault().
 void inject_read_fault(std::uint64_t after_bytes, int error);
 void clear_read_fault();
+// Test hook: while set, opening with O_DIRECT behaves as on a filesystem that refuses it.
+void refuse_direct_io(bool refuse);
 }  // namespace detail
 
 }  // namespace umload

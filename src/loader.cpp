@@ -130,7 +130,7 @@ std::uint64_t weight_set::bytes() const {
 load_result load_checkpoint(const std::filesystem::path& source, const load_options& options) {
   const checkpoint ckpt = open_checkpoint(source);
   const model_map map = build_model_map(ckpt);
-  const auto outputs = plan_outputs(ckpt, map, options.pipeline);
+  const auto outputs = plan_outputs(map, options.pipeline);
   const device_choice device = choose_device(options.device);
 
   std::shared_ptr<backend> engine;

@@ -286,7 +286,7 @@ layout parse_layout(std::string_view text) {
   throw usage_error("unknown layout '" + std::string(text) + "' (expected hf or native)");
 }
 
-std::vector<output_tensor> plan_outputs(const checkpoint& ckpt, const model_map& map,
+std::vector<output_tensor> plan_outputs(const model_map& map,
                                         const pipeline_options& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
     throw usage_error("rank " + std::to_string(options.rank) + " is outside world size " +

@@ -4,7 +4,7 @@
 // destination, and the slot is refilled. Quantized bytes live only in their slot: never a whole
 // layer, never the model. Consumed input ranges are dropped from the page cache as they go.
 //
-//   auto outputs = umload::plan_outputs(ckpt, map, options);
+//   auto outputs = umload::plan_outputs(map, options);
 //   umload::run_pipeline(ckpt, outputs, options, backend, sink);
 #pragma once
 
@@ -68,7 +68,7 @@ struct output_tensor {
 
 // The tensors a load or convert produces, in streaming order (non-layer tensors, then layers).
 // Throws usage_error when the experts do not divide by world_size.
-std::vector<output_tensor> plan_outputs(const checkpoint& ckpt, const model_map& map,
+std::vector<output_tensor> plan_outputs(const model_map& map,
                                         const pipeline_options& options);
 
 // Where each item's output goes. `destination` is asked before the backend runs; `commit` after.

@@ -1,3 +1,4 @@
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -6,6 +7,8 @@
 #include "src/cli/commands.hpp"
 
 int main(int argc, char** argv) {
+  // Writes past RLIMIT_FSIZE must fail with EFBIG (reported, cleaned up), not kill the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"umload: stream GPT-OSS MXFP4 checkpoints into BF16, on CPUs and GPUs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "umload 0.1.0");
