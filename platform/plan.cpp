@@ -264,6 +264,8 @@ std::string suggestion_text(const suggestion& s, memory_model m) {
   if (s.dtype == output_dtype::keep && s.change.find("--dtype") != std::string::npos) o << "keep MXFP4, ";
   if (m == memory_model::host) {
     o << format_bytes(s.peak_host_bytes) << " of host memory";
+  } else if (m == memory_model::integrated) {
+    o << format_bytes(s.peak_device_bytes + s.peak_host_bytes) << " of the pool";
   } else {
     o << format_bytes(s.peak_device_bytes) << " of device memory";
     if (m == memory_model::coherent) o << " + " << format_bytes(s.peak_host_bytes) << " of host memory";

@@ -1,7 +1,8 @@
 // `umload plan SRC`: where every tensor of a checkpoint would go on this machine (or a profile),
 // how it would be read, and the predicted peaks. Reads headers only, never weight data, so it
-// runs on a checkpoint whose data are holes. A plan that does not fit exits with code 5; with
-// --json the JSON (fits: false) is still printed.
+// runs on a checkpoint whose data are holes. A plan that does not fit exits with code 5
+// (exit_code::budget) after printing the plan, whose message says what was needed, what is
+// available and what would fit; with --json the JSON (fits: false) is printed.
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -86,10 +87,9 @@ int run_plan(const plan_args& args) {
     std::printf("%s\n", platform::to_json(plan).dump(2).c_str());
     return plan.fits ? 0 : static_cast<int>(exit_code::budget);
   }
+  // The summary already says why it does not fit and what would; exit 5 without repeating it.
   std::fputs(platform::describe(plan, args.tensors).c_str(), stdout);
-  std::fflush(stdout);
-  platform::require_fits(plan);
-  return 0;
+  return plan.fits ? 0 : static_cast<int>(exit_code::budget);
 }
 
 }  // namespace
