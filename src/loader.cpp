@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "kernels/error.hpp"
 
@@ -130,24 +131,57 @@ std::uint64_t weight_set::bytes() const {
 load_result load_checkpoint(const std::filesystem::path& source, const load_options& options) {
   const checkpoint ckpt = open_checkpoint(source);
   const model_map map = build_model_map(ckpt);
-  const auto outputs = plan_outputs(map, options.pipeline);
-  const device_choice device = choose_device(options.device);
+  pipeline_options pipeline = options.pipeline;
+  const auto outputs = plan_outputs(map, pipeline);
 
-  std::shared_ptr<backend> engine;
+  // The plan decides strategy, I/O and staging; a plan that cannot fit stops here, before any
+  // memory is taken, with what was needed and what would fit.
+  const platform::platform_info info = choose_platform(options.platform);
+  const platform::placement_plan plan = plan_checkpoint(ckpt, pipeline, info, options.platform);
+  platform::require_fits(plan);
+  if (options.io_from_plan && pipeline.io == io_mode::automatic)
+    pipeline.io = plan.io == platform::io_mode::direct ? io_mode::direct : io_mode::buffered;
+  if (options.staging_from_plan && plan.staging_slot_bytes > 0 && plan.staging_slots > 0) {
+    pipeline.slot_bytes = std::max<std::size_t>(plan.staging_slot_bytes, min_slot_bytes(outputs));
+    pipeline.slots = plan.staging_slots;
+  }
+
   load_report report;
-  memory_kind where = memory_kind::host;
+  report.memory_model = std::string(platform::to_string(plan.model));
+  report.platform = info.source;
+  report.plan_reason = plan.reason;
+  report.predicted_peak_device_bytes = plan.peak_device_bytes;
+  report.predicted_peak_host_bytes = plan.peak_host_bytes;
+
+  const bool gpu_plan = plan.model != platform::memory_model::host;
+  device_choice device = choose_device(options.device);
+  std::shared_ptr<backend> engine;
+  std::map<std::string, memory_kind, std::less<>> where_of;
+  memory_kind default_kind = memory_kind::host;
   if (device.cuda) {
     cuda_backend_options cuda;
     cuda.ordinal = device.ordinal;
+    cuda.zero_copy_staging = plan.zero_copy_staging;
+    cuda.staging_numa_node = plan.staging_numa_node;
     engine = make_cuda_backend(cuda);
-    where = memory_kind::device;
+    default_kind = memory_kind::device;
+    for (const auto& p : plan.placements)
+      where_of[p.tensor] = p.where == platform::location::device ? memory_kind::device
+                           : p.where == platform::location::host_managed ? memory_kind::host_managed
+                                                                         : memory_kind::host;
     report.device = "cuda:" + std::to_string(device.ordinal);
-    report.strategy = "discrete: pinned staging, copy, decode on GPU";
+    report.strategy = std::string(platform::to_string(plan.model)) +
+                      (plan.zero_copy_staging ? ": pinned staging read in place by the GPU, decode on GPU"
+                                              : ": pinned staging copied to device scratch, decode on GPU");
   } else {
     engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
     report.device = "cpu";
-    report.strategy = "host: staging ring, decode on CPU cores";
+    report.host_stands_in = gpu_plan;
+    report.strategy = gpu_plan ? std::string(platform::to_string(plan.model)) +
+                                     " plan with the host standing in for the device: CPU decode into host memory"
+                               : "host: staging ring, decode on CPU cores";
   }
+  report.strategy += std::string(", ") + (pipeline.io == io_mode::direct ? "direct" : "buffered") + " I/O";
   report.backend = std::string(engine->name());
 
   std::vector<loaded_tensor> tensors;
@@ -160,9 +194,10 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
       t.type = out.type;
       t.shape = out.shape;
       t.bytes = out.bytes;
-      t.where = where;
-      t.device = device.cuda ? device.ordinal : -1;
-      t.data = engine->allocate_output(out.bytes, where);
+      const auto placed = where_of.find(out.name);
+      t.where = placed == where_of.end() ? default_kind : placed->second;
+      t.device = t.where == memory_kind::device ? device.ordinal : -1;
+      t.data = engine->allocate_output(out.bytes, t.where);
       tensors.push_back(std::move(t));
     }
   } catch (...) {
@@ -172,7 +207,7 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   auto weights = std::make_shared<weight_set>(engine, std::move(tensors));
   auto& held = weights->tensors_;
   memory_sink sink(held);
-  report.pipeline = run_pipeline(ckpt, outputs, options.pipeline, *engine, sink);
+  report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
   if (options.digest) {

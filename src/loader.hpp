@@ -15,6 +15,7 @@
 
 #include "src/backend.hpp"
 #include "src/pipeline.hpp"
+#include "src/planning.hpp"
 
 namespace umload {
 
@@ -24,6 +25,10 @@ struct load_options {
   int threads = 0;              // CPU decode threads (0: all)
   std::optional<cpu::isa> isa;  // CPU decode path (default: best this CPU has)
   bool digest = false;          // compute per-tensor SHA-256 digests
+  platform_choice platform;     // live machine, a profile, or a forced memory model
+  // Staging slot size and count come from the plan unless the caller set them.
+  bool staging_from_plan = true;
+  bool io_from_plan = true;     // pipeline.io automatic: the plan's I/O mode
 };
 
 struct loaded_tensor {
@@ -62,6 +67,11 @@ struct load_report {
   std::string backend;
   std::string strategy;       // how bytes moved (e.g. "host-decode", "discrete-copy-decode")
   std::string memory_model;   // from the platform layer
+  std::string platform;       // "live" or "profile NAME"
+  std::string plan_reason;    // why the plan chose its strategy
+  std::uint64_t predicted_peak_device_bytes = 0;
+  std::uint64_t predicted_peak_host_bytes = 0;
+  bool host_stands_in = false;  // a GPU plan run on the CPU (no GPU here)
   pipeline_stats pipeline;
   std::uint64_t output_bytes = 0;
   std::uint64_t peak_rss_bytes = 0;

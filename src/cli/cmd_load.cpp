@@ -22,6 +22,11 @@ struct load_args {
   std::string report_file;
   std::string slot_size;
   int slots = 0;
+  std::string profile;
+  std::string platform_model;
+  std::string topology;
+  std::string device_memory;
+  std::string host_memory;
   bool keep_cache = false;
   bool digest = false;
   bool json = false;
@@ -35,6 +40,11 @@ nlohmann::json report_json(const load_report& r, const weight_set& weights, bool
       {"backend", r.backend},
       {"strategy", r.strategy},
       {"memory_model", r.memory_model},
+      {"platform", r.platform},
+      {"plan_reason", r.plan_reason},
+      {"host_stands_in", r.host_stands_in},
+      {"predicted_peak_device_bytes", r.predicted_peak_device_bytes},
+      {"predicted_peak_host_bytes", r.predicted_peak_host_bytes},
       {"tensors_loaded", r.tensor_count},
       {"seconds", p.seconds},
       {"read_seconds", p.read_seconds},
@@ -73,6 +83,12 @@ int run_load(const load_args& args) {
   options.pipeline.keep_page_cache = args.keep_cache;
   if (!args.slot_size.empty()) options.pipeline.slot_bytes = platform::parse_size(args.slot_size);
   if (args.slots > 0) options.pipeline.slots = args.slots;
+  options.staging_from_plan = args.slot_size.empty() && args.slots == 0;
+  if (!args.profile.empty()) options.platform.profile = args.profile;
+  if (!args.platform_model.empty()) options.platform.memory_model = args.platform_model;
+  if (!args.topology.empty()) options.platform.topology = args.topology;
+  if (!args.device_memory.empty()) options.platform.device_memory_bytes = platform::parse_size(args.device_memory);
+  if (!args.host_memory.empty()) options.platform.host_memory_bytes = platform::parse_size(args.host_memory);
   options.pipeline.on_progress =
       make_progress(args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
   const auto result = load_checkpoint(args.source, options);
@@ -92,6 +108,7 @@ int run_load(const load_args& args) {
   std::printf("loaded %zu tensors (%s) on %s in %.3f s: %s of output\n", r.tensor_count,
               human_bytes(r.output_bytes).c_str(), r.device.c_str(), p.seconds,
               human_rate(p.seconds > 0 ? r.output_bytes / p.seconds : 0).c_str());
+  std::printf("  platform     %s, memory model %s\n", r.platform.c_str(), r.memory_model.c_str());
   std::printf("  strategy     %s\n", r.strategy.c_str());
   std::printf("  read         %s in %.3f s (%s I/O)\n", human_bytes(p.bytes_read).c_str(), p.read_seconds,
               p.direct_io ? "direct" : "buffered");
@@ -111,6 +128,14 @@ void add_load(CLI::App& app, int& status) {
   auto* cmd = app.add_subcommand("load", "Load the whole model into memory as a framework would, and report");
   cmd->add_option("SRC", args->source, "Checkpoint directory or .safetensors file")->required();
   cmd->add_option("--device", args->device, "auto, cpu, cuda or cuda:N");
+  auto* profile = cmd->add_option("--profile", args->profile,
+                                  "Behave as on a built-in machine profile (see umload platform --help)");
+  cmd->add_option("--platform", args->platform_model,
+                  "Force the memory model: host, discrete, discrete-hmm, coherent, integrated")
+      ->excludes(profile);
+  cmd->add_option("--topology", args->topology, "hwloc XML file or synthetic:DESC");
+  cmd->add_option("--device-memory", args->device_memory, "Device memory the plan may use, e.g. 80G");
+  cmd->add_option("--host-memory", args->host_memory, "Host memory the plan may use, e.g. 64G");
   add_decode_options(*cmd, args->decode, true);
   cmd->add_option("--io", args->io, "auto, direct or buffered")->check(CLI::IsMember({"auto", "direct", "buffered"}));
   cmd->add_option("--slot-size", args->slot_size, "Staging slot size, e.g. 64M");

@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "kernels/cpu_decode.hpp"
 #include "kernels/error.hpp"
 #include "src/file.hpp"
 #include "src/loader.hpp"
 #include "src/model_map.hpp"
+#include "platform/profiles.hpp"
 #include "src/synth.hpp"
 #include "tests/core/fixtures.hpp"
 
@@ -109,6 +111,7 @@ TEST(pipeline, digest_does_not_depend_on_slots_io_threads_or_cpu_path) {
       for (int slots : {2, 5}) {
         auto o = host_options();
         o.pipeline.slot_bytes = slot;
+        o.staging_from_plan = false;
         o.pipeline.io = io;
         o.pipeline.slots = slots;
         o.pipeline.readers = slots - 1;
@@ -123,6 +126,41 @@ TEST(pipeline, digest_does_not_depend_on_slots_io_threads_or_cpu_path) {
     auto o = host_options();
     o.isa = path;
     EXPECT_EQ(load_checkpoint(dir / "m", o).report.digest, reference) << cpu::to_string(path);
+  }
+}
+
+TEST(pipeline, every_profile_runs_its_own_strategy_with_the_same_digest) {
+  temp_dir dir;
+  synth_tiny(dir / "m", 2, 8, true);
+  const std::string reference = load_checkpoint(dir / "m", host_options()).report.digest;
+  std::set<std::string> strategies;
+  for (const auto& name : platform::profile_names()) {
+    auto o = host_options();
+    o.platform.profile = name;
+    const auto r = load_checkpoint(dir / "m", o);
+    EXPECT_EQ(r.report.digest, reference) << name;
+    EXPECT_EQ(r.report.platform, "profile " + name);
+    EXPECT_EQ(r.report.host_stands_in, name != "host") << name;
+    strategies.insert(r.report.memory_model + "/" + std::to_string(r.report.pipeline.direct_io) + "/" +
+                      std::to_string(r.report.pipeline.slot_bytes));
+    if (r.report.memory_model == "integrated") {
+      EXPECT_TRUE(r.report.pipeline.direct_io) << name;  // no page cache beside the one pool
+    }
+  }
+  EXPECT_GE(strategies.size(), 3u);  // the plans really differ
+}
+
+TEST(pipeline, a_plan_that_does_not_fit_stops_before_loading) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  auto o = host_options();
+  o.platform.profile = "h100-sxm";
+  o.platform.device_memory_bytes = 4096;
+  try {
+    load_checkpoint(dir / "m", o);
+    FAIL();
+  } catch (const budget_error& e) {
+    EXPECT_EQ(e.code(), exit_code::budget);
   }
 }
 
@@ -339,6 +377,7 @@ TEST(pipeline, staging_slot_smaller_than_one_expert_is_a_budget_error) {
   synth_tiny(dir / "m");
   auto o = host_options();
   o.pipeline.slot_bytes = 100;
+  o.staging_from_plan = false;
   EXPECT_THROW(load_checkpoint(dir / "m", o), budget_error);
 }
 

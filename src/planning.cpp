@@ -1,0 +1,53 @@
+#include "src/planning.hpp"
+
+#include "kernels/error.hpp"
+#include "platform/config.hpp"
+#include "platform/demand.hpp"
+
+namespace umload {
+
+std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
+  std::vector<platform::stored_tensor> out;
+  out.reserve(ckpt.tensors.size());
+  for (const auto& [name, ref] : ckpt.tensors)
+    out.push_back({name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
+  return out;
+}
+
+platform::platform_info choose_platform(const platform_choice& choice) {
+  const auto& env = platform::process_defaults();
+  auto detect = platform::detect_options::from(env);
+  if (choice.topology) detect.topology = choice.topology;
+  if (choice.profile) detect.profile = choice.profile;
+  if (choice.memory_model && !choice.profile) detect.profile.reset();
+  platform::platform_info info = platform::detect_platform(detect);
+  if (choice.memory_model) {
+    const auto model = platform::parse_memory_model(*choice.memory_model);
+    if (!model)
+      throw usage_error("--platform '" + *choice.memory_model +
+                        "' is not a memory model (host, discrete, discrete-hmm, coherent, integrated)");
+    info = platform::with_model(std::move(info), *model);
+  }
+  return info;
+}
+
+platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
+                                         const platform::platform_info& info,
+                                         const platform_choice& choice) {
+  platform::demand_options demand_options;
+  demand_options.dtype = options.dtype == output_dtype::f32    ? platform::output_dtype::f32
+                         : options.dtype == output_dtype::keep ? platform::output_dtype::keep
+                                                               : platform::output_dtype::bf16;
+  demand_options.layout = options.order == layout::hf ? platform::output_layout::hf : platform::output_layout::native;
+  demand_options.rank = options.rank;
+  demand_options.world_size = options.world_size;
+  std::string label = ckpt.source.filename().string();
+  if (label.empty()) label = ckpt.source.string();
+  const auto demand = platform::make_demand(stored_tensors(ckpt), demand_options, label);
+  auto b = platform::budgets::from(platform::process_defaults());
+  if (choice.device_memory_bytes) b.device_memory_bytes = choice.device_memory_bytes;
+  if (choice.host_memory_bytes) b.host_memory_bytes = choice.host_memory_bytes;
+  return platform::make_plan(info, demand, b);
+}
+
+}  // namespace umload

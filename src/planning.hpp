@@ -1,0 +1,39 @@
+// The bridge from a checkpoint to the platform layer's placement policy: what the model
+// demands (from headers only), which platform this is (live, a profile, or a forced memory
+// model), and the plan. `umload plan` prints this plan; `umload load` follows it.
+//
+//   auto plan = umload::plan_checkpoint(ckpt, pipeline_options, {.profile = "gh200"});
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "platform/plan.hpp"
+#include "platform/platform.hpp"
+#include "src/checkpoint.hpp"
+#include "src/pipeline.hpp"
+
+namespace umload {
+
+struct platform_choice {
+  std::optional<std::string> profile;       // a built-in profile name (no live query)
+  std::optional<std::string> memory_model;  // force host|discrete|discrete-hmm|coherent|integrated
+  std::optional<std::string> topology;      // hwloc XML or "synthetic:..."
+  std::optional<std::uint64_t> device_memory_bytes;
+  std::optional<std::uint64_t> host_memory_bytes;
+};
+
+// The checkpoint's tensors as the policy sees them: names, dtypes, shapes and byte counts.
+std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt);
+
+// The platform for a choice: a profile, the live machine (environment defaults apply), and a
+// forced memory model on top when asked. Throws usage_error for unknown names.
+platform::platform_info choose_platform(const platform_choice& choice);
+
+// The plan of this checkpoint under these options on that platform. Pure given its inputs.
+platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
+                                         const platform::platform_info& platform,
+                                         const platform_choice& choice);
+
+}  // namespace umload
