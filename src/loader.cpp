@@ -196,7 +196,7 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
       t.bytes = out.bytes;
       const auto placed = where_of.find(out.name);
       t.where = placed == where_of.end() ? default_kind : placed->second;
-      t.device = t.where == memory_kind::device ? device.ordinal : -1;
+      t.device = t.where == memory_kind::host ? -1 : device.ordinal;
       t.data = engine->allocate_output(out.bytes, t.where);
       tensors.push_back(std::move(t));
     }

@@ -38,7 +38,7 @@ struct loaded_tensor {
   std::byte* data = nullptr;
   std::uint64_t bytes = 0;
   memory_kind where = memory_kind::host;
-  int device = -1;  // CUDA ordinal, -1 for host memory
+  int device = -1;  // CUDA ordinal (device and host_managed memory), -1 for host memory
   std::string digest;  // "sha256:<hex>" when asked for
 };
 
