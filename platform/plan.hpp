@@ -6,6 +6,9 @@
 //   require_fits(plan);   // throws budget_error with the plan's message when it does not fit
 //   for (const auto& p : plan.placements) ... p.tensor, p.where, p.numa_node
 //
+// This header brings in the whole public surface of platform/: detection (platform.hpp), devices
+// and memory models (device.hpp), demand (demand.hpp), profiles, units and configuration.
+//
 // Rules (../shared/reference/platforms.md):
 //   discrete / discrete-hmm: every tensor in device memory; pinned staging on the GPU-local NUMA
 //     node, copied through a device scratch slot per staging slot; direct I/O.
@@ -30,6 +33,8 @@
 #include "platform/demand.hpp"
 #include "platform/device.hpp"
 #include "platform/platform.hpp"
+#include "platform/profiles.hpp"
+#include "platform/units.hpp"
 
 namespace umload::platform {
 

@@ -161,11 +161,7 @@ platform_info profile_platform(std::string_view name, const std::optional<std::s
   info.memory = derive_memory(info.model, info.device, assumed, std::nullopt);
   info.memory.host_source = "profile figure: assumed MemAvailable of " + format_bytes(p.host_available_bytes) +
                             " out of " + format_bytes(p.host_memory_bytes) + " installed";
-  if (info.model != memory_model::host && !info.memory.single_pool) {
-    info.memory.device_source = "profile figure: " + info.memory.device_source;
-  } else if (info.memory.single_pool) {
-    info.memory.device_source = "profile figure: " + info.memory.device_source;
-  }
+  if (info.model != memory_model::host) info.memory.device_source = "profile figure: " + info.memory.device_source;
   info.notes = p.notes;
   info.sources = p.sources;
   return info;
