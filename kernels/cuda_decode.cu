@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(hf_threads)
     hf_kernel(hf_grid g, const std::uint8_t* __restrict__ blocks,
               const std::uint8_t* __restrict__ scales, Out* __restrict__ out) {
   __shared__ split_table_row table[256];
-  __shared__ std::uint32_t tile_words[hf_tile_words];
+  __shared__ alignas(16) std::uint32_t tile_words[hf_tile_words];  // read back as 16-byte chunks
   fill_table(table);
   __syncthreads();
   device_sink<Out> sink{out};
