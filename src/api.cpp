@@ -1,7 +1,5 @@
 #include <utility>
 
-#include "platform/demand.hpp"
-#include "platform/profiles.hpp"
 #include "src/umload.hpp"
 
 namespace umload {
@@ -12,19 +10,6 @@ struct model::state {
 };
 
 namespace {
-
-platform::output_dtype to_platform(output_dtype d) {
-  switch (d) {
-    case output_dtype::bf16: return platform::output_dtype::bf16;
-    case output_dtype::f32: return platform::output_dtype::f32;
-    case output_dtype::keep: return platform::output_dtype::keep;
-  }
-  return platform::output_dtype::bf16;
-}
-
-platform::output_layout to_platform(layout l) {
-  return l == layout::hf ? platform::output_layout::hf : platform::output_layout::native;
-}
 
 pipeline_options pipeline_for(layout order, output_dtype dtype, const shard& s) {
   pipeline_options p;
@@ -68,6 +53,7 @@ load_options to_load_options(const load_request& request, const platform::defaul
   o.device = resolve_device(request.device, env);
   o.threads = request.threads;
   o.digest = request.digest;
+  o.platform = request.platform;
   return o;
 }
 
@@ -97,39 +83,16 @@ std::vector<output_tensor> model::outputs(const load_request& request) const {
 }
 
 platform::placement_plan model::plan(const plan_request& request) const {
-  const auto& env = platform::process_defaults();
-  const shard s = resolve_shard(request.sharding, env);
-  std::vector<platform::stored_tensor> stored;
-  stored.reserve(state_->ckpt.tensors.size());
-  for (const auto& [name, ref] : state_->ckpt.tensors)
-    stored.push_back({name, std::string(to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
-  platform::demand_options options;
-  options.dtype = to_platform(request.dtype);
-  options.layout = to_platform(request.order);
-  options.rank = s.rank;
-  options.world_size = s.world_size;
-  std::string label = state_->ckpt.source.filename().string();
-  if (label.empty()) label = state_->ckpt.source.string();
-  const auto demand = platform::make_demand(std::move(stored), options, label);
-
-  auto detect = platform::detect_options::from(env);
-  if (request.profile) detect.profile = request.profile;
-  const auto info = platform::detect_platform(detect);
-  auto budgets = platform::budgets::from(env);
-  if (request.device_memory_bytes) budgets.device_memory_bytes = request.device_memory_bytes;
-  if (request.host_memory_bytes) budgets.host_memory_bytes = request.host_memory_bytes;
-  return platform::make_plan(info, demand, budgets);
+  const auto options = pipeline_for(request.order, request.dtype,
+                                    resolve_shard(request.sharding, platform::process_defaults()));
+  return plan_checkpoint(state_->ckpt, options, choose_platform(request.platform), request.platform);
 }
 
 load_result model::load(const load_request& request) const {
   return load_checkpoint(state_->ckpt.source, to_load_options(request, platform::process_defaults()));
 }
 
-platform::platform_info detect_platform(const std::optional<std::string>& profile) {
-  auto detect = platform::detect_options::from(platform::process_defaults());
-  if (profile) detect.profile = profile;
-  return platform::detect_platform(detect);
-}
+platform::platform_info detect_platform(const platform_choice& choice) { return choose_platform(choice); }
 
 convert_report convert(const std::filesystem::path& source, const std::filesystem::path& destination,
                        const convert_request& request) {

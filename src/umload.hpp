@@ -40,6 +40,7 @@
 #include "src/loader.hpp"
 #include "src/model_map.hpp"
 #include "src/pipeline.hpp"
+#include "src/planning.hpp"
 
 namespace umload {
 
@@ -70,6 +71,10 @@ struct load_request {
   shard_request sharding;
   int threads = 0;              // CPU decode threads (0: all)
   bool digest = false;          // per-tensor SHA-256 in loaded_tensor::digest and the report
+  // The machine the load plans for: live (default; UMLOAD_PROFILE applies), a built-in profile,
+  // or a forced memory model. The plan picks I/O mode, staging and where each tensor goes; a
+  // plan that does not fit throws budget_error before anything is read.
+  platform_choice platform;
   // Called on the loading thread after every staged item, with output bytes and tensors done.
   // An exception it throws stops the load and propagates.
   std::function<void(const progress_event&)> on_progress;
@@ -79,13 +84,12 @@ struct load_request {
 load_options to_load_options(const load_request& request, const platform::defaults& env);
 
 struct plan_request {
-  std::optional<std::string> profile;  // a built-in profile (platform::profile_names()); default
-                                       // UMLOAD_PROFILE, else this machine
   output_dtype dtype = output_dtype::bf16;
   layout order = layout::hf;
   shard_request sharding;
-  std::optional<std::uint64_t> device_memory_bytes;  // override what the platform reports
-  std::optional<std::uint64_t> host_memory_bytes;
+  // profile: a name from platform::profile_names() (default UMLOAD_PROFILE, else this machine);
+  // device/host memory bytes override what the platform reports.
+  platform_choice platform;
 };
 
 struct convert_request {
@@ -137,8 +141,9 @@ class model {
   std::shared_ptr<const state> state_;
 };
 
-// This machine as the platform layer sees it, or a named profile.
-platform::platform_info detect_platform(const std::optional<std::string>& profile = std::nullopt);
+// This machine as the platform layer sees it (UMLOAD_PROFILE applies), or a choice's profile or
+// forced memory model.
+platform::platform_info detect_platform(const platform_choice& choice = {});
 
 // Streams `source` into a dense checkpoint at `destination` (see src/convert.hpp).
 convert_report convert(const std::filesystem::path& source, const std::filesystem::path& destination,

@@ -206,6 +206,11 @@ py::object report_dict(const load_report& r) {
       {"backend", r.backend},
       {"strategy", r.strategy},
       {"memory_model", r.memory_model},
+      {"platform", r.platform},
+      {"plan_reason", r.plan_reason},
+      {"host_stands_in", r.host_stands_in},
+      {"predicted_peak_device_bytes", r.predicted_peak_device_bytes},
+      {"predicted_peak_host_bytes", r.predicted_peak_host_bytes},
       {"tensors_loaded", r.tensor_count},
       {"seconds", p.seconds},
       {"read_seconds", p.read_seconds},
@@ -223,14 +228,15 @@ py::object report_dict(const load_report& r) {
 
 py::object load(const std::filesystem::path& path, const std::string& device, const std::string& layout_name,
                 const std::string& dtype_name, std::optional<int> rank, std::optional<int> world_size,
-                const py::object& progress, int threads, bool digest, const std::string& framework_name,
-                bool with_report) {
+                const py::object& progress, const std::optional<std::string>& profile, int threads, bool digest,
+                const std::string& framework_name, bool with_report) {
   check_callback(progress);
   load_request request;
   request.device = device;
   request.order = parse_layout(layout_name);
   request.dtype = parse_output_dtype(dtype_name);
   request.sharding = sharding(rank, world_size);
+  request.platform.profile = profile;
   request.threads = threads;
   request.digest = digest;
   request.on_progress = progress_hook(progress.is_none() ? nullptr : &progress);
@@ -255,12 +261,12 @@ py::object plan(const std::filesystem::path& path, const std::optional<std::stri
                 const std::string& dtype_name, const std::string& layout_name, std::optional<int> rank,
                 std::optional<int> world_size, const py::object& device_memory, const py::object& host_memory) {
   plan_request request;
-  request.profile = profile;
+  request.platform.profile = profile;
   request.dtype = parse_output_dtype(dtype_name);
   request.order = parse_layout(layout_name);
   request.sharding = sharding(rank, world_size);
-  request.device_memory_bytes = size_argument(device_memory, "device_memory");
-  request.host_memory_bytes = size_argument(host_memory, "host_memory");
+  request.platform.device_memory_bytes = size_argument(device_memory, "device_memory");
+  request.platform.host_memory_bytes = size_argument(host_memory, "host_memory");
   platform::placement_plan p;
   {
     py::gil_scoped_release release;
@@ -273,7 +279,9 @@ py::object platform_dict(const std::optional<std::string>& profile) {
   platform::platform_info info;
   {
     py::gil_scoped_release release;
-    info = detect_platform(profile);
+    platform_choice choice;
+    choice.profile = profile;
+    info = detect_platform(choice);
   }
   return from_json(platform::to_json(info));
 }
@@ -374,7 +382,8 @@ PYBIND11_MODULE(umload, m) {
 
   m.def("load", &load, py::arg("path"), py::kw_only(), py::arg("device") = "auto", py::arg("layout") = "hf",
         py::arg("dtype") = "bf16", py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
-        py::arg("progress") = py::none(), py::arg("threads") = 0, py::arg("digest") = false,
+        py::arg("progress") = py::none(), py::arg("profile") = py::none(), py::arg("threads") = 0,
+        py::arg("digest") = false,
         py::arg("framework") = "auto", py::arg("with_report") = false,
         R"(Load a checkpoint; returns {name: tensor}.
 
@@ -382,7 +391,8 @@ device: "auto" (CUDA when usable, else CPU), "cpu", "cuda" (the GPU UMLOAD_DEVIC
 names, else 0) or "cuda:N". layout: "hf" (experts [E, in, out]) or "native" ([E, out, in]).
 dtype: "bf16", "f32" or "keep" (MXFP4 blocks and scales as stored). rank, world_size: the
 expert-parallel slice (default: RANK and WORLD_SIZE). progress: called as
-progress(bytes_done, bytes_total, tensors_done, tensors_total). framework: "auto" (torch when
+progress(bytes_done, bytes_total, tensors_done, tensors_total). profile: plan as on a built-in
+machine profile (umload.profiles()); default UMLOAD_PROFILE, else this machine. framework: "auto" (torch when
 importable, else numpy), "torch" or "numpy". with_report: return (state_dict, report).)");
   m.def("plan", &plan, py::arg("path"), py::kw_only(), py::arg("profile") = py::none(),
         py::arg("dtype") = "bf16", py::arg("layout") = "hf", py::arg("rank") = py::none(),
