@@ -69,12 +69,6 @@ std::uint64_t product(const std::vector<std::uint64_t>& shape) {
   return p;
 }
 
-std::uint64_t widened_bytes(const stored_tensor& t, output_dtype dtype) {
-  if (dtype != output_dtype::f32) return t.bytes;
-  if (t.dtype == "BF16" || t.dtype == "F16") return t.bytes * 2;
-  return t.bytes;
-}
-
 std::string divisors_text(std::uint64_t n) {
   std::string out;
   for (std::uint64_t d = 1; d <= n; ++d) {
@@ -221,11 +215,11 @@ model_demand make_demand(std::vector<stored_tensor> tensors, const demand_option
       check_experts(t, experts);
       const std::uint64_t share = experts / world;
       out.bytes_stored = t.bytes / experts * share;
-      out.bytes_output = widened_bytes(t, options.dtype) / experts * share;
+      out.bytes_output = t.bytes / experts * share;
       out.sharded = true;
     } else {
       out.bytes_stored = t.bytes;
-      out.bytes_output = widened_bytes(t, options.dtype);
+      out.bytes_output = t.bytes;  // dense tensors are loaded as stored, whatever --dtype
     }
     d.tensors.push_back(std::move(out));
   }
