@@ -126,7 +126,12 @@ if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
 fi
 
 JOBS=$(nproc)
-step build 300 cmake --build "$BUILD" -j "$JOBS" --target umload umload_cuda_test umload_cuda_tile_test umload_gpu_bench
+# Only what this check runs; other areas' executables with `gpu` tests join when they exist.
+TARGETS=(umload umload_cuda_test umload_cuda_tile_test umload_gpu_bench)
+for extra in test_platform_live_gpu; do
+  cmake --build "$BUILD" --target help 2>/dev/null | grep -w "^$extra:" >/dev/null && TARGETS+=("$extra")
+done
+step build 300 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 
 # ---------------------------------------------------------------------------------------------
 step gpu_tests 150 ctest --test-dir "$BUILD" -L gpu --output-on-failure
