@@ -18,6 +18,7 @@
 #include "src/checkpoint.hpp"
 #include "src/cli/commands.hpp"
 #include "src/model_map.hpp"
+#include "src/planning.hpp"
 
 namespace umload::cli {
 
@@ -38,51 +39,27 @@ struct plan_args {
   bool tensors = false;
 };
 
-// The checkpoint's tensors as the policy sees them: names, dtypes, shapes and byte counts, all
-// from the headers.
-std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
-  std::vector<platform::stored_tensor> out;
-  out.reserve(ckpt.tensors.size());
-  for (const auto& [name, ref] : ckpt.tensors) {
-    out.push_back({name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
-  }
-  return out;
-}
-
 int run_plan(const plan_args& args) {
-  const auto& env = platform::process_defaults();
-
   const checkpoint ckpt = open_checkpoint(args.source);
   build_model_map(ckpt);  // every pairing and shape rule, before anything is priced
 
-  platform::demand_options options;
-  options.dtype = *platform::parse_output_dtype(args.dtype);
-  options.layout = *platform::parse_output_layout(args.layout);
+  pipeline_options options;
+  options.dtype = parse_output_dtype(args.dtype);
+  options.order = parse_layout(args.layout);
+  const auto& env = platform::process_defaults();
   options.world_size = args.world_size.value_or(env.world_size.value_or(1));
   options.rank = args.rank.value_or(args.world_size ? 0 : env.rank.value_or(0));
-  std::string label = ckpt.source.filename().string();
-  if (label.empty()) label = ckpt.source.string();
-  const platform::model_demand demand = platform::make_demand(stored_tensors(ckpt), options, label);
+  if (options.rank >= options.world_size)
+    throw usage_error("--rank " + std::to_string(options.rank) + " must be below --world-size " +
+                      std::to_string(options.world_size));
 
-  auto detect = platform::detect_options::from(env);
-  if (!args.topology.empty()) detect.topology = args.topology;
-  if (!args.profile.empty()) detect.profile = args.profile;
-  if (!args.model.empty()) detect.profile.reset();
-  platform::platform_info info = platform::detect_platform(detect);
-  if (!args.model.empty()) {
-    const auto model = platform::parse_memory_model(args.model);
-    if (!model) {
-      throw usage_error("--platform '" + args.model +
-                        "' is not a memory model (host, discrete, discrete-hmm, coherent, integrated)");
-    }
-    info = platform::with_model(std::move(info), *model);
-  }
-
-  platform::budgets budgets = platform::budgets::from(env);
-  if (!args.device_memory.empty()) budgets.device_memory_bytes = platform::parse_size(args.device_memory);
-  if (!args.host_memory.empty()) budgets.host_memory_bytes = platform::parse_size(args.host_memory);
-
-  const platform::placement_plan plan = platform::make_plan(info, demand, budgets);
+  platform_choice choice;
+  if (!args.profile.empty()) choice.profile = args.profile;
+  if (!args.model.empty()) choice.memory_model = args.model;
+  if (!args.topology.empty()) choice.topology = args.topology;
+  if (!args.device_memory.empty()) choice.device_memory_bytes = platform::parse_size(args.device_memory);
+  if (!args.host_memory.empty()) choice.host_memory_bytes = platform::parse_size(args.host_memory);
+  const platform::placement_plan plan = plan_checkpoint(ckpt, options, choose_platform(choice), choice);
   if (args.json) {
     std::printf("%s\n", platform::to_json(plan).dump(2).c_str());
     return plan.fits ? 0 : static_cast<int>(exit_code::budget);
