@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -51,13 +52,24 @@ void refuse_direct_io(bool refuse) { g_refuse_direct = refuse; }
 file file::open_read(const std::filesystem::path& path, bool direct) {
   int fd = -1;
   bool is_direct = false;
+  std::uint32_t alignment = 4096;
   if (direct && !g_refuse_direct) {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
-    is_direct = fd >= 0;
+    struct statx stx{};
+    bool supported = true;
+    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+      supported = stx.stx_dio_offset_align != 0;  // 0: this file cannot do direct I/O
+      alignment = std::max({alignment, stx.stx_dio_offset_align, stx.stx_dio_mem_align});
+    }
+    if (supported) {
+      fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+      is_direct = fd >= 0;
+    }
   }
   if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw io_error(describe("cannot open", path, errno), errno);
-  return file(fd, path, is_direct);
+  file f(fd, path, is_direct);
+  f.direct_alignment_ = alignment;
+  return f;
 }
 
 file file::create(const std::filesystem::path& path) {
@@ -67,7 +79,10 @@ file file::create(const std::filesystem::path& path) {
 }
 
 file::file(file&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)), direct_(other.direct_) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      path_(std::move(other.path_)),
+      direct_(other.direct_),
+      direct_alignment_(other.direct_alignment_) {}
 
 file& file::operator=(file&& other) noexcept {
   if (this != &other) {
@@ -75,6 +90,7 @@ file& file::operator=(file&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
     direct_ = other.direct_;
+    direct_alignment_ = other.direct_alignment_;
   }
   return *this;
 }

@@ -13,7 +13,9 @@ namespace umload {
 class file {
  public:
   file() = default;
-  // Opens for reading; `direct` adds O_DIRECT and falls back to a plain open when refused.
+  // Opens for reading; `direct` adds O_DIRECT where the filesystem supports it (statx
+  // STATX_DIOALIGN says so, or the open succeeds on kernels that cannot tell), and falls back to
+  // a plain buffered open where it is refused.
   static file open_read(const std::filesystem::path& path, bool direct = false);
   // Creates (truncating) for writing.
   static file create(const std::filesystem::path& path);
@@ -25,6 +27,8 @@ class file {
 
   int fd() const { return fd_; }
   bool is_direct() const { return direct_; }
+  // Offset, length and buffer alignment O_DIRECT needs on this file (4096 when unknown).
+  std::uint32_t direct_alignment() const { return direct_alignment_; }
   const std::filesystem::path& path() const { return path_; }
   std::uint64_t size() const;
 
@@ -46,6 +50,7 @@ class file {
   int fd_ = -1;
   std::filesystem::path path_;
   bool direct_ = false;
+  std::uint32_t direct_alignment_ = 4096;
 };
 
 // Reads a whole small file (config, index) with a size limit.

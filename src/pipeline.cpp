@@ -28,7 +28,8 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-constexpr std::uint64_t direct_alignment = 4096;
+// Page size for page-cache advice, and the O_DIRECT alignment when statx cannot tell.
+constexpr std::uint64_t page_bytes = 4096;
 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 std::uint64_t round_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
@@ -105,9 +106,13 @@ class staging_ring {
                const pipeline_options& options, backend& engine, bool direct)
       : ckpt_(ckpt), items_(items), engine_(engine), slots_(std::max(2, options.slots)),
         direct_(direct) {
-    capacity_ = round_up(options.slot_bytes, direct_alignment) + 8 * direct_alignment;
     for (const auto& shard : ckpt.shards) files_.push_back(file::open_read(shard.path, direct));
-    for (const auto& f : files_) direct_ = direct_ && f.is_direct();
+    for (const auto& f : files_) {
+      direct_ = direct_ && f.is_direct();
+      align_ = std::max<std::uint64_t>(align_, f.direct_alignment());
+    }
+    capacity_ = round_up(options.slot_bytes, align_) + 8 * align_;
+    check_sizes();
     buffers_.resize(slots_, nullptr);
     ready_.assign(slots_, -1);
     failure_.resize(slots_);
@@ -125,6 +130,18 @@ class staging_ring {
   ~staging_ring() {
     stop();
     release();
+  }
+
+  // A shard whose size differs from the one its header was checked against was rewritten or
+  // appended to under us: reads may still succeed, but they would not be the checked file.
+  void check_sizes() const {
+    for (std::size_t s = 0; s < files_.size(); ++s) {
+      const std::uint64_t now = files_[s].size();
+      if (now != ckpt_.shards[s].file_size)
+        throw io_error(ckpt_.shards[s].path.string() + ": file changed size during the load (" +
+                       std::to_string(ckpt_.shards[s].file_size) + " bytes when its header was read, " +
+                       std::to_string(now) + " now)");
+    }
   }
 
   // Waits for item i's bytes; returns the staged pointer of each source.
@@ -160,6 +177,7 @@ class staging_ring {
   std::uint64_t bytes_read() const { return bytes_read_; }
   double read_seconds() const { return read_nanos_ / 1e9; }
   std::size_t capacity() const { return capacity_; }
+  std::uint64_t alignment() const { return align_; }
 
  private:
   void read_loop() {
@@ -180,7 +198,7 @@ class staging_ring {
         std::uint64_t at = 0;
         for (int k = 0; k < items_[i].sources; ++k) {
           staged[k] = fill(buffers_[s] + at, items_[i].src[k]);
-          at += round_up(items_[i].src[k].bytes, direct_alignment) + 2 * direct_alignment;
+          at += round_up(items_[i].src[k].bytes, align_) + 2 * align_;
         }
       } catch (...) {
         failure = std::current_exception();
@@ -203,9 +221,9 @@ class staging_ring {
       bytes_read_ += r.bytes;
       return slot;
     }
-    const std::uint64_t first = round_down(r.offset, direct_alignment);
+    const std::uint64_t first = round_down(r.offset, align_);
     const std::uint64_t lead = r.offset - first;
-    const std::uint64_t length = round_up(lead + r.bytes, direct_alignment);
+    const std::uint64_t length = round_up(lead + r.bytes, align_);
     const std::size_t got = f.read_at_least(slot, length, lead + r.bytes, first);
     bytes_read_ += got;
     return slot + lead;
@@ -221,6 +239,7 @@ class staging_ring {
   backend& engine_;
   std::size_t slots_;
   bool direct_;
+  std::uint64_t align_ = page_bytes;
   std::size_t capacity_ = 0;
   std::vector<file> files_;
   std::vector<std::byte*> buffers_;
@@ -353,7 +372,7 @@ std::vector<output_tensor> plan_outputs(const model_map& map,
 
 std::uint64_t staging_bytes(const pipeline_options& options) {
   return static_cast<std::uint64_t>(std::max(2, options.slots)) *
-         (round_up(options.slot_bytes, direct_alignment) + 8 * direct_alignment);
+         (round_up(options.slot_bytes, page_bytes) + 8 * page_bytes);
 }
 
 std::uint64_t min_slot_bytes(const std::vector<output_tensor>& outputs) {
@@ -422,8 +441,8 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
     if (drop && !ring.direct())
       for (int k = 0; k < item.sources; ++k) {
         const auto& r = item.src[k];
-        const std::uint64_t first = round_down(r.offset, direct_alignment);
-        ring.shard_file(r.shard).drop_cache(first, round_up(r.offset + r.bytes, direct_alignment) - first);
+        const std::uint64_t first = round_down(r.offset, page_bytes);
+        ring.shard_file(r.shard).drop_cache(first, round_up(r.offset + r.bytes, page_bytes) - first);
       }
     produced += item.out_bytes;
     if (i + 1 == items.size() || items[i + 1].tensor != item.tensor) ++tensors_done;
@@ -432,6 +451,7 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
   }
   engine.synchronize();
   ring.stop();
+  ring.check_sizes();
   if (drop)
     for (std::size_t s = 0; s < ckpt.shards.size(); ++s) ring.shard_file(s).drop_cache(0, ckpt.shards[s].file_size);
   const auto b = engine.stats();
