@@ -7,6 +7,7 @@
 #include <map>
 
 #include "kernels/error.hpp"
+#include "platform/config.hpp"
 
 namespace umload {
 
@@ -30,11 +31,13 @@ struct device_choice {
   int ordinal = 0;
 };
 
+// "auto" and "cuda" mean the GPU UMLOAD_DEVICE names, else LOCAL_RANK (torchrun), else 0: the
+// same device the platform layer examined for the plan.
 device_choice choose_device(const std::string& device) {
   if (device == "cpu") return {};
-  if (device == "auto") return cuda_available() ? device_choice{true, 0} : device_choice{};
+  if (device == "auto") return cuda_available() ? choose_device("cuda") : device_choice{};
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-    int ordinal = 0;
+    int ordinal = platform::process_defaults().device();
     if (device.size() > 5) {
       try {
         std::size_t used = 0;
