@@ -7,6 +7,8 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cub/device/device_reduce.cuh>
 
 #include "kernels/cuda_check.hpp"
@@ -64,19 +66,26 @@ __global__ void __launch_bounds__(hf_threads)
 }
 
 // Blocks for a persistent grid: as many as fit on the device at once, at most one per work piece.
+// The count is cached per kernel and device: a pipeline launches once per staged item, and items
+// can be short enough for the queries to show.
 template <typename Kernel>
 unsigned persistent_blocks(Kernel kernel, unsigned threads, std::uint64_t pieces) {
+  static std::array<std::atomic<int>, 64> resident_by_device{};
   int device = 0;
   UMLOAD_CUDA_CHECK(cudaGetDevice(&device));
-  int multiprocessors = 0;
-  UMLOAD_CUDA_CHECK(
-      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  int per_multiprocessor = 0;
-  UMLOAD_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, threads, 0));
-  const std::uint64_t resident =
-      static_cast<std::uint64_t>(std::max(1, multiprocessors * std::max(1, per_multiprocessor)));
-  return static_cast<unsigned>(std::min(resident, std::max<std::uint64_t>(pieces, 1)));
+  int resident = device < 64 ? resident_by_device[device].load(std::memory_order_relaxed) : 0;
+  if (resident == 0) {
+    int multiprocessors = 0;
+    UMLOAD_CUDA_CHECK(
+        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
+    int per_multiprocessor = 0;
+    UMLOAD_CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, threads, 0));
+    resident = std::max(1, multiprocessors * std::max(1, per_multiprocessor));
+    if (device < 64) resident_by_device[device].store(resident, std::memory_order_relaxed);
+  }
+  return static_cast<unsigned>(
+      std::min<std::uint64_t>(static_cast<std::uint64_t>(resident), std::max<std::uint64_t>(pieces, 1)));
 }
 
 template <typename Out>
