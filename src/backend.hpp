@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "kernels/cpu_decode.hpp"
+#include "kernels/cuda_tile.hpp"
 #include "kernels/decode_job.hpp"
 
 namespace umload {
@@ -63,6 +64,14 @@ class backend {
                          memory_kind where) {
     (void)where;
     std::memcpy(host_dst, src, bytes);
+  }
+
+  // Count of non-finite values and an order-sensitive checksum of a decoded output, computed
+  // where the data lives (CUB on the device for device memory). The default serves host memory.
+  virtual cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values,
+                                              out_dtype dtype, memory_kind where) {
+    (void)where;
+    return cuda_tile::summarize_host(data, values, dtype);
   }
 
   virtual backend_stats stats() const = 0;

@@ -192,6 +192,22 @@ class cuda_backend final : public backend {
     for (auto& slot : scratch_) retire(slot);
   }
 
+  void read_back(void* host_dst, const std::byte* src, std::size_t bytes, memory_kind where) override {
+    if (where != memory_kind::device) {
+      std::memcpy(host_dst, src, bytes);
+      return;
+    }
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    UMLOAD_CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
+  }
+
+  cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values, out_dtype dtype,
+                                      memory_kind where) override {
+    if (where != memory_kind::device) return cuda_tile::summarize_host(data, values, dtype);
+    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    return cuda::summarize(data, values, dtype, compute_stream_);
+  }
+
   backend_stats stats() const override {
     std::lock_guard lock(mutex_);
     return {copy_seconds_, decode_seconds_, peak_device_bytes_};

@@ -213,6 +213,17 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
+  if (options.check) {
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (!outputs[i].pair) continue;
+      auto& t = held[i];
+      const out_dtype dt = t.type == dtype::F32 ? out_dtype::f32 : out_dtype::bf16;
+      const auto s = engine->summarize(t.data, t.bytes / element_bytes(dt), dt, t.where);
+      t.non_finite = s.non_finite;
+      t.checksum = s.checksum;
+      report.non_finite += s.non_finite;
+    }
+  }
   if (options.digest) {
     std::vector<std::pair<std::string, std::string>> lines;
     for (auto& t : held) {

@@ -25,6 +25,7 @@ struct load_options {
   int threads = 0;              // CPU decode threads (0: all)
   std::optional<cpu::isa> isa;  // CPU decode path (default: best this CPU has)
   bool digest = false;          // compute per-tensor SHA-256 digests
+  bool check = false;           // count non-finite values and checksum each decoded tensor where it lives
   platform_choice platform;     // live machine, a profile, or a forced memory model
   // Staging slot size and count come from the plan unless the caller set them.
   bool staging_from_plan = true;
@@ -40,6 +41,10 @@ struct loaded_tensor {
   memory_kind where = memory_kind::host;
   int device = -1;  // CUDA ordinal (device and host_managed memory), -1 for host memory
   std::string digest;  // "sha256:<hex>" when asked for
+  // With load_options::check, for decoded tensors: non-finite values and a checksum of the bits,
+  // computed where the tensor lives (CUB on the GPU), the same on every backend.
+  std::optional<std::uint64_t> non_finite;
+  std::optional<std::uint64_t> checksum;
 };
 
 struct load_result;
@@ -78,6 +83,7 @@ struct load_report {
   std::uint64_t page_cache_bytes_after = 0;
   std::size_t tensor_count = 0;
   std::string digest;         // "sha256:<hex>" over "<name> <hex>\n" lines sorted by name
+  std::uint64_t non_finite = 0;  // with check: non-finite values over every decoded tensor
 };
 
 struct load_result {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -29,6 +30,7 @@ struct load_args {
   std::string host_memory;
   bool keep_cache = false;
   bool digest = false;
+  bool check = false;
   bool json = false;
   std::string progress = "auto";
 };
@@ -61,6 +63,14 @@ nlohmann::json report_json(const load_report& r, const weight_set& weights, bool
       {"slot_bytes", p.slot_bytes},
       {"slots", p.slots},
   };
+  if (std::any_of(weights.tensors().begin(), weights.tensors().end(),
+                  [](const auto& t) { return t.checksum.has_value(); })) {
+    nlohmann::json checks = nlohmann::json::object();
+    for (const auto& t : weights.tensors())
+      if (t.checksum) checks[t.name] = {{"non_finite", *t.non_finite}, {"checksum", *t.checksum}};
+    j["checks"] = checks;
+    j["non_finite"] = r.non_finite;
+  }
   if (!r.digest.empty()) {
     j["digest"] = r.digest;
     if (with_tensors) {
@@ -79,6 +89,7 @@ int run_load(const load_args& args) {
   options.threads = args.decode.threads;
   options.isa = parse_isa_option(args.decode.isa);
   options.digest = args.digest;
+  options.check = args.check;
   options.pipeline.io = parse_io_mode(args.io);
   options.pipeline.keep_page_cache = args.keep_cache;
   if (!args.slot_size.empty()) options.pipeline.slot_bytes = platform::parse_size(args.slot_size);
@@ -117,6 +128,8 @@ int run_load(const load_args& args) {
   std::printf("  peak RSS     %s\n", human_bytes(r.peak_rss_bytes).c_str());
   if (p.peak_device_bytes) std::printf("  peak device  %s\n", human_bytes(p.peak_device_bytes).c_str());
   std::printf("  page cache   %s of the checkpoint still cached\n", human_bytes(r.page_cache_bytes_after).c_str());
+  if (options.check) std::printf("  check        %llu non-finite values in decoded tensors\n",
+                                 static_cast<unsigned long long>(r.non_finite));
   if (!r.digest.empty()) std::printf("  digest       %s\n", r.digest.c_str());
   return 0;
 }
@@ -143,6 +156,8 @@ void add_load(CLI::App& app, int& status) {
   cmd->add_flag("--keep-cache", args->keep_cache, "Leave consumed input pages in the page cache (benchmarks)");
   cmd->add_option("--report", args->report_file, "Also write the JSON report to FILE");
   cmd->add_flag("--digest", args->digest, "SHA-256 of every tensor as loaded, and of the whole set");
+  cmd->add_flag("--check", args->check,
+                "Count non-finite values and checksum every decoded tensor where it lives (CUB on GPUs)");
   cmd->add_option("--progress", args->progress, "auto (bar on terminals), none, or json lines")
       ->check(CLI::IsMember({"auto", "none", "json"}));
   cmd->add_flag("--json", args->json, "Print the report as JSON");

@@ -179,6 +179,29 @@ TEST(pipeline, digest_lines_follow_the_documented_rule) {
   EXPECT_EQ(r.report.digest, "sha256:" + sha256_hex(text.data(), text.size()));
 }
 
+TEST(pipeline, check_counts_non_finite_values_of_decoded_tensors) {
+  temp_dir dir;
+  synth_tiny(dir / "m", 2, 4, true);  // scales 253 and 254 overflow to +-inf
+  auto o = host_options();
+  o.check = true;
+  const auto r = load_checkpoint(dir / "m", o);
+  std::uint64_t total = 0;
+  for (const auto& t : r.weights->tensors()) {
+    if (t.name.find("_bias") != std::string::npos || t.name.find(".mlp.experts.") == std::string::npos) {
+      EXPECT_FALSE(t.checksum.has_value()) << t.name;  // only decoded tensors are checked
+      continue;
+    }
+    ASSERT_TRUE(t.non_finite.has_value()) << t.name;
+    const auto* bits = reinterpret_cast<const std::uint16_t*>(t.data);
+    std::uint64_t expected = 0;
+    for (std::uint64_t i = 0; i < t.bytes / 2; ++i) expected += (bits[i] & 0x7F80) == 0x7F80;
+    EXPECT_EQ(*t.non_finite, expected) << t.name;
+    EXPECT_GT(expected, 0u) << t.name;
+    total += expected;
+  }
+  EXPECT_EQ(r.report.non_finite, total);
+}
+
 TEST(pipeline, keep_loads_the_mxfp4_pairs_as_stored) {
   temp_dir dir;
   synth_tiny(dir / "m");
