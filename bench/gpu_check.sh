@@ -139,6 +139,37 @@ step tile_math_test 60 "$BUILD/tests/cuda/umload_cuda_tile_test" --gtest_brief=1
 step gpu_bench 120 bash -c "'$BUILD/umload_gpu_bench' | tee '$OUT_DIR/bench.txt'"
 
 # ---------------------------------------------------------------------------------------------
+# Same digest and same checks on the GPU as on the CPU: a checkpoint with every scale byte, both
+# layouts and dtypes, both GPU strategies (discrete copy; zero-copy as integrated and coherent).
+digests() {
+  local d=/tmp/umload-digest-ckpt
+  rm -rf "$d"
+  "$BUILD/umload" synth --preset tiny --layers 3 --experts 8 --edge-scales --out "$d" >/dev/null || return 1
+  local failed=0
+  for layout in hf native; do
+    for dtype in bf16 f32 keep; do
+      local cpu gpu
+      cpu=$("$BUILD/umload" load "$d" --device cpu --layout $layout --dtype $dtype --digest --check --json) || return 1
+      for platform in discrete integrated coherent; do
+        gpu=$("$BUILD/umload" load "$d" --device cuda --platform $platform --layout $layout --dtype $dtype \
+              --digest --check --json) || { echo "load failed: $layout $dtype $platform"; failed=1; continue; }
+        if python3 - "$cpu" "$gpu" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+sys.exit(0 if a["digest"] == b["digest"] and a.get("checks") == b.get("checks") else 1)
+PY
+        then echo "same digest and checks: $layout $dtype $platform"
+        else echo "DIFFERENT: $layout $dtype $platform"; failed=1; fi
+      done
+    done
+  done
+  rm -rf "$d"
+  echo "$failed" > "$OUT_DIR/digests.txt"
+  return $failed
+}
+step digests 120 digests
+
+# ---------------------------------------------------------------------------------------------
 # The 20b-shaped checkpoint, loaded from the page cache.
 rm -rf "$CKPT"
 step synth 240 "$BUILD/umload" synth --preset gpt-oss-20b --out "$CKPT"
@@ -197,6 +228,12 @@ ckpt_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(os.environ["
 rows = []
 def add(what, value, target, ok):
     rows.append((what, value, target, "ok" if ok is True else "MISS" if ok is False else "" if not target else "n/a"))
+
+try:
+    same = open(os.path.join(out, "digests.txt")).read().strip() == "0"
+    add("GPU digest/checks = CPU", "equal (3 strategies x 2 layouts x 3 dtypes)" if same else "DIFFERENT", "equal", same)
+except OSError:
+    add("GPU digest/checks = CPU", "not measured", "equal", None)
 
 copy = bench.get("device_copy")
 h2d = bench.get("pinned_h2d")
