@@ -146,11 +146,17 @@ class progress(common.checkpoint_case):
         old = sys.getswitchinterval()
         sys.setswitchinterval(2.0)
         worker = threading.Thread(target=spin)
+        during = 0
         try:
             worker.start()
-            before = count[0]
-            umload.load(bigger, device="cpu", framework="numpy")
-            during = count[0] - before
+            # On a busy machine the spinner may not be scheduled within one short load; a few
+            # tries make "never ran" mean the GIL was held.
+            for _ in range(5):
+                before = count[0]
+                umload.load(bigger, device="cpu", framework="numpy")
+                during += count[0] - before
+                if during:
+                    break
         finally:
             stop.set()
             worker.join()
