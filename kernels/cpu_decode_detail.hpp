@@ -43,6 +43,25 @@ struct split_table {
 };
 const split_table& byte_tables();
 
+// For scale bytes in [first, last], table row s is table row 127 with s - 127 added to the BF16
+// exponent of every nonzero magnitude: no result leaves the normal range, so the add neither
+// carries into the sign nor reaches the subnormals or inf. Scales outside (0, 1: subnormal
+// results; 253, 254: inf; 255: NaN) must use their own table row. Kernels that look up 32 rows
+// with different scales at once (hf, AVX-512 VBMI) use this; the tests prove it equal to
+// decode_bf16 for every scale in the range and every code, and the range maximal.
+struct rescalable_scales {
+  static constexpr unsigned first = 2;
+  static constexpr unsigned last = 252;
+};
+inline constexpr std::uint16_t exponent_step(unsigned scale) {
+  return static_cast<std::uint16_t>((scale - mxfp4::scale_bias) << 7);
+}
+inline constexpr std::uint16_t rescale_bf16(std::uint16_t value_at_127, unsigned code,
+                                            unsigned scale) {
+  return (code & 7u) == 0 ? value_at_127
+                          : static_cast<std::uint16_t>(value_at_127 + exponent_step(scale));
+}
+
 struct path_kernels {
   void (*native_rows)(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end,
                       piece_options options);

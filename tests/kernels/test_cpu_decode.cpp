@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/cpu_decode.hpp"
+#include "kernels/cpu_decode_detail.hpp"
 #include "kernels/error.hpp"
 #include "kernels/mxfp4.hpp"
 
@@ -23,12 +24,16 @@ using umload::decode_job;
 using umload::layout;
 using umload::out_dtype;
 namespace cpu = umload::cpu;
+using rescalable = umload::cpu::detail::rescalable_scales;
 
 struct shape {
   std::uint64_t experts, rows, groups;
 };
 
-enum class fill { random, every_scale, edge };
+// rescalable: scales anywhere in detail::rescalable_scales (every hf tile can take the AVX-512
+// VBMI code-transpose path); rescalable_bounds: only its ends and middle; sparse_edge: rescalable
+// with an occasional edge scale, so that neighbouring tiles take different paths.
+enum class fill { random, every_scale, edge, rescalable, rescalable_bounds, sparse_edge };
 
 struct input {
   std::vector<std::uint8_t> blocks, scales;
@@ -52,6 +57,27 @@ input make_input(const shape& s, fill kind, std::uint32_t seed) {
       case fill::edge: {
         static const std::uint8_t edges[] = {0, 1, 2, 126, 127, 128, 252, 253, 254, 255};
         in.scales[i] = edges[gen() % std::size(edges)];
+        break;
+      }
+      case fill::rescalable:
+        in.scales[i] = static_cast<std::uint8_t>(
+            rescalable::first + gen() % (rescalable::last - rescalable::first + 1));
+        break;
+      case fill::rescalable_bounds: {
+        static const std::uint8_t bounds[] = {
+            rescalable::first,    rescalable::first + 1, 126, 127, 128,
+            rescalable::last - 1, rescalable::last};
+        in.scales[i] = bounds[gen() % std::size(bounds)];
+        break;
+      }
+      case fill::sparse_edge: {
+        static const std::uint8_t edges[] = {0, 1, 253, 254, 255};
+        const std::uint32_t draw = gen();
+        in.scales[i] =
+            draw % 97 == 0
+                ? edges[draw / 97 % std::size(edges)]
+                : static_cast<std::uint8_t>(rescalable::first +
+                                            draw % (rescalable::last - rescalable::first + 1));
         break;
       }
     }
@@ -145,6 +171,15 @@ TEST_P(CpuDecodePath, EveryScaleByte) {
   check({3, 19, 7}, fill::edge, 6);
 }
 
+// Every tile of these takes the AVX-512 VBMI code-transpose path where the CPU has it (hf, full
+// tiles of 32 rows), down to the ends of the rescalable range; sparse edges mix both paths.
+TEST_P(CpuDecodePath, RescalableScales) {
+  check({2, 96, 5}, fill::rescalable, 13);
+  check({1, 64, 90}, fill::rescalable_bounds, 14);
+  check({3, 70, 3}, fill::sparse_edge, 15);
+  check({1, 256, 40}, fill::sparse_edge, 16, 2);
+}
+
 TEST_P(CpuDecodePath, MisalignedOutput) {
   check({2, 37, 3}, fill::random, 7, 2);
   check({1, 64, 4}, fill::random, 8, 34);
@@ -159,6 +194,7 @@ TEST_P(CpuDecodePath, LargeStreamedOutput) {
   check({1, 1024, 128}, fill::random, 10);
   check({2, 528, 128}, fill::edge, 11);
   check({1, 1024, 128}, fill::random, 12, 2);
+  check({1, 1024, 128}, fill::sparse_edge, 17);
 }
 
 std::vector<path_case> all_cases() {
@@ -201,6 +237,28 @@ TEST(CpuDecode, LowNibbleFirstOnEveryPath) {
       EXPECT_EQ(f32[0], 0x3F800000u) << cpu::to_string(path);
       EXPECT_EQ(f32[1], 0x3F000000u) << cpu::to_string(path);
     }
+}
+
+// The identity the hf VBMI path relies on instead of 32 table rows per lookup: for every scale in
+// rescalable_scales and every code, row 127 moved by the exponent step is the core's value; and
+// the range is maximal (each scale outside it has a code where the identity fails).
+TEST(CpuDecode, RescaledRow127EqualsCoreExactlyInRange) {
+  const auto& table = cpu::detail::table();
+  for (unsigned code = 0; code < 16; ++code)
+    ASSERT_EQ(table.bf16[127][code], umload::mxfp4::decode_bf16(code, 127));
+  for (unsigned scale = 0; scale < 256; ++scale) {
+    const bool in_range = scale >= rescalable::first && scale <= rescalable::last;
+    bool all_equal = true;
+    for (unsigned code = 0; code < 16; ++code) {
+      const std::uint16_t rescaled = cpu::detail::rescale_bf16(table.bf16[127][code], code, scale);
+      const std::uint16_t expected = umload::mxfp4::decode_bf16(code, scale);
+      if (in_range) {
+        ASSERT_EQ(rescaled, expected) << "scale " << scale << " code " << code;
+      }
+      all_equal = all_equal && rescaled == expected;
+    }
+    EXPECT_EQ(all_equal, in_range) << "scale " << scale;
+  }
 }
 
 TEST(CpuDecode, EmptyJobWritesNothing) {
