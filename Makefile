@@ -53,8 +53,20 @@ demo: build
 bench: build
 	bash bench/cpu_compare.sh
 
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (g++), CUDA off: nvcc
+# objects and the CUDA runtime do not mix with ASan's allocator, and the Python module would need
+# libasan preloaded into the interpreter.
 asan:
-	$(MAKE) BUILD_DIR=build-asan PRESET_FLAGS="-DUMLOAD_SANITIZE=ON -DUMLOAD_ENABLE_CUDA=OFF -DUMLOAD_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo" test
+	$(MAKE) BUILD_DIR=build-asan PRESET_FLAGS="-DUMLOAD_SANITIZE=ON -DUMLOAD_ENABLE_CUDA=OFF -DUMLOAD_BUILD_BENCH=OFF -DUMLOAD_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo" test
+
+# libFuzzer targets (clang 14, ASan+UBSan, CUDA off) and a short run of each; see docs/reliability.md.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DUMLOAD_FUZZ=ON -DUMLOAD_ENABLE_CUDA=OFF -DUMLOAD_BUILD_BENCH=OFF -DUMLOAD_BUILD_PYTHON=OFF \
+	  -DUMLOAD_TEST_AREAS=fuzz
+	cmake --build build-fuzz -j $(JOBS) --target umload_fuzzers
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-fuzz
