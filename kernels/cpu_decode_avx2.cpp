@@ -127,8 +127,18 @@ void hf_column_block(const decode_job& job, std::uint64_t column_block, std::uin
   Out* out = static_cast<Out*>(job.out) + column_block * mxfp4::block_values * job.rows;
   alignas(32) __m256i tile[tile_rows][2];               // [row][column half], 16 words each
   alignas(32) __m256i columns[mxfp4::block_values][2];  // [column][row half]
+  const bool large = job.out_bytes() >= stream_threshold_bytes;
   for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
     const unsigned nrows = static_cast<unsigned>(std::min(tile_rows, row_end - r0));
+    // A tile reads 16 bytes per row at a stride of groups * 16 bytes, which the hardware
+    // prefetchers do not follow: without help every tile of every fourth group would wait on 32
+    // reads from memory. Fetch the rows' lines eight groups ahead into L2; every fourth group is
+    // enough, as a line holds four groups' blocks. Small jobs (input in cache) skip it.
+    if (large && g % 4 == 0) {
+      const std::uint8_t* ahead = blocks + r0 * block_stride + 8 * mxfp4::block_bytes;
+      for (unsigned r = 0; r < nrows; ++r, ahead += block_stride)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+    }
     for (unsigned i = 0; i < tile_rows; ++i) {
       const std::uint64_t r = r0 + i;
       if (i < nrows)

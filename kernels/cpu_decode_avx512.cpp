@@ -300,6 +300,7 @@ inline void hf_column_block(const decode_job& job, const code_tile_constants* co
   const std::uint8_t* blocks = job.blocks + ((e * job.rows) * job.groups + g) * mxfp4::block_bytes;
   const std::uint8_t* scales = job.scales + (e * job.rows) * job.groups + g;
   Out* out = static_cast<Out*>(job.out) + column_block * mxfp4::block_values * job.rows;
+  const bool large = job.out_bytes() >= stream_threshold_bytes;
   // The scales of many tiles are gathered at once, so that a tile's vector load of its scales
   // does not wait on the byte stores just before it (a store-forwarding stall per tile).
   constexpr std::uint64_t gather_rows = 8 * tile_rows;
@@ -314,6 +315,15 @@ inline void hf_column_block(const decode_job& job, const code_tile_constants* co
     const unsigned nrows = static_cast<unsigned>(std::min(tile_rows, row_end - r0));
     const tile_io<Out> io{
         blocks + r0 * block_stride, block_stride, tile_scales, out + r0, job.rows, nrows};
+    // A tile reads 16 bytes per row at a stride of groups * 16 bytes, which the hardware
+    // prefetchers do not follow: without help every tile of every fourth group would wait on 32
+    // reads from memory. Fetch the rows' lines eight groups ahead into L2; every fourth group is
+    // enough, as a line holds four groups' blocks. Small jobs (input in cache) skip it.
+    if (large && g % 4 == 0) {
+      const std::uint8_t* ahead = io.blocks + 8 * mxfp4::block_bytes;
+      for (unsigned r = 0; r < nrows; ++r, ahead += block_stride)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+    }
     if constexpr (Codes) {
       if (nrows == tile_rows) {
         const __m256i s = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile_scales));
