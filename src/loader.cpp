@@ -243,4 +243,51 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   return {weights, report};
 }
 
+nlohmann::json to_json(const load_report& r, const weight_set* weights) {
+  const auto& p = r.pipeline;
+  nlohmann::json j = {
+      {"device", r.device},
+      {"backend", r.backend},
+      {"strategy", r.strategy},
+      {"memory_model", r.memory_model},
+      {"platform", r.platform},
+      {"plan_reason", r.plan_reason},
+      {"host_stands_in", r.host_stands_in},
+      {"predicted_peak_device_bytes", r.predicted_peak_device_bytes},
+      {"predicted_peak_host_bytes", r.predicted_peak_host_bytes},
+      {"tensors_loaded", r.tensor_count},
+      {"seconds", p.seconds},
+      {"read_seconds", p.read_seconds},
+      {"copy_seconds", p.copy_seconds},
+      {"decode_seconds", p.decode_seconds},
+      {"bytes_read", p.bytes_read},
+      {"quantized_bytes", p.quantized_bytes},
+      {"bytes_produced", r.output_bytes},
+      {"output_gb_per_s", p.seconds > 0 ? r.output_bytes / p.seconds / 1e9 : 0.0},
+      {"peak_rss_bytes", r.peak_rss_bytes},
+      {"peak_device_bytes", p.peak_device_bytes},
+      {"page_cache_bytes_after", r.page_cache_bytes_after},
+      {"direct_io", p.direct_io},
+      {"slot_bytes", p.slot_bytes},
+      {"slots", p.slots},
+  };
+  if (weights && std::any_of(weights->tensors().begin(), weights->tensors().end(),
+                             [](const auto& t) { return t.checksum.has_value(); })) {
+    nlohmann::json checks = nlohmann::json::object();
+    for (const auto& t : weights->tensors())
+      if (t.checksum) checks[t.name] = {{"non_finite", *t.non_finite}, {"checksum", *t.checksum}};
+    j["checks"] = checks;
+    j["non_finite"] = r.non_finite;
+  }
+  if (!r.digest.empty()) {
+    j["digest"] = r.digest;
+    if (weights) {
+      nlohmann::json tensors = nlohmann::json::object();
+      for (const auto& t : weights->tensors()) tensors[t.name] = t.digest;
+      j["tensors"] = tensors;
+    }
+  }
+  return j;
+}
+
 }  // namespace umload

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "src/backend.hpp"
 #include "src/pipeline.hpp"
 #include "src/planning.hpp"
@@ -92,6 +94,10 @@ struct load_result {
 };
 
 load_result load_checkpoint(const std::filesystem::path& source, const load_options& options);
+
+// The report as JSON (the keys `umload load --json` prints). With `weights`, per-tensor digests
+// ("tensors") and checks ("checks") are included when they were computed.
+nlohmann::json to_json(const load_report& report, const weight_set* weights = nullptr);
 
 // SHA-256 of a byte range, as lowercase hex.
 std::string sha256_hex(const void* data, std::size_t bytes);

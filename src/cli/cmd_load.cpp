@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -35,53 +34,6 @@ struct load_args {
   std::string progress = "auto";
 };
 
-nlohmann::json report_json(const load_report& r, const weight_set& weights, bool with_tensors) {
-  const auto& p = r.pipeline;
-  nlohmann::json j = {
-      {"device", r.device},
-      {"backend", r.backend},
-      {"strategy", r.strategy},
-      {"memory_model", r.memory_model},
-      {"platform", r.platform},
-      {"plan_reason", r.plan_reason},
-      {"host_stands_in", r.host_stands_in},
-      {"predicted_peak_device_bytes", r.predicted_peak_device_bytes},
-      {"predicted_peak_host_bytes", r.predicted_peak_host_bytes},
-      {"tensors_loaded", r.tensor_count},
-      {"seconds", p.seconds},
-      {"read_seconds", p.read_seconds},
-      {"copy_seconds", p.copy_seconds},
-      {"decode_seconds", p.decode_seconds},
-      {"bytes_read", p.bytes_read},
-      {"quantized_bytes", p.quantized_bytes},
-      {"bytes_produced", r.output_bytes},
-      {"output_gb_per_s", p.seconds > 0 ? r.output_bytes / p.seconds / 1e9 : 0.0},
-      {"peak_rss_bytes", r.peak_rss_bytes},
-      {"peak_device_bytes", p.peak_device_bytes},
-      {"page_cache_bytes_after", r.page_cache_bytes_after},
-      {"direct_io", p.direct_io},
-      {"slot_bytes", p.slot_bytes},
-      {"slots", p.slots},
-  };
-  if (std::any_of(weights.tensors().begin(), weights.tensors().end(),
-                  [](const auto& t) { return t.checksum.has_value(); })) {
-    nlohmann::json checks = nlohmann::json::object();
-    for (const auto& t : weights.tensors())
-      if (t.checksum) checks[t.name] = {{"non_finite", *t.non_finite}, {"checksum", *t.checksum}};
-    j["checks"] = checks;
-    j["non_finite"] = r.non_finite;
-  }
-  if (!r.digest.empty()) {
-    j["digest"] = r.digest;
-    if (with_tensors) {
-      nlohmann::json tensors = nlohmann::json::object();
-      for (const auto& t : weights.tensors()) tensors[t.name] = t.digest;
-      j["tensors"] = tensors;
-    }
-  }
-  return j;
-}
-
 int run_load(const load_args& args) {
   load_options options;
   apply_decode_options(args.decode, options.pipeline);
@@ -105,7 +57,7 @@ int run_load(const load_args& args) {
   const auto result = load_checkpoint(args.source, options);
   end_progress();
   const auto& r = result.report;
-  const nlohmann::json j = report_json(r, *result.weights, true);
+  const nlohmann::json j = to_json(r, result.weights.get());
   if (!args.report_file.empty()) {
     std::ofstream out(args.report_file);
     out << j.dump(2) << "\n";

@@ -203,32 +203,7 @@ py::object numpy_array(const std::shared_ptr<const weight_set>& weights, const l
   return py::array(dt, shape, strides, t.data, owner);
 }
 
-py::object report_dict(const load_report& r) {
-  const auto& p = r.pipeline;
-  nlohmann::json j = {
-      {"device", r.device},
-      {"backend", r.backend},
-      {"strategy", r.strategy},
-      {"memory_model", r.memory_model},
-      {"platform", r.platform},
-      {"plan_reason", r.plan_reason},
-      {"host_stands_in", r.host_stands_in},
-      {"predicted_peak_device_bytes", r.predicted_peak_device_bytes},
-      {"predicted_peak_host_bytes", r.predicted_peak_host_bytes},
-      {"tensors_loaded", r.tensor_count},
-      {"seconds", p.seconds},
-      {"read_seconds", p.read_seconds},
-      {"copy_seconds", p.copy_seconds},
-      {"decode_seconds", p.decode_seconds},
-      {"bytes_read", p.bytes_read},
-      {"quantized_bytes", p.quantized_bytes},
-      {"bytes_produced", r.output_bytes},
-      {"peak_rss_bytes", r.peak_rss_bytes},
-      {"peak_device_bytes", p.peak_device_bytes},
-      {"digest", r.digest},
-  };
-  return from_json(j);
-}
+py::object report_dict(const load_report& r) { return from_json(to_json(r)); }
 
 py::object load(const std::filesystem::path& path, const std::string& device, const std::string& layout_name,
                 const std::string& dtype_name, std::optional<int> rank, std::optional<int> world_size,
