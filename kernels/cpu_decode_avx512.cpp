@@ -365,7 +365,10 @@ UMLOAD_VBMI __attribute__((flatten)) void hf_piece_codes(
 template <typename Out, bool Stream>
 void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
               std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
-  static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+  static const bool vbmi = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") != 0;
+  }();
   if (vbmi)
     hf_piece_codes<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
   else
