@@ -57,10 +57,17 @@ class shard_sink final : public output_sink {
         place_[shards_[s].tensors[k]] = {s, shards_[s].header.size() + shards_[s].offsets[k]};
     }
     files_.resize(shards_.size());
-    for (std::size_t s = 0; s < shards_.size(); ++s) {
-      files_[s] = file::create(temp_path(s));
-      files_[s].write_exact(shards_[s].header.data(), shards_[s].header.size(), 0);
-      if (remaining_[s] == 0) finish(s);
+    // A failure here (a full disk while writing headers) happens before the caller holds the
+    // sink and could discard it, so the files made so far are removed here.
+    try {
+      for (std::size_t s = 0; s < shards_.size(); ++s) {
+        files_[s] = file::create(temp_path(s));
+        files_[s].write_exact(shards_[s].header.data(), shards_[s].header.size(), 0);
+        if (remaining_[s] == 0) finish(s);
+      }
+    } catch (...) {
+      discard();
+      throw;
     }
   }
 
