@@ -83,8 +83,12 @@ int run_inspect(const inspect_args& args) {
     else
       std::printf("config       none\n");
     std::printf("problems     %zu\n", problems.size());
-    for (const auto& p : problems) std::printf("  %s\n", p.c_str());
+    for (const auto& p : problems) std::printf("  %s\n", one_line(p).c_str());
   }
+  // Like every other failure, a refused checkpoint says why on stderr, in one line.
+  if (!problems.empty())
+    std::fprintf(stderr, "umload: error: %s%s\n", one_line(problems.front()).c_str(),
+                 problems.size() > 1 ? (" (and " + std::to_string(problems.size() - 1) + " more problems)").c_str() : "");
   return problems.empty() ? 0 : static_cast<int>(exit_code::format);
 }
 

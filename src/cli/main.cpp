@@ -5,6 +5,7 @@
 
 #include "kernels/error.hpp"
 #include "src/cli/commands.hpp"
+#include "src/cli/report.hpp"
 
 int main(int argc, char** argv) {
   // Writes past RLIMIT_FSIZE must fail with EFBIG (reported, cleaned up), not kill the process.
@@ -26,13 +27,13 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : static_cast<int>(umload::exit_code::usage);
   } catch (const umload::error& e) {
-    std::fprintf(stderr, "umload: error: %s\n", e.what());
+    std::fprintf(stderr, "umload: error: %s\n", umload::cli::one_line(e.what()).c_str());
     return static_cast<int>(e.code());
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "umload: error: out of memory\n");
     return static_cast<int>(umload::exit_code::internal);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "umload: internal error: %s\n", e.what());
+    std::fprintf(stderr, "umload: internal error: %s\n", umload::cli::one_line(e.what()).c_str());
     return static_cast<int>(umload::exit_code::internal);
   }
   return status;

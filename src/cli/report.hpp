@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "src/pipeline.hpp"
 
@@ -17,6 +18,9 @@ std::function<void(const progress_event&)> make_progress(bool enabled, bool json
 void end_progress();
 
 std::string human_bytes(std::uint64_t bytes);
+// An error message made safe for one line of a terminal: control characters (a newline inside a
+// tensor name from a hostile header) are written as \xNN escapes.
+std::string one_line(std::string_view message);
 std::string human_rate(double bytes_per_second);
 
 }  // namespace umload::cli
