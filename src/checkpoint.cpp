@@ -15,8 +15,20 @@ namespace {
 constexpr std::uint64_t max_json_file_bytes = 64ull << 20;
 constexpr const char* index_name = "model.safetensors.index.json";
 
+// Real configs and indexes nest 3 or 4 levels; the limit keeps the recursive parts of nlohmann
+// (dump, used in messages and by convert) off a stack that a hostile file could exhaust.
+constexpr int max_json_depth = 64;
+
 nlohmann::json parse_json_file_text(std::string_view text, const fs::path& path) {
-  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  bool too_deep = false;
+  const auto watch = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > max_json_depth) too_deep = true;
+    return !too_deep;
+  };
+  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), watch, false);
+  if (too_deep)
+    throw format_error(path.string() + ": JSON nests deeper than " + std::to_string(max_json_depth) +
+                       " levels");
   if (doc.is_discarded()) throw format_error(path.string() + ": not valid UTF-8 JSON");
   if (!doc.is_object()) throw format_error(path.string() + ": not a JSON object");
   return doc;
@@ -46,6 +58,18 @@ fs::path shard_file(const fs::path& dir, const std::string& name, const std::str
     refuse("is a symbolic link that leads out of the checkpoint directory");
   if (!fs::is_regular_file(real)) refuse("is not a regular file");
   return full;
+}
+
+// config.json and the small files copied by convert follow the same rule as shards: a symbolic
+// link may point anywhere inside the checkpoint directory, never out of it (a hostile
+// "tokenizer.json -> ~/.ssh/id_rsa" would otherwise be copied into a converted model).
+void refuse_link_out(const fs::path& dir, const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_symlink(file, ec)) return;
+  const fs::path real = fs::canonical(file, ec);
+  const fs::path real_dir = fs::canonical(dir.empty() ? fs::path(".") : dir, ec);
+  if (ec || real.parent_path() != real_dir)
+    throw format_error(file.string() + ": is a symbolic link that leads out of the checkpoint directory");
 }
 
 void add_shard_tensors(checkpoint& ckpt, std::size_t shard_index) {
@@ -196,6 +220,7 @@ checkpoint open_checkpoint(const fs::path& source) {
         throw format_error(source.string() + ": no " + index_name + " and no .safetensors file");
       if (files.size() > 1)
         throw format_error(source.string() + ": several .safetensors files but no " + index_name);
+      refuse_link_out(source, files[0]);
       ckpt.shards.push_back(read_safetensors_header(files[0]));
       add_shard_tensors(ckpt, 0);
       known.insert(files[0].filename());
@@ -206,6 +231,7 @@ checkpoint open_checkpoint(const fs::path& source) {
 
   const fs::path config_path = ckpt.directory / "config.json";
   if (fs::is_regular_file(config_path, ec)) {
+    refuse_link_out(ckpt.directory, config_path);
     ckpt.config = parse_model_config(read_text_file(config_path, max_json_file_bytes), config_path);
     known.insert("config.json");
   }
@@ -213,6 +239,7 @@ checkpoint open_checkpoint(const fs::path& source) {
     for (const auto& entry : fs::directory_iterator(ckpt.directory)) {
       if (!entry.is_regular_file() || known.count(entry.path().filename())) continue;
       if (entry.path().extension() == ".safetensors") continue;  // stray weights, not ours
+      refuse_link_out(ckpt.directory, entry.path());
       ckpt.other_files.push_back(entry.path());
     }
     std::sort(ckpt.other_files.begin(), ckpt.other_files.end());
