@@ -181,6 +181,7 @@ struct code_permute_bytes {
   alignas(64) std::uint8_t rows8[2][64];        // by i >> 3
   alignas(64) std::uint8_t rows16[2][64];       // by (i >> 2) & 1
   alignas(64) std::uint8_t rows32[2][64];       // by (i >> 1) & 1
+  alignas(64) std::uint8_t scales32[2][64];     // rows32 for scales, by (i >> 1) & 1
   alignas(64) std::uint16_t values_at_127[32];  // table row 127, twice (vpermw reads 5 bits)
 };
 
@@ -210,6 +211,12 @@ const code_permute_bytes& code_permutes() {
         const unsigned r = pos / 2, i4 = odd * 2 + pos % 2;
         p.rows32[odd][pos] = static_cast<std::uint8_t>((r >> 4) * 64 + (r & 15) * 4 + i4);
       }
+      for (unsigned odd = 0; odd < 2; ++odd) {
+        // The same for 32 rows x 16 scale bytes (i: the group): byte i & 1 first, rows in order,
+        // so that each half of the register is one group's 32 scales.
+        const unsigned r = pos % 32, i4 = odd * 2 + pos / 32;
+        p.scales32[odd][pos] = static_cast<std::uint8_t>((r >> 4) * 64 + (r & 15) * 4 + i4);
+      }
     }
     for (unsigned k = 0; k < 32; ++k) p.values_at_127[k] = table().bf16[mxfp4::scale_bias][k % 16];
     return p;
@@ -221,7 +228,7 @@ const code_permute_bytes& code_permutes() {
 
 // The permutes and the lookup constants, loaded once per piece.
 struct code_tile_constants {
-  __m512i rows4, rows8[2], rows16[2], rows32[2];
+  __m512i rows4, rows8[2], rows16[2], rows32[2], scales32[2];
   __m512i values_at_127;
 };
 
@@ -232,26 +239,20 @@ UMLOAD_VBMI inline code_tile_constants load_code_tile_constants() {
   for (int k = 0; k < 2; ++k) c.rows8[k] = _mm512_load_si512(p.rows8[k]);
   for (int k = 0; k < 2; ++k) c.rows16[k] = _mm512_load_si512(p.rows16[k]);
   for (int k = 0; k < 2; ++k) c.rows32[k] = _mm512_load_si512(p.rows32[k]);
+  for (int k = 0; k < 2; ++k) c.scales32[k] = _mm512_load_si512(p.scales32[k]);
   c.values_at_127 = _mm512_load_si512(p.values_at_127);
   return c;
 }
 
-// A full tile whose 32 scales are all rescalable: codes transposed, then looked up in row 127
-// and moved by each row's exponent step.
-template <typename Out, bool Stream>
-UMLOAD_VBMI inline void hf_tile_codes(const code_tile_constants& c, const tile_io<Out>& io,
-                                      __m512i steps) {
-  // One pointer stepped through the rows; opaque, so that the compiler keeps one induction
-  // variable instead of 32 row pointers (which it would spill).
-  const std::uint8_t* b = io.blocks;
-  asm("" : "+r"(b));
-  const std::uint64_t stride = io.block_stride;
+// The first four levels of the transpose: 32 rows of 16 bytes, row r read by load(b + r *
+// stride, r), to the rows16 layout.
+template <typename Load>
+UMLOAD_VBMI inline void transpose_to_rows16(const code_tile_constants& c, const std::uint8_t* b,
+                                            std::uint64_t stride, Load load, __m512i (&rows16)[8]) {
   __m512i rows4[8];
 #pragma GCC unroll 8
   for (unsigned q = 0; q < 8; ++q) {
-    const auto row = [&](unsigned r) {
-      return _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + r * stride));
-    };
+    const auto row = [&](unsigned r) { return load(b + r * stride, 4 * q + r); };
     const __m256i first = _mm256_inserti128_si256(_mm256_castsi128_si256(row(0)), row(1), 1);
     const __m256i second = _mm256_inserti128_si256(_mm256_castsi128_si256(row(2)), row(3), 1);
     rows4[q] = _mm512_permutex2var_epi8(_mm512_zextsi256_si512(first), c.rows4,
@@ -263,13 +264,50 @@ UMLOAD_VBMI inline void hf_tile_codes(const code_tile_constants& c, const tile_i
   for (unsigned k = 0; k < 8; ++k)
     rows8[k] =
         _mm512_permutex2var_epi8(rows4[(k >> 1) * 2], c.rows8[k & 1], rows4[(k >> 1) * 2 + 1]);
-  __m512i rows16[8];  // [r >> 4][i >> 2]
 #pragma GCC unroll 8
   for (unsigned k = 0; k < 8; ++k) {
     const unsigned h = k >> 2, d = k & 3;
     rows16[k] = _mm512_permutex2var_epi8(rows8[(2 * h) * 2 + (d >> 1)], c.rows16[d & 1],
                                          rows8[(2 * h + 1) * 2 + (d >> 1)]);
   }
+}
+
+// The scales of up to 32 rows (stride bytes apart) x up to 16 groups, transposed to
+// transposed[group][row]; missing rows and groups read as 0.
+UMLOAD_VBMI inline void transpose_scales(const code_tile_constants& c, const std::uint8_t* scales,
+                                         std::uint64_t stride, unsigned nrows, unsigned ngroups,
+                                         std::uint8_t (*transposed)[tile_rows]) {
+  const __mmask16 present = static_cast<__mmask16>((1u << ngroups) - 1);
+  __m512i rows16[8];
+  transpose_to_rows16(
+      c, scales, stride,
+      [&](const std::uint8_t* row, unsigned r) {
+        return r < nrows ? _mm_maskz_loadu_epi8(present, row) : _mm_setzero_si128();
+      },
+      rows16);
+#pragma GCC unroll 8
+  for (unsigned m = 0; m < 8; ++m)
+    _mm512_store_si512(
+        transposed[2 * m],
+        _mm512_permutex2var_epi8(rows16[m >> 1], c.scales32[m & 1], rows16[4 + (m >> 1)]));
+}
+
+// A full tile whose 32 scales are all rescalable: codes transposed, then looked up in row 127
+// and moved by each row's exponent step.
+template <typename Out, bool Stream>
+UMLOAD_VBMI inline void hf_tile_codes(const code_tile_constants& c, const tile_io<Out>& io,
+                                      __m512i steps) {
+  // One pointer stepped through the rows; opaque, so that the compiler keeps one induction
+  // variable instead of 32 row pointers (which it would spill).
+  const std::uint8_t* b = io.blocks;
+  asm("" : "+r"(b));
+  __m512i rows16[8];
+  transpose_to_rows16(
+      c, b, io.block_stride,
+      [](const std::uint8_t* row, unsigned) {
+        return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row));
+      },
+      rows16);
 #pragma GCC unroll 8
   for (unsigned m = 0; m < 8; ++m) {
     const __m512i packed =
@@ -289,11 +327,14 @@ UMLOAD_VBMI inline void hf_tile_codes(const code_tile_constants& c, const tile_i
 }
 
 // Rows [row_begin, row_end) of one column block (expert * groups + group): 32 output rows.
-// Codes: full tiles with rescalable scales take hf_tile_codes (the caller has VBMI).
+// Codes: full tiles with rescalable scales take hf_tile_codes (the caller has VBMI). The tiles'
+// scales are read from tile_scales_given (tile t's at + t * given_stride) when the caller has
+// them, else gathered here.
 template <typename Out, bool Stream, bool Codes>
 inline void hf_column_block(const decode_job& job, const code_tile_constants* constants,
                             std::uint64_t column_block, std::uint64_t row_begin,
-                            std::uint64_t row_end) {
+                            std::uint64_t row_end, const std::uint8_t* tile_scales_given,
+                            std::uint64_t given_stride) {
   const std::uint64_t e = column_block / job.groups;
   const std::uint64_t g = column_block % job.groups;
   const std::uint64_t block_stride = job.groups * mxfp4::block_bytes;
@@ -307,11 +348,13 @@ inline void hf_column_block(const decode_job& job, const code_tile_constants* co
   alignas(32) std::uint8_t column_scales[gather_rows];
   for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
     const std::uint64_t gathered = (r0 - row_begin) % gather_rows;
-    if (gathered == 0) {
+    if (!tile_scales_given && gathered == 0) {
       const std::uint64_t n = std::min(gather_rows, row_end - r0);
       for (std::uint64_t r = 0; r < n; ++r) column_scales[r] = scales[(r0 + r) * job.groups];
     }
-    const std::uint8_t* tile_scales = column_scales + gathered;
+    const std::uint8_t* tile_scales =
+        tile_scales_given ? tile_scales_given + (r0 - row_begin) / tile_rows * given_stride
+                          : column_scales + gathered;
     const unsigned nrows = static_cast<unsigned>(std::min(tile_rows, row_end - r0));
     const tile_io<Out> io{
         blocks + r0 * block_stride, block_stride, tile_scales, out + r0, job.rows, nrows};
@@ -347,7 +390,8 @@ template <typename Out, bool Stream>
 void hf_piece_words(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
                     std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
   for (std::uint64_t g = group_begin; g < group_end; ++g)
-    hf_column_block<Out, Stream, false>(job, nullptr, expert * job.groups + g, row_begin, row_end);
+    hf_column_block<Out, Stream, false>(job, nullptr, expert * job.groups + g, row_begin, row_end,
+                                        nullptr, 0);
   if constexpr (Stream) _mm_sfence();
 }
 
@@ -356,9 +400,26 @@ UMLOAD_VBMI __attribute__((flatten)) void hf_piece_codes(
     const decode_job& job, std::uint64_t expert, std::uint64_t group_begin, std::uint64_t group_end,
     std::uint64_t row_begin, std::uint64_t row_end) {
   const code_tile_constants constants = load_code_tile_constants();
-  for (std::uint64_t g = group_begin; g < group_end; ++g)
-    hf_column_block<Out, Stream, true>(job, &constants, expert * job.groups + g, row_begin,
-                                       row_end);
+  // Scales for 16 groups of up to hf_piece_rows rows at a time, transposed with the same
+  // permutes as the codes: [tile][group][row].
+  constexpr unsigned scale_groups = 16;
+  alignas(64) std::uint8_t transposed[hf_piece_rows / tile_rows][scale_groups][tile_rows];
+  for (std::uint64_t r0 = row_begin; r0 < row_end; r0 += hf_piece_rows) {
+    const std::uint64_t r1 = std::min(row_end, r0 + hf_piece_rows);
+    for (std::uint64_t g0 = group_begin; g0 < group_end; g0 += scale_groups) {
+      const auto ngroups =
+          static_cast<unsigned>(std::min<std::uint64_t>(scale_groups, group_end - g0));
+      for (std::uint64_t t = 0; r0 + t * tile_rows < r1; ++t) {
+        const std::uint64_t first_row = r0 + t * tile_rows;
+        transpose_scales(constants, job.scales + (expert * job.rows + first_row) * job.groups + g0,
+                         job.groups, static_cast<unsigned>(std::min(tile_rows, r1 - first_row)),
+                         ngroups, transposed[t]);
+      }
+      for (unsigned j = 0; j < ngroups; ++j)
+        hf_column_block<Out, Stream, true>(job, &constants, expert * job.groups + g0 + j, r0, r1,
+                                           transposed[0][j], scale_groups * tile_rows);
+    }
+  }
   if constexpr (Stream) _mm_sfence();
 }
 
