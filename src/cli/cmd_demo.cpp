@@ -41,9 +41,9 @@ int run_demo(const std::string& dir_option, bool keep) {
 
   convert_options convert;
   convert.memory_budget = 64ull << 20;
-  convert.shard_bytes = 1ull << 20;
+  convert.shard_bytes = 256ull << 10;
   const auto c = convert_checkpoint(source, dense, convert);
-  std::printf("2. convert  %s: %zu tensors in %zu BF16 shards (%s), layout hf [E, in, out], "
+  std::printf("2. convert  %s: %zu tensors in %zu BF16 shard(s) (%s), layout hf [E, in, out], "
               "%.3f s, peak RSS %s\n",
               dense.string().c_str(), c.tensors, c.shards, human_bytes(c.output_bytes).c_str(),
               c.pipeline.seconds, human_bytes(c.peak_rss_bytes).c_str());
@@ -57,9 +57,17 @@ int run_demo(const std::string& dir_option, bool keep) {
   load.device = "auto";
   load.digest = true;
   const auto l = load_checkpoint(source, load);
-  std::printf("4. load     %zu tensors into %s memory (%s) in %.3f s, digest %s\n",
+  std::printf("4. load     %zu tensors into %s memory (%s) in %.3f s on this %s machine, digest %s\n",
               l.report.tensor_count, l.report.device.c_str(), human_bytes(l.report.output_bytes).c_str(),
-              l.report.pipeline.seconds, l.report.digest.substr(0, 23).c_str());
+              l.report.pipeline.seconds, l.report.memory_model.c_str(), l.report.digest.substr(0, 23).c_str());
+
+  load.platform.profile = "dgx-spark";
+  const auto spark = load_checkpoint(source, load);
+  std::printf("5. profile  the same load planned as on a DGX Spark (%s): %s; digest %s\n",
+              spark.report.memory_model.c_str(), spark.report.strategy.c_str(),
+              spark.report.digest == l.report.digest ? "identical" : "DIFFERENT");
+  if (spark.report.digest != l.report.digest)
+    throw mismatch_error("the dgx-spark profile's load gave another digest than the live load");
 
   if (!keep && dir_option.empty()) {
     std::error_code ec;
