@@ -108,6 +108,9 @@ struct defect {
   bool inspect_sees_it = true;  // false: only reading the data finds it (inspect reads headers)
 };
 
+// Names the case in test output instead of dumping the struct's bytes.
+void PrintTo(const defect& d, std::ostream* out) { *out << d.name; }
+
 const std::string shard0 = "model-00000-of-00002.safetensors";
 const std::string down_blocks = layer0 + "down_proj_blocks";
 const std::string down_scales = layer0 + "down_proj_scales";
