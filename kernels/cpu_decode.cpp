@@ -39,17 +39,24 @@ const split_table& byte_tables() {
 
 namespace {
 
+// Output may sit at any byte offset (a caller's buffer, a slice of a tensor): stores go through
+// memcpy, which is defined for any alignment and compiles to the same plain move on x86 and Arm.
+template <typename Out>
+inline void store(Out* dst, Out value) {
+  std::memcpy(dst, &value, sizeof(Out));
+}
+
 // One block of 32 values from its table row, in the checkpoint's order.
 template <typename Out>
 void decode_block(const std::uint16_t* row, const std::uint8_t* block, Out* out) {
   for (int i = 0; i < mxfp4::block_bytes; ++i) {
     const std::uint8_t b = block[i];
     if constexpr (sizeof(Out) == 2) {
-      out[2 * i] = row[b & 0xF];
-      out[2 * i + 1] = row[b >> 4];
+      store<Out>(out + 2 * i, row[b & 0xF]);
+      store<Out>(out + 2 * i + 1, row[b >> 4]);
     } else {
-      out[2 * i] = static_cast<std::uint32_t>(row[b & 0xF]) << 16;
-      out[2 * i + 1] = static_cast<std::uint32_t>(row[b >> 4]) << 16;
+      store<Out>(out + 2 * i, static_cast<std::uint32_t>(row[b & 0xF]) << 16);
+      store<Out>(out + 2 * i + 1, static_cast<std::uint32_t>(row[b >> 4]) << 16);
     }
   }
 }
@@ -86,7 +93,7 @@ void portable_hf(const decode_job& job, std::uint64_t e, std::uint64_t group_beg
       }
       for (int j = 0; j < mxfp4::block_values; ++j) {
         Out* dst = out + j * job.rows + r0;
-        for (std::uint64_t r = 0; r < nrows; ++r) dst[r] = tile[r][j];
+        for (std::uint64_t r = 0; r < nrows; ++r) store(dst + r, tile[r][j]);
       }
     }
   }
@@ -220,9 +227,9 @@ void decode_scalar(const decode_job& job) {
         const std::uint64_t index =
             job.order == layout::native ? (e * job.rows + r) * in + k : (e * in + k) * job.rows + r;
         if (job.dtype == out_dtype::bf16)
-          static_cast<std::uint16_t*>(job.out)[index] = mxfp4::decode_bf16(code, job.scales[b]);
+          detail::store<std::uint16_t>(static_cast<std::uint16_t*>(job.out) + index, mxfp4::decode_bf16(code, job.scales[b]));
         else
-          static_cast<std::uint32_t*>(job.out)[index] = mxfp4::decode_f32(code, job.scales[b]);
+          detail::store<std::uint32_t>(static_cast<std::uint32_t*>(job.out) + index, mxfp4::decode_f32(code, job.scales[b]));
       }
 }
 
