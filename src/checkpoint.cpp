@@ -34,8 +34,22 @@ nlohmann::json parse_json_file_text(std::string_view text, const fs::path& path)
   return doc;
 }
 
+// Where a file of the checkpoint may really live: directly in the checkpoint directory, or, for a
+// Hugging Face cache snapshot (`models--org--name/snapshots/<rev>/`), in that repository's
+// `blobs/` folder, where the snapshot's symbolic links point. Nowhere else.
+bool stays_inside(const fs::path& dir, const fs::path& file) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(file, ec);
+  if (ec) return false;
+  const fs::path real_dir = fs::canonical(dir.empty() ? fs::path(".") : dir, ec);
+  if (ec) return false;
+  if (real.parent_path() == real_dir) return true;
+  const fs::path snapshots = real_dir.parent_path();
+  return snapshots.filename() == "snapshots" && real.parent_path() == snapshots.parent_path() / "blobs";
+}
+
 // A name from weight_map must name a file directly inside the checkpoint directory: no absolute
-// path, no '..', no sub-folders, and no symbolic link that leads out of the directory.
+// path, no '..', no sub-folders, and no symbolic link that leads out of it (stays_inside).
 fs::path shard_file(const fs::path& dir, const std::string& name, const std::string& tensor,
                     const fs::path& index) {
   const fs::path rel(name);
@@ -52,23 +66,18 @@ fs::path shard_file(const fs::path& dir, const std::string& name, const std::str
   if (!fs::exists(full, ec))
     throw format_error(full.string() + ": shard named by the index for tensor '" + tensor +
                        "' does not exist");
-  const fs::path real = fs::canonical(full, ec);
-  const fs::path real_dir = fs::canonical(dir, ec);
-  if (ec || real.parent_path() != real_dir)
-    refuse("is a symbolic link that leads out of the checkpoint directory");
-  if (!fs::is_regular_file(real)) refuse("is not a regular file");
+  if (!stays_inside(dir, full)) refuse("is a symbolic link that leads out of the checkpoint directory");
+  if (!fs::is_regular_file(fs::canonical(full, ec))) refuse("is not a regular file");
   return full;
 }
 
 // config.json and the small files copied by convert follow the same rule as shards: a symbolic
-// link may point anywhere inside the checkpoint directory, never out of it (a hostile
+// link may point inside the checkpoint directory (or its cache blobs), never elsewhere (a hostile
 // "tokenizer.json -> ~/.ssh/id_rsa" would otherwise be copied into a converted model).
 void refuse_link_out(const fs::path& dir, const fs::path& file) {
   std::error_code ec;
   if (!fs::is_symlink(file, ec)) return;
-  const fs::path real = fs::canonical(file, ec);
-  const fs::path real_dir = fs::canonical(dir.empty() ? fs::path(".") : dir, ec);
-  if (ec || real.parent_path() != real_dir)
+  if (!stays_inside(dir, file))
     throw format_error(file.string() + ": is a symbolic link that leads out of the checkpoint directory");
 }
 

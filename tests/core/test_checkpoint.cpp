@@ -129,6 +129,34 @@ TEST(checkpoint, symbolic_link_out_of_the_directory) {
   expect_format_error(dir / "m", "symbolic link", "model.safetensors.index.json");
 }
 
+TEST(checkpoint, hugging_face_cache_snapshot_links_into_blobs_are_followed) {
+  // models--org--name/snapshots/<rev>/file -> ../../blobs/<hash>, as the hub cache lays it out.
+  temp_dir dir;
+  const fs::path repo = dir / "models--openai--gpt-oss-tiny";
+  const fs::path snapshot = repo / "snapshots" / "abc123";
+  synth_tiny(dir / "m");
+  fs::create_directories(repo / "blobs");
+  fs::create_directories(snapshot);
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir / "m")) {
+    const std::string blob = "blob" + std::to_string(n++);
+    fs::rename(e.path(), repo / "blobs" / blob);
+    fs::create_symlink(fs::path("../../blobs") / blob, snapshot / e.path().filename());
+  }
+  const auto ckpt = open_checkpoint(snapshot);
+  EXPECT_EQ(build_model_map(ckpt).pair_count(), 4u);
+  EXPECT_EQ(ckpt.other_files.size(), 2u);
+  // A link to a blob of another folder than the snapshot's own repository is still refused.
+  fs::create_directories(dir / "elsewhere" / "blobs");
+  fs::rename(repo / "blobs" / "blob0", dir / "elsewhere" / "blobs" / "blob0");
+  for (const auto& e : fs::directory_iterator(snapshot))
+    if (fs::read_symlink(e.path()).filename() == "blob0") {
+      fs::remove(e.path());
+      fs::create_symlink(dir / "elsewhere" / "blobs" / "blob0", e.path());
+    }
+  EXPECT_THROW(build_model_map(open_checkpoint(snapshot)), format_error);
+}
+
 TEST(checkpoint, total_size_mismatch) {
   temp_dir dir;
   synth_tiny(dir / "m");
