@@ -21,6 +21,10 @@ class memory_sink final : public output_sink {
     return tensors_[tensor].data + offset;
   }
   void commit(std::size_t, std::uint64_t, std::uint64_t) override {}
+  std::byte* stable_destination(std::size_t tensor, std::uint64_t offset) const override {
+    const auto& t = tensors_[tensor];
+    return t.where == memory_kind::host ? t.data + offset : nullptr;
+  }
 
  private:
   std::vector<loaded_tensor>& tensors_;

@@ -103,14 +103,17 @@ std::vector<work_item> make_items(const std::vector<output_tensor>& outputs,
 class staging_ring {
  public:
   staging_ring(const checkpoint& ckpt, const std::vector<work_item>& items,
-               const pipeline_options& options, backend& engine, bool direct)
-      : ckpt_(ckpt), items_(items), engine_(engine), slots_(std::max(2, options.slots)),
+               const pipeline_options& options, backend& engine, const output_sink& sink, bool direct)
+      : ckpt_(ckpt), items_(items), engine_(engine), sink_(sink), slots_(std::max(2, options.slots)),
         direct_(direct) {
     for (const auto& shard : ckpt.shards) files_.push_back(file::open_read(shard.path, direct));
     for (const auto& f : files_) {
       direct_ = direct_ && f.is_direct();
       align_ = std::max<std::uint64_t>(align_, f.direct_alignment());
     }
+    // Reads straight into a destination have no alignment to offer O_DIRECT: they go buffered.
+    if (direct_)
+      for (const auto& shard : ckpt.shards) plain_files_.push_back(file::open_read(shard.path, false));
     capacity_ = round_up(options.slot_bytes, align_) + 8 * align_;
     check_sizes();
     buffers_.resize(slots_, nullptr);
@@ -195,10 +198,21 @@ class staging_ring {
       std::exception_ptr failure;
       const auto t0 = clock_type::now();
       try {
-        std::uint64_t at = 0;
-        for (int k = 0; k < items_[i].sources; ++k) {
-          staged[k] = fill(buffers_[s] + at, items_[i].src[k]);
-          at += round_up(items_[i].src[k].bytes, align_) + 2 * align_;
+        const work_item& item = items_[i];
+        std::byte* in_place = item.decode || item.out_bytes == 0
+                                  ? nullptr
+                                  : sink_.stable_destination(item.tensor, item.out_offset);
+        if (in_place) {
+          // A copied range read straight into its destination; staged stays null.
+          const auto& r = item.src[0];
+          (direct_ ? plain_files_ : files_)[r.shard].read_exact(in_place, r.bytes, r.offset);
+          bytes_read_ += r.bytes;
+        } else {
+          std::uint64_t at = 0;
+          for (int k = 0; k < item.sources; ++k) {
+            staged[k] = fill(buffers_[s] + at, item.src[k]);
+            at += round_up(item.src[k].bytes, align_) + 2 * align_;
+          }
         }
       } catch (...) {
         failure = std::current_exception();
@@ -237,11 +251,13 @@ class staging_ring {
   const checkpoint& ckpt_;
   const std::vector<work_item>& items_;
   backend& engine_;
+  const output_sink& sink_;
   std::size_t slots_;
   bool direct_;
   std::uint64_t align_ = page_bytes;
   std::size_t capacity_ = 0;
   std::vector<file> files_;
+  std::vector<file> plain_files_;  // buffered twins of files_ when those are O_DIRECT
   std::vector<std::byte*> buffers_;
   std::vector<std::int64_t> ready_;
   std::vector<std::exception_ptr> failure_;
@@ -397,7 +413,7 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
 
   std::uint64_t total_out = 0;
   for (const auto& o : outputs) total_out += o.bytes;
-  staging_ring ring(ckpt, items, options, engine, choose_direct(options));
+  staging_ring ring(ckpt, items, options, engine, sink, choose_direct(options));
   stats.direct_io = ring.direct();
   stats.slot_bytes = ring.capacity();
   const bool drop = !options.keep_page_cache;
@@ -435,10 +451,11 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
       work.destination = dst;
     }
     work.destination = dst;
-    engine.process(work);
+    const bool read_in_place = !item.decode && staged[0] == nullptr && item.out_bytes > 0;
+    if (!read_in_place) engine.process(work);
     sink.commit(item.tensor, item.out_offset, item.out_bytes);
     ring.release_item(i);
-    if (drop && !ring.direct())
+    if (drop && (!ring.direct() || read_in_place))
       for (int k = 0; k < item.sources; ++k) {
         const auto& r = item.src[k];
         const std::uint64_t first = round_down(r.offset, page_bytes);

@@ -77,6 +77,14 @@ class output_sink {
   virtual ~output_sink() = default;
   virtual std::byte* destination(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) = 0;
   virtual void commit(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) = 0;
+  // Where a copied (not decoded) range may be read straight into by a reader thread, skipping
+  // the staging slot and the copy out of it: host memory that stays put for the whole run.
+  // nullptr (the default) when there is no such place (device memory, a reused chunk buffer).
+  virtual std::byte* stable_destination(std::size_t tensor, std::uint64_t offset) const {
+    (void)tensor;
+    (void)offset;
+    return nullptr;
+  }
 };
 
 struct pipeline_stats {
