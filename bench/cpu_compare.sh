@@ -30,7 +30,7 @@ fi
 ckpt_bytes=$(du -sb "$ckpt" | cut -f1)
 
 echo "== limits (bench_limits, medians of 3)"
-UMLOAD_BENCH_DIR=$work "$limits" --benchmark_filter="BM_memset/threads:$threads\$|BM_memcpy/threads:$threads\$|BM_file_read/page_cache" \
+UMLOAD_BENCH_DIR=$work "$limits" --benchmark_filter="BM_memset/threads:$threads/|BM_memcpy/threads:$threads/|BM_file_read/page_cache" \
   --benchmark_repetitions=3 --benchmark_report_aggregates_only=true --benchmark_format=json \
   --benchmark_out="$work/limits.json" >/dev/null
 read -r memset_bps memcpy_bps read_bps < <("$python" - "$work/limits.json" <<'PY'
@@ -87,7 +87,7 @@ print()
 print(f"| what | measured | baseline / limit | ratio | target |")
 print(f"|---|---|---|---|---|")
 print(f"| load --device cpu | {load_s:.2f} s ({produced/load_s/gb:.2f} GB/s) | read + memset of output {limit:.2f} s | {load_s/limit:.2f}x | <= 1.5x |")
-print(f"| load vs reference loader | {load_s:.2f} s | PyTorch {ref_s:.1f} s | {ref_s/load_s:.0f}x faster | >= 50x |")
+print(f"| load vs reference loader | {load_s:.2f} s | PyTorch {ref_s:.1f} s | {ref_s/load_s:.0f}x faster | (informational) |")
 print(f"| load peak RSS | {load_rss/2**30:.2f} GiB | output {produced/2**30:.2f} GiB | +{(load_rss-produced)/2**20:.0f} MiB | output + staging |")
 print(f"| convert 256M budget | {conv_s:.2f} s ({produced/conv_s/gb:.2f} GB/s) | | | |")
 print(f"| convert peak RSS | {conv_rss/2**20:.0f} MiB | budget + 64 MiB = {(budget + 64*2**20)/2**20:.0f} MiB | {'within' if conv_rss <= budget + 64*2**20 else 'OVER'} | <= budget + 64 MiB |")
