@@ -17,38 +17,17 @@ Usage: reference_gpu.py CHECKPOINT_DIR [--json FILE] [--layers N]
 """
 import argparse
 import json
-import math
 import os
+import sys
 import time
 
 import torch
 from safetensors import safe_open
 
-FP4_VALUES = [+0.0, +0.5, +1.0, +1.5, +2.0, +3.0, +4.0, +6.0,
-              -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
-
-
-def dequantize_hf_steps(blocks, scales, dtype=torch.bfloat16, rows_per_chunk=32768 * 1024):
-    """blocks [E, R, G, 16] uint8, scales [E, R, G] uint8 -> [E, G*32, R] in `dtype`."""
-    lut = torch.tensor(FP4_VALUES, dtype=dtype, device=blocks.device)
-    exponents = scales.to(torch.int32) - 127
-    *prefix, groups, packed = blocks.shape
-    rows_total = math.prod(prefix) * groups
-    flat_blocks = blocks.reshape(rows_total, packed)
-    flat_exponents = exponents.reshape(rows_total, 1)
-    out = torch.empty(rows_total, packed * 2, dtype=dtype, device=blocks.device)
-    for r0 in range(0, rows_total, rows_per_chunk):
-        r1 = min(r0 + rows_per_chunk, rows_total)
-        chunk = flat_blocks[r0:r1]
-        low = (chunk & 0x0F).to(torch.long)
-        high = (chunk >> 4).to(torch.long)
-        part = out[r0:r1]
-        part[:, 0::2] = lut[low]
-        part[:, 1::2] = lut[high]
-        torch.ldexp(part, flat_exponents[r0:r1], out=part)
-        del low, high, chunk
-    out = out.reshape(*prefix, groups * packed * 2)
-    return out.transpose(1, 2).contiguous()
+# The same steps as the CPU reference (bench/reference_hf.py), run on whatever device the tensors
+# are on.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from reference_hf import convert_moe_packed_tensors as dequantize_hf_steps  # noqa: E402
 
 
 def read_weight_map(ckpt):
