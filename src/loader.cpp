@@ -1,8 +1,11 @@
 #include "src/loader.hpp"
 
 #include <openssl/evp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cstdio>
 #include <map>
 
@@ -214,7 +217,29 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   auto weights = std::make_shared<weight_set>(engine, std::move(tensors));
   auto& held = weights->tensors_;
   memory_sink sink(held);
-  report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+  {
+    // Fresh host memory is faulted in ahead of the pipeline, in its order of use, by a thread of
+    // its own: first-touch faults otherwise stall the decode threads (on virtual machines they
+    // cost more than writing the bytes).
+    std::atomic<bool> stop{false};
+    std::thread prefault([&] {
+      for (const auto& t : held) {
+        if (t.where != memory_kind::host || t.bytes == 0) continue;
+        constexpr std::uint64_t chunk = 64ull << 20;
+        for (std::uint64_t at = 0; at < t.bytes && !stop; at += chunk)
+          ::madvise(t.data + at, std::min(chunk, t.bytes - at), MADV_POPULATE_WRITE);
+      }
+    });
+    try {
+      report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+    } catch (...) {
+      stop = true;
+      prefault.join();
+      throw;
+    }
+    stop = true;
+    prefault.join();
+  }
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
   if (options.check) {
