@@ -186,44 +186,22 @@ void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_b
   if constexpr (Stream) _mm_sfence();
 }
 
-bool aligned32(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 31) == 0; }
-
-template <typename Out>
-void native_entry(const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-  if (o.stream && aligned32(job.out))
-    native_rows<Out, true>(job, begin, end);
-  else
-    native_rows<Out, false>(job, begin, end);
-}
-
-template <typename Out>
-void hf_entry(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-              std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-  // Full tiles start at a multiple of 32 bytes when each output row is.
-  if (o.stream && aligned32(job.out) && (job.rows * sizeof(Out)) % 32 == 0 &&
-      (begin * sizeof(Out)) % 32 == 0)
-    hf_piece<Out, true>(job, expert, group_begin, group_end, begin, end);
-  else
-    hf_piece<Out, false>(job, expert, group_begin, group_end, begin, end);
-}
+struct avx2_path {
+  static constexpr std::uint64_t store_alignment = 32;
+  template <typename Out, bool Stream>
+  static void native(const decode_job& job, std::uint64_t begin, std::uint64_t end) {
+    native_rows<Out, Stream>(job, begin, end);
+  }
+  template <typename Out, bool Stream>
+  static void hf(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+                 std::uint64_t group_end, std::uint64_t begin, std::uint64_t end) {
+    hf_piece<Out, Stream>(job, expert, group_begin, group_end, begin, end);
+  }
+};
 
 }  // namespace
 
-path_kernels avx2_kernels() {
-  return {[](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
-              native_entry<std::uint16_t>(job, begin, end, o);
-            else
-              native_entry<std::uint32_t>(job, begin, end, o);
-          },
-          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
-              hf_entry<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
-            else
-              hf_entry<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
-          }};
-}
+path_kernels avx2_kernels() { return make_path_kernels<avx2_path>(); }
 
 }  // namespace umload::cpu::detail
 

@@ -436,45 +436,22 @@ void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_b
     hf_piece_words<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
 }
 
-bool aligned64(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 63) == 0; }
-
-template <typename Out>
-void native_entry(const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-  // Every block's output starts at a multiple of 64 bytes from the base.
-  if (o.stream && aligned64(job.out))
-    native_rows<Out, true>(job, begin, end);
-  else
-    native_rows<Out, false>(job, begin, end);
-}
-
-template <typename Out>
-void hf_entry(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-              std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-  // Full tiles start at a multiple of 64 bytes when each output row is a multiple of 64 bytes.
-  if (o.stream && aligned64(job.out) && (job.rows * sizeof(Out)) % 64 == 0 &&
-      (begin * sizeof(Out)) % 64 == 0)
-    hf_piece<Out, true>(job, expert, group_begin, group_end, begin, end);
-  else
-    hf_piece<Out, false>(job, expert, group_begin, group_end, begin, end);
-}
+struct avx512_path {
+  static constexpr std::uint64_t store_alignment = 64;
+  template <typename Out, bool Stream>
+  static void native(const decode_job& job, std::uint64_t begin, std::uint64_t end) {
+    native_rows<Out, Stream>(job, begin, end);
+  }
+  template <typename Out, bool Stream>
+  static void hf(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+                 std::uint64_t group_end, std::uint64_t begin, std::uint64_t end) {
+    hf_piece<Out, Stream>(job, expert, group_begin, group_end, begin, end);
+  }
+};
 
 }  // namespace
 
-path_kernels avx512_kernels() {
-  return {[](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
-              native_entry<std::uint16_t>(job, begin, end, o);
-            else
-              native_entry<std::uint32_t>(job, begin, end, o);
-          },
-          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
-              hf_entry<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
-            else
-              hf_entry<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
-          }};
-}
+path_kernels avx512_kernels() { return make_path_kernels<avx512_path>(); }
 
 }  // namespace umload::cpu::detail
 

@@ -19,15 +19,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::optional<std::string> slurp(const std::filesystem::path& path) {
+}  // namespace
+
+std::optional<std::string> read_text_if_present(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
-
-}  // namespace
 
 std::uint64_t meminfo::available_bytes() const {
   if (available) return *available;
@@ -90,7 +90,7 @@ meminfo parse_meminfo(std::string_view text, std::string_view source) {
 }
 
 meminfo read_meminfo(const std::filesystem::path& path) {
-  auto text = slurp(path);
+  auto text = read_text_if_present(path);
   if (!text) {
     const int err = errno;
     throw io_error("cannot read " + path.string() + ": " + std::strerror(err), err);
@@ -130,7 +130,7 @@ std::optional<cgroup_limit> read_cgroup_limit(const std::filesystem::path& leaf,
   std::optional<cgroup_limit> tightest;
   const auto root_norm = root.lexically_normal();
   for (auto dir = leaf.lexically_normal();; dir = dir.parent_path()) {
-    if (auto max_text = slurp(dir / "memory.max")) {
+    if (auto max_text = read_text_if_present(dir / "memory.max")) {
       std::optional<std::uint64_t> max;
       try {
         max = parse_cgroup_memory_max(*max_text, (dir / "memory.max").string());
@@ -139,7 +139,7 @@ std::optional<cgroup_limit> read_cgroup_limit(const std::filesystem::path& leaf,
       }
       if (max) {
         cgroup_limit here{dir, *max, 0};
-        if (auto cur = slurp(dir / "memory.current")) {
+        if (auto cur = read_text_if_present(dir / "memory.current")) {
           try {
             here.current = parse_cgroup_memory_max(*cur, (dir / "memory.current").string()).value_or(0);
           } catch (const format_error&) {

@@ -39,6 +39,9 @@ struct meminfo {
 // number does not parse is a format_error naming `source` and the line.
 meminfo parse_meminfo(std::string_view text, std::string_view source = "/proc/meminfo");
 
+// The whole text of a small /proc or /sys file, or nullopt when it cannot be read.
+std::optional<std::string> read_text_if_present(const std::filesystem::path& path);
+
 // Reads and parses a meminfo file. Throws io_error when it cannot be read.
 meminfo read_meminfo(const std::filesystem::path& path);
 

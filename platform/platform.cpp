@@ -1,9 +1,7 @@
 #include "platform/platform.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "kernels/error.hpp"
 #include "platform/profiles.hpp"
@@ -11,14 +9,6 @@
 
 namespace umload::platform {
 namespace {
-
-std::optional<std::string> slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string bytes_text(std::uint64_t b) { return format_bytes(b) + " (" + format_count(b) + " B)"; }
 
@@ -126,7 +116,7 @@ platform_info detect_platform(const detect_options& options) {
   if (!options.cgroup_disabled) {
     std::optional<std::filesystem::path> dir = options.cgroup_dir;
     if (!dir) {
-      if (auto text = slurp(options.proc_self_cgroup)) dir = cgroup_dir_from(*text, options.cgroup_root);
+      if (auto text = read_text_if_present(options.proc_self_cgroup)) dir = cgroup_dir_from(*text, options.cgroup_root);
     }
     if (dir) info.cgroup = read_cgroup_limit(*dir, options.cgroup_dir ? *dir : options.cgroup_root);
   }

@@ -16,8 +16,10 @@ namespace {
 std::map<std::string, std::string> snapshot(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) files[e.path().filename().string()] = sha256_hex(read_bytes(e.path()).data(),
-                                                                             read_bytes(e.path()).size());
+    if (e.is_regular_file()) {
+      const std::string bytes = read_bytes(e.path());
+      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
+    }
   return files;
 }
 
