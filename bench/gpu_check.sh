@@ -128,7 +128,7 @@ fi
 JOBS=$(nproc)
 # Only what this check runs; other areas' executables with `gpu` tests join when they exist.
 TARGETS=(umload umload_cuda_test umload_cuda_tile_test umload_gpu_bench)
-for extra in test_platform_live_gpu; do
+for extra in test_platform_live_gpu umload_cuda_convert_test; do
   cmake --build "$BUILD" --target help 2>/dev/null | grep -w "^$extra:" >/dev/null && TARGETS+=("$extra")
 done
 step build 300 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
@@ -163,7 +163,18 @@ PY
       done
     done
   done
-  rm -rf "$d"
+  # convert: the same files byte for byte from the GPU as from the CPU.
+  for layout in hf native; do
+    rm -rf "$d.cpu" "$d.gpu"
+    "$BUILD/umload" convert "$d" --out "$d.cpu" --device cpu --layout $layout --json > /dev/null || return 1
+    if ! "$BUILD/umload" convert "$d" --out "$d.gpu" --device cuda --layout $layout --json > /dev/null; then
+      echo "convert failed on the GPU: $layout"; failed=1; continue
+    fi
+    if [ "$(cd "$d.cpu" && sha256sum * | sort)" = "$(cd "$d.gpu" && sha256sum * | sort)" ]; then
+      echo "same converted files: $layout"
+    else echo "DIFFERENT converted files: $layout"; failed=1; fi
+  done
+  rm -rf "$d" "$d.cpu" "$d.gpu"
   echo "$failed" > "$OUT_DIR/digests.txt"
   return $failed
 }
@@ -231,7 +242,7 @@ def add(what, value, target, ok):
 
 try:
     same = open(os.path.join(out, "digests.txt")).read().strip() == "0"
-    add("GPU digest/checks = CPU", "equal (3 strategies x 2 layouts x 3 dtypes)" if same else "DIFFERENT", "equal", same)
+    add("GPU digest/checks = CPU", "equal (3 strategies x 2 layouts x 3 dtypes; convert files)" if same else "DIFFERENT", "equal", same)
 except OSError:
     add("GPU digest/checks = CPU", "not measured", "equal", None)
 

@@ -104,6 +104,7 @@ convert_report convert(const std::filesystem::path& source, const std::filesyste
   o.pipeline.on_progress = request.on_progress;
   o.memory_budget = request.memory_budget;
   o.shard_bytes = request.shard_bytes;
+  o.device = request.device;
   o.threads = request.threads;
   o.force = request.force;
   return convert_checkpoint(source, destination, o);

@@ -10,6 +10,7 @@
 #include "platform/meminfo.hpp"
 #include "src/backend.hpp"
 #include "src/file.hpp"
+#include "src/planning.hpp"
 
 namespace umload {
 
@@ -46,9 +47,11 @@ struct shard_plan {
 // renamed once all its bytes are in.
 class shard_sink final : public output_sink {
  public:
+  // Items land in `out`; `host` is what gets written. When they differ (`out` in device memory),
+  // `device` copies each item back after waiting for its decode.
   shard_sink(const fs::path& dir, const std::vector<output_tensor>& outputs,
-             std::vector<shard_plan> shards, std::byte* buffer)
-      : dir_(dir), shards_(std::move(shards)), buffer_(buffer) {
+             std::vector<shard_plan> shards, std::byte* out, std::byte* host, backend* device)
+      : dir_(dir), shards_(std::move(shards)), out_(out), buffer_(host), device_(device) {
     place_.resize(outputs.size());
     remaining_.resize(shards_.size());
     for (std::size_t s = 0; s < shards_.size(); ++s) {
@@ -71,9 +74,13 @@ class shard_sink final : public output_sink {
     }
   }
 
-  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer_; }
+  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return out_; }
 
   void commit(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) override {
+    if (device_) {
+      device_->synchronize();
+      device_->read_back(buffer_, out_, bytes, memory_kind::device);
+    }
     const auto [s, base] = place_[tensor];
     const file& f = files_[s];
     f.write_exact(buffer_, bytes, base + offset);
@@ -121,7 +128,9 @@ class shard_sink final : public output_sink {
 
   fs::path dir_;
   std::vector<shard_plan> shards_;
+  std::byte* out_;
   std::byte* buffer_;
+  backend* device_;
   std::vector<std::pair<std::size_t, std::uint64_t>> place_;
   std::vector<std::uint64_t> remaining_;
   std::vector<file> files_;
@@ -235,6 +244,26 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
     }
   }
 
+  // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
+  // nothing behind.
+  const device_choice device = choose_device(options.device);
+  std::unique_ptr<backend> engine;
+  if (device.cuda) {
+    cuda_backend_options cuda;
+    cuda.ordinal = device.ordinal;
+    // Staging as a load on this machine would use it: read in place by integrated and coherent
+    // GPUs, bound to the GPU's NUMA node.
+    const auto plan = plan_checkpoint(ckpt, pipeline, choose_platform({}), {});
+    cuda.zero_copy_staging = plan.zero_copy_staging;
+    cuda.staging_numa_node = plan.staging_numa_node;
+    engine = make_cuda_backend(cuda);
+    report.device = "cuda:" + std::to_string(device.ordinal);
+  } else {
+    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
+    report.device = "cpu";
+  }
+  report.backend = std::string(engine->name());
+
   const nlohmann::json marker = {
       {"tool", "umload convert"},
       {"source", fs::weakly_canonical(source).string()},
@@ -265,19 +294,29 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   for (std::size_t s = 0; s < shards.size(); ++s)
     for (std::size_t t : shards[s].tensors) weight_map[outputs[t].name] = shard_name(s, shards.size());
 
-  auto engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
-  std::byte* buffer = engine->allocate_staging(std::max<std::uint64_t>(chunk, 1));
+  const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
+  // The chunk written to the shards is host memory either way (not a staging slot: the CUDA
+  // backend sizes its device scratch to the largest of those).
+  std::byte* buffer = engine->allocate_output(chunk_bytes, memory_kind::host);
+  std::byte* device_chunk = nullptr;
   std::unique_ptr<shard_sink> sink;
+  const auto release = [&] {
+    if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
+    engine->release_output(buffer, chunk_bytes, memory_kind::host);
+  };
   try {
-    sink = std::make_unique<shard_sink>(destination, outputs, std::move(shards), buffer);
+    if (device.cuda) device_chunk = engine->allocate_output(chunk_bytes, memory_kind::device);
+    sink = std::make_unique<shard_sink>(destination, outputs, std::move(shards),
+                                        device_chunk ? device_chunk : buffer, buffer,
+                                        device_chunk ? engine.get() : nullptr);
     report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, *sink);
     if (!sink->all_done()) throw error("conversion ended before every shard was complete");
   } catch (...) {
     if (sink) sink->discard();
-    engine->release_staging(buffer, chunk);
+    release();
     throw;
   }
-  engine->release_staging(buffer, chunk);
+  release();
 
   // Small files, then config, then the index last.
   for (const auto& other : ckpt.other_files) {

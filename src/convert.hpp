@@ -2,7 +2,9 @@
 // as a GptOss model. It streams through the shared pipeline with memory bounded by a budget,
 // whatever the model's size: staging slots plus one output chunk are all that is resident.
 // Output shards are written under temporary names, synced and renamed when complete; the index
-// is written last, so a directory with an index is a complete conversion.
+// is written last, so a directory with an index is a complete conversion. With a GPU, the decode
+// runs there (into one device chunk, read back into pinned host memory for writing); the host
+// backend decodes only where no GPU is usable or the caller asks for the CPU.
 //
 //   umload::convert_options options;
 //   options.memory_budget = 256ull << 20;
@@ -22,8 +24,9 @@ struct convert_options {
   pipeline_options pipeline;          // layout, dtype (bf16|f32), rank/world, progress
   std::uint64_t memory_budget = 0;    // 0: min(1 GiB, MemAvailable / 4)
   std::uint64_t shard_bytes = 4ull << 30;
-  int threads = 0;
-  std::optional<cpu::isa> isa;
+  std::string device = "auto";        // auto (the GPU when usable) | cpu | cuda | cuda:N
+  int threads = 0;                    // host backend only
+  std::optional<cpu::isa> isa;        // host backend only
   bool force = false;                 // replace a destination holding another model
 };
 
@@ -35,6 +38,8 @@ struct convert_report {
   std::size_t tensors = 0;
   std::uint64_t peak_rss_bytes = 0;
   std::filesystem::path destination;
+  std::string device = "cpu";         // where the decode ran: cpu or cuda:N
+  std::string backend;                // the backend's name
 };
 
 convert_report convert_checkpoint(const std::filesystem::path& source,

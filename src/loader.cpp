@@ -33,38 +33,6 @@ class memory_sink final : public output_sink {
   std::vector<loaded_tensor>& tensors_;
 };
 
-struct device_choice {
-  bool cuda = false;
-  int ordinal = 0;
-};
-
-// "auto" and "cuda" mean the GPU UMLOAD_DEVICE names, else LOCAL_RANK (torchrun), else 0: the
-// same device the platform layer examined for the plan.
-device_choice choose_device(const std::string& device) {
-  if (device == "cpu") return {};
-  if (device == "auto") return cuda_available() ? choose_device("cuda") : device_choice{};
-  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-    int ordinal = platform::process_defaults().device();
-    if (device.size() > 5) {
-      try {
-        std::size_t used = 0;
-        ordinal = std::stoi(device.substr(5), &used);
-        if (used != device.size() - 5 || ordinal < 0) throw std::invalid_argument(device);
-      } catch (const std::exception&) {
-        throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
-      }
-    }
-    if (!cuda_available())
-      throw cuda_error("device '" + device + "' asked for, but no usable CUDA GPU was found" +
-                       std::string(cuda_device_count() == 0 ? "" : " with that ordinal"));
-    if (ordinal >= cuda_device_count())
-      throw usage_error("device '" + device + "': only " + std::to_string(cuda_device_count()) +
-                        " CUDA device(s)");
-    return {true, ordinal};
-  }
-  throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
-}
-
 std::string hex(const unsigned char* digest, unsigned n) {
   static const char* digits = "0123456789abcdef";
   std::string out;

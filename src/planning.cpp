@@ -3,6 +3,7 @@
 #include "kernels/error.hpp"
 #include "platform/config.hpp"
 #include "platform/demand.hpp"
+#include "src/backend.hpp"
 
 namespace umload {
 
@@ -12,6 +13,31 @@ std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
   for (const auto& [name, ref] : ckpt.tensors)
     out.push_back({name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
   return out;
+}
+
+device_choice choose_device(const std::string& device) {
+  if (device == "cpu") return {};
+  if (device == "auto") return cuda_available() ? choose_device("cuda") : device_choice{};
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    int ordinal = platform::process_defaults().device();
+    if (device.size() > 5) {
+      try {
+        std::size_t used = 0;
+        ordinal = std::stoi(device.substr(5), &used);
+        if (used != device.size() - 5 || ordinal < 0) throw std::invalid_argument(device);
+      } catch (const std::exception&) {
+        throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
+      }
+    }
+    if (!cuda_available())
+      throw cuda_error("device '" + device + "' asked for, but no usable CUDA GPU was found" +
+                       std::string(cuda_device_count() == 0 ? "" : " with that ordinal"));
+    if (ordinal >= cuda_device_count())
+      throw usage_error("device '" + device + "': only " + std::to_string(cuda_device_count()) +
+                        " CUDA device(s)");
+    return {true, ordinal};
+  }
+  throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
 }
 
 platform::platform_info choose_platform(const platform_choice& choice) {

@@ -24,6 +24,18 @@ struct platform_choice {
   std::optional<std::uint64_t> host_memory_bytes;
 };
 
+// Which processor decodes: the host, or CUDA device `ordinal`.
+struct device_choice {
+  bool cuda = false;
+  int ordinal = 0;
+};
+
+// "cpu", "auto" (the GPU when one is usable, else the host), "cuda" or "cuda:N". "auto" and
+// "cuda" mean the GPU UMLOAD_DEVICE names, else LOCAL_RANK (torchrun), else 0: the same device
+// the platform layer examines for the plan. Throws usage_error for a malformed name or an
+// ordinal past the device count, cuda_error when a GPU is asked for and none is usable.
+device_choice choose_device(const std::string& device);
+
 // The checkpoint's tensors as the policy sees them: names, dtypes, shapes and byte counts.
 std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt);
 

@@ -98,7 +98,8 @@ struct convert_request {
   shard_request sharding;
   std::uint64_t memory_budget = 0;          // 0: min(1 GiB, MemAvailable / 4)
   std::uint64_t shard_bytes = 4ull << 30;
-  int threads = 0;
+  std::string device = "auto";              // auto | cpu | cuda | cuda:N: where the decode runs
+  int threads = 0;                          // CPU decode threads (0: all)
   bool force = false;                       // replace a destination holding another model
   std::function<void(const progress_event&)> on_progress;
 };

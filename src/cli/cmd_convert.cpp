@@ -15,6 +15,7 @@ namespace {
 struct convert_args {
   std::string source;
   std::string out;
+  std::string device = "auto";
   decode_args decode;
   std::string memory_budget;
   std::string shard_size = "4GiB";
@@ -26,6 +27,7 @@ struct convert_args {
 int run_convert(const convert_args& args) {
   convert_options options;
   apply_decode_options(args.decode, options.pipeline);
+  options.device = args.device;
   options.threads = args.decode.threads;
   options.isa = parse_isa_option(args.decode.isa);
   options.force = args.force;
@@ -39,6 +41,8 @@ int run_convert(const convert_args& args) {
   if (args.json) {
     std::printf("%s\n", nlohmann::json{
                             {"destination", r.destination.string()},
+                            {"device", r.device},
+                            {"backend", r.backend},
                             {"shards", r.shards},
                             {"tensors", r.tensors},
                             {"output_bytes", r.output_bytes},
@@ -46,7 +50,9 @@ int run_convert(const convert_args& args) {
                             {"bytes_read", r.pipeline.bytes_read},
                             {"seconds", seconds},
                             {"read_seconds", r.pipeline.read_seconds},
+                            {"copy_seconds", r.pipeline.copy_seconds},
                             {"decode_seconds", r.pipeline.decode_seconds},
+                            {"peak_device_bytes", r.pipeline.peak_device_bytes},
                             {"output_gb_per_s", seconds > 0 ? r.output_bytes / seconds / 1e9 : 0.0},
                             {"memory_budget_bytes", r.memory_budget},
                             {"peak_rss_bytes", r.peak_rss_bytes},
@@ -56,9 +62,9 @@ int run_convert(const convert_args& args) {
                             .dump(2)
                             .c_str());
   } else {
-    std::printf("converted %s -> %s: %zu tensors in %zu shards, %s in %.2f s (%s), peak RSS %s "
+    std::printf("converted %s -> %s on %s: %zu tensors in %zu shards, %s in %.2f s (%s), peak RSS %s "
                 "(budget %s)\n",
-                args.source.c_str(), args.out.c_str(), r.tensors, r.shards,
+                args.source.c_str(), args.out.c_str(), r.device.c_str(), r.tensors, r.shards,
                 human_bytes(r.output_bytes).c_str(), seconds,
                 human_rate(seconds > 0 ? r.output_bytes / seconds : 0).c_str(),
                 human_bytes(r.peak_rss_bytes).c_str(), human_bytes(r.memory_budget).c_str());
@@ -73,6 +79,7 @@ void add_convert(CLI::App& app, int& status) {
   auto* cmd = app.add_subcommand("convert", "Write a dense BF16 (or F32) checkpoint that HF transformers loads");
   cmd->add_option("SRC", args->source, "Checkpoint directory or .safetensors file")->required();
   cmd->add_option("--out", args->out, "Destination directory")->required();
+  cmd->add_option("--device", args->device, "Where to decode: auto (the GPU when one is usable), cpu, cuda or cuda:N");
   add_decode_options(*cmd, args->decode, false);
   cmd->add_option("--memory-budget", args->memory_budget,
                   "Resident memory for staging and output chunks, e.g. 256M (default: min(1 GiB, MemAvailable/4))");

@@ -294,7 +294,7 @@ py::object inspect(const std::filesystem::path& path) {
 py::object convert(const std::filesystem::path& source, const std::filesystem::path& destination,
                    const std::string& layout_name, const std::string& dtype_name, std::optional<int> rank,
                    std::optional<int> world_size, const py::object& memory_budget, const py::object& shard_size,
-                   bool force, int threads, const py::object& progress) {
+                   bool force, const std::string& device, int threads, const py::object& progress) {
   check_callback(progress);
   convert_request request;
   request.order = parse_layout(layout_name);
@@ -303,6 +303,7 @@ py::object convert(const std::filesystem::path& source, const std::filesystem::p
   request.memory_budget = size_argument(memory_budget, "memory_budget").value_or(0);
   if (auto s = size_argument(shard_size, "shard_size")) request.shard_bytes = *s;
   request.force = force;
+  request.device = device;
   request.threads = threads;
   request.on_progress = progress_hook(progress.is_none() ? nullptr : &progress);
   convert_report r;
@@ -312,6 +313,7 @@ py::object convert(const std::filesystem::path& source, const std::filesystem::p
   }
   nlohmann::json j = {
       {"destination", r.destination.string()},
+      {"device", r.device},
       {"tensors", r.tensors},
       {"shards", r.shards},
       {"output_bytes", r.output_bytes},
@@ -385,6 +387,6 @@ importable, else numpy), "torch" or "numpy". with_report: return (state_dict, re
   m.def("convert", &convert, py::arg("source"), py::arg("destination"), py::kw_only(), py::arg("layout") = "hf",
         py::arg("dtype") = "bf16", py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
         py::arg("memory_budget") = py::none(), py::arg("shard_size") = py::none(), py::arg("force") = false,
-        py::arg("threads") = 0, py::arg("progress") = py::none(),
+        py::arg("device") = "auto", py::arg("threads") = 0, py::arg("progress") = py::none(),
         "Write a dense (BF16 or F32 experts) checkpoint that HF transformers loads; returns a report dict.");
 }

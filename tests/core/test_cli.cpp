@@ -3,6 +3,7 @@
 // writing (a full disk) that leave no output behind.
 #include <gtest/gtest.h>
 
+#include "src/backend.hpp"
 #include "tests/core/fixtures.hpp"
 
 namespace umload::test {
@@ -27,6 +28,28 @@ TEST(cli, exit_codes_follow_the_documented_table) {
                     " --memory-budget 1K").status, 5);
 }
 
+TEST(cli, convert_decodes_where_asked_and_a_missing_gpu_leaves_no_output) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  const auto bad = run_cli("convert " + (dir / "m").string() + " --out " + (dir / "a").string() + " --device gpu0");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("gpu0"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir / "a"));
+  const auto cpu = run_cli("convert --json --device cpu " + (dir / "m").string() + " --out " + (dir / "c").string());
+  ASSERT_EQ(cpu.status, 0) << cpu.err;
+  EXPECT_EQ(cpu.json()["device"], "cpu");
+  EXPECT_EQ(cpu.json()["backend"], "host");
+  EXPECT_EQ(cpu.json()["peak_device_bytes"], 0);
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present (tests/cuda covers convert there)";
+  const auto none = run_cli("convert " + (dir / "m").string() + " --out " + (dir / "g").string() + " --device cuda");
+  EXPECT_EQ(none.status, 6);
+  EXPECT_NE(none.err.find("no usable CUDA GPU"), std::string::npos) << none.err;
+  EXPECT_FALSE(fs::exists(dir / "g"));
+  const auto automatic = run_cli("convert --json " + (dir / "m").string() + " --out " + (dir / "auto").string());
+  ASSERT_EQ(automatic.status, 0) << automatic.err;
+  EXPECT_EQ(automatic.json()["device"], "cpu");
+}
+
 TEST(cli, inspect_reports_pairs_sizes_and_problems) {
   temp_dir dir;
   synth_tiny(dir / "m");
@@ -48,7 +71,8 @@ TEST(cli, convert_peak_rss_stays_within_the_budget_on_a_larger_checkpoint) {
   temp_dir dir;
   ASSERT_EQ(run_cli("synth --preset tiny --layers 4 --experts 32 --hidden 512 --intermediate 512 --vocab 1024 --out " +
                     (dir / "m").string()).status, 0);
-  const auto r = run_cli("convert --json --memory-budget 32M " + (dir / "m").string() + " --out " +
+  // On the CPU: a CUDA context's own host memory would come on top of the budget.
+  const auto r = run_cli("convert --json --device cpu --memory-budget 32M " + (dir / "m").string() + " --out " +
                          (dir / "d").string());
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.json();

@@ -71,6 +71,18 @@ class convert(common.checkpoint_case):
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
+    def test_device_is_reported_and_cpu_and_auto_write_the_same_files(self):
+        cpu = umload.convert(self.ckpt, os.path.join(self.tmp, "cpu"), device="cpu")
+        self.assertEqual(cpu["device"], "cpu")
+        auto = umload.convert(self.ckpt, os.path.join(self.tmp, "auto"))
+        self.assertTrue(auto["device"] == "cpu" or auto["device"].startswith("cuda:"), auto["device"])
+        for name in sorted(os.listdir(os.path.join(self.tmp, "cpu"))):
+            with open(os.path.join(self.tmp, "cpu", name), "rb") as f, open(os.path.join(self.tmp, "auto", name), "rb") as g:
+                self.assertEqual(f.read(), g.read(), name)
+        with self.assertRaises(umload.UsageError):
+            umload.convert(self.ckpt, os.path.join(self.tmp, "bad"), device="gpu0")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "bad")))
+
     def test_rank_slice_conversion(self):
         out = os.path.join(self.tmp, "rank1")
         umload.convert(self.ckpt, out, rank=1, world_size=2)

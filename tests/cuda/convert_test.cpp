@@ -1,0 +1,71 @@
+// convert on the GPU: the same files, byte for byte, as convert on the CPU, in both layouts and
+// both dtypes, with edge scale bytes; the report names the device and its peak memory; a device
+// ordinal past the count is refused before the destination is touched. Skips without a usable
+// device (the no-device behaviour is tested in tests/core/test_cli.cpp).
+#include <gtest/gtest.h>
+
+#include "kernels/error.hpp"
+#include "src/backend.hpp"
+#include "src/convert.hpp"
+#include "src/loader.hpp"
+#include "tests/core/fixtures.hpp"
+
+namespace umload::test {
+namespace {
+
+std::map<std::string, std::string> file_digests(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file()) {
+      const std::string bytes = read_bytes(e.path());
+      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
+    }
+  return files;
+}
+
+class CudaConvert : public ::testing::TestWithParam<std::tuple<layout, output_dtype>> {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  }
+};
+
+TEST_P(CudaConvert, WritesTheSameFilesAsTheCpu) {
+  temp_dir dir;
+  synth_tiny(dir / "src", 3, 8, true);
+  convert_options o;
+  o.memory_budget = 32ull << 20;
+  o.shard_bytes = 256ull << 10;
+  o.pipeline.order = std::get<0>(GetParam());
+  o.pipeline.dtype = std::get<1>(GetParam());
+  o.device = "cpu";
+  const auto cpu = convert_checkpoint(dir / "src", dir / "cpu", o);
+  o.device = "cuda";
+  const auto gpu = convert_checkpoint(dir / "src", dir / "gpu", o);
+  EXPECT_EQ(cpu.device, "cpu");
+  EXPECT_EQ(gpu.device.rfind("cuda:", 0), 0u) << gpu.device;
+  EXPECT_GT(gpu.pipeline.peak_device_bytes, 0u);
+  EXPECT_GT(gpu.pipeline.quantized_bytes, 0u);
+  EXPECT_EQ(gpu.shards, cpu.shards);
+  const auto a = file_digests(dir / "cpu");
+  const auto b = file_digests(dir / "gpu");
+  EXPECT_GT(a.size(), 3u);
+  EXPECT_EQ(a, b);
+}
+
+INSTANTIATE_TEST_SUITE_P(LayoutsAndDtypes, CudaConvert,
+                         ::testing::Combine(::testing::Values(layout::hf, layout::native),
+                                            ::testing::Values(output_dtype::bf16, output_dtype::f32)));
+
+TEST(CudaConvertDevice, OrdinalPastTheCountIsRefusedAndLeavesNothing) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  temp_dir dir;
+  synth_tiny(dir / "src", 1, 4);
+  convert_options o;
+  o.device = "cuda:" + std::to_string(cuda_device_count());
+  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "dst", o), usage_error);
+  EXPECT_FALSE(fs::exists(dir / "dst"));
+}
+
+}  // namespace
+}  // namespace umload::test
