@@ -1,6 +1,7 @@
 // The one checking macro for CUDA runtime calls, and the launch check that follows every kernel.
 //
 //   UMLOAD_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+//   UMLOAD_CUDA_CLEAR_ERROR();
 //   my_kernel<<<grid, block, 0, stream>>>(...);
 //   UMLOAD_CUDA_CHECK_LAUNCH();
 //
@@ -24,13 +25,21 @@ inline std::string cuda_error_text(cudaError_t status, const char* call, const c
          cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")";
 }
 
+// On failure the runtime's last-error state is reset first (cudaGetLastError), so that a caller
+// who catches the error and goes on does not see it again at the next launch check.
 inline void cuda_check(cudaError_t status, const char* call, const char* file, int line) {
-  if (status != cudaSuccess) throw cuda_error(cuda_error_text(status, call, file, line));
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw cuda_error(cuda_error_text(status, call, file, line));
 }
 
 }  // namespace umload::detail
 
 #define UMLOAD_CUDA_CHECK(call) ::umload::detail::cuda_check((call), #call, __FILE__, __LINE__)
+
+// Before every kernel launch: clears an earlier error that calls whose status cannot be reported
+// (release paths, destructors) may have left, so the launch check sees only its own launch.
+#define UMLOAD_CUDA_CLEAR_ERROR() ((void)cudaGetLastError())
 
 // After every kernel launch: a bad configuration or a missing kernel image shows up here.
 #define UMLOAD_CUDA_CHECK_LAUNCH() \

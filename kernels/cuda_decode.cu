@@ -97,12 +97,14 @@ void launch(const decode_job& job, cudaStream_t stream) {
     const native_grid g = plan_native(job);
     const unsigned grid =
         persistent_blocks(native_kernel<Out>, native_threads, (g.units + native_threads - 1) / native_threads);
+    UMLOAD_CUDA_CLEAR_ERROR();
     native_kernel<Out><<<grid, native_threads, 0, stream>>>(g, blocks, scales, out);
     UMLOAD_CUDA_CHECK_LAUNCH();
     return;
   }
   const hf_grid g = plan_hf(job);
   const unsigned grid = persistent_blocks(hf_kernel<Out>, hf_threads, g.tiles());
+  UMLOAD_CUDA_CLEAR_ERROR();
   hf_kernel<Out><<<grid, hf_threads, 0, stream>>>(g, blocks, scales, out);
   UMLOAD_CUDA_CHECK_LAUNCH();
 }
@@ -123,14 +125,34 @@ struct combine_summaries {
   }
 };
 
-// Stream-ordered scratch for one call, freed on every path.
+// Scratch for one call, freed on every path: stream-ordered where the device has memory pools,
+// else a plain cudaMalloc (freed after the call's stream is synchronized).
+bool has_memory_pools() {
+  int device = 0, pools = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess &&
+         pools != 0;
+}
+
 struct async_buffer {
   void* p = nullptr;
   cudaStream_t stream = nullptr;
-  async_buffer(std::size_t bytes, cudaStream_t s) : stream(s) {
-    UMLOAD_CUDA_CHECK(cudaMallocAsync(&p, std::max<std::size_t>(bytes, 1), stream));
+  bool pooled = true;
+  async_buffer(std::size_t bytes, cudaStream_t s) : stream(s), pooled(has_memory_pools()) {
+    const std::size_t n = std::max<std::size_t>(bytes, 1);
+    if (pooled)
+      UMLOAD_CUDA_CHECK(cudaMallocAsync(&p, n, stream));
+    else
+      UMLOAD_CUDA_CHECK(cudaMalloc(&p, n));
   }
-  ~async_buffer() { cudaFreeAsync(p, stream); }
+  ~async_buffer() {
+    if (pooled) {
+      cudaFreeAsync(p, stream);
+    } else {
+      cudaStreamSynchronize(stream);
+      cudaFree(p);
+    }
+  }
   async_buffer(const async_buffer&) = delete;
   async_buffer& operator=(const async_buffer&) = delete;
 };
@@ -161,6 +183,7 @@ output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype,
                                                        output_summary{}, s));
   async_buffer temp(temp_bytes, s);
   async_buffer result(sizeof(output_summary), s);
+  UMLOAD_CUDA_CLEAR_ERROR();
   UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
       temp.p, temp_bytes, indices, static_cast<output_summary*>(result.p), count,
       combine_summaries{}, transform, output_summary{}, s));

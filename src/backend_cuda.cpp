@@ -50,14 +50,57 @@ cudaEvent_t make_event() {
   return e;
 }
 
+// Makes `ordinal` the calling thread's current device for one call and gives the caller's device
+// back afterwards: frameworks such as PyTorch read the current device, and a load onto cuda:1
+// must not move the caller's later work there.
+class device_scope {
+ public:
+  explicit device_scope(int ordinal) {
+    read_previous();
+    if (previous_ != ordinal) {
+      UMLOAD_CUDA_CHECK(cudaSetDevice(ordinal));
+      changed_ = true;
+    }
+  }
+  // Release paths, which cannot report: best effort.
+  device_scope(int ordinal, std::nothrow_t) noexcept {
+    read_previous();
+    if (previous_ == ordinal) return;
+    if (cudaSetDevice(ordinal) == cudaSuccess)
+      changed_ = true;
+    else
+      (void)cudaGetLastError();
+  }
+  ~device_scope() {
+    if (changed_ && previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) (void)cudaGetLastError();
+  }
+  device_scope(const device_scope&) = delete;
+  device_scope& operator=(const device_scope&) = delete;
+
+ private:
+  void read_previous() noexcept {
+    if (cudaGetDevice(&previous_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      previous_ = -1;
+    }
+  }
+  int previous_ = -1;
+  bool changed_ = false;
+};
+
 class cuda_backend final : public backend {
  public:
   explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     int pageable = 0;
     UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess,
                                              options_.ordinal));
     pageable_access_ = pageable != 0;
+    int managed = 0, registrable = 0;
+    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, options_.ordinal));
+    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&registrable, cudaDevAttrHostRegisterSupported, options_.ordinal));
+    concurrent_managed_access_ = managed != 0;
+    host_register_ = registrable != 0;  // else NUMA-bound staging falls back to cudaHostAlloc
     try {
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_stream_, cudaStreamNonBlocking));
@@ -76,7 +119,7 @@ class cuda_backend final : public backend {
 
   ~cuda_backend() override {
     // Errors here cannot be reported: the library never throws from a destructor.
-    cudaSetDevice(options_.ordinal);
+    const device_scope scope(options_.ordinal, std::nothrow);
     if (copy_stream_) cudaStreamSynchronize(copy_stream_);
     if (compute_stream_) cudaStreamSynchronize(compute_stream_);
     for (auto& slot : scratch_)
@@ -92,16 +135,15 @@ class cuda_backend final : public backend {
 
   std::byte* allocate_staging(std::size_t bytes) override {
     std::lock_guard lock(mutex_);
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     const std::size_t length = round_up(std::max<std::size_t>(bytes, 1), page_bytes);
     staging_slot slot;
     slot.bytes = length;
     void* p = nullptr;
-    if (topology_) {
+    if (topology_ && host_register_) {
       // Bind before pinning: pages land on the GPU-local node when first touched, and pinned
       // pages do not move afterwards.
-      p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
+      p = map_host(length, "a staging slot");
       bind_to_node(p, length);
       std::memset(p, 0, length);
       const cudaError_t status = cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
@@ -111,7 +153,14 @@ class cuda_backend final : public backend {
       }
       slot.registered = true;
     } else {
-      UMLOAD_CUDA_CHECK(cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped));
+      const cudaError_t status = cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped);
+      if (status == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        throw budget_error("cudaHostAlloc of a " + std::to_string(length) +
+                           "-byte pinned staging slot failed: not enough pinned host memory "
+                           "(lower UMLOAD_STAGING_SLOT_SIZE or UMLOAD_STAGING_SLOTS)");
+      }
+      detail::cuda_check(status, "cudaHostAlloc(staging slot)", __FILE__, __LINE__);
     }
     const cudaError_t mapped = cudaHostGetDevicePointer(&slot.device, p, 0);
     if (mapped != cudaSuccess) {
@@ -127,7 +176,7 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const auto it = staging_.find(p);
     if (it == staging_.end()) return;
-    cudaSetDevice(options_.ordinal);
+    const device_scope scope(options_.ordinal, std::nothrow);
     // A slot may still feed a copy or a zero-copy kernel: let those finish first.
     cudaStreamSynchronize(copy_stream_);
     if (options_.zero_copy_staging) cudaStreamSynchronize(compute_stream_);
@@ -138,14 +187,10 @@ class cuda_backend final : public backend {
   std::byte* allocate_output(std::size_t bytes, memory_kind where) override {
     if (bytes == 0) return nullptr;
     std::lock_guard lock(mutex_);
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     switch (where) {
       case memory_kind::device: return static_cast<std::byte*>(device_alloc(bytes));
-      case memory_kind::host: {
-        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-        return static_cast<std::byte*>(p);
-      }
+      case memory_kind::host: return static_cast<std::byte*>(map_host(bytes, "an output tensor"));
       case memory_kind::host_managed: return static_cast<std::byte*>(host_managed_alloc(bytes));
     }
     throw usage_error("cuda backend: unknown memory kind");
@@ -154,7 +199,7 @@ class cuda_backend final : public backend {
   void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept override {
     if (p == nullptr) return;
     std::lock_guard lock(mutex_);
-    cudaSetDevice(options_.ordinal);
+    const device_scope scope(options_.ordinal, std::nothrow);
     // Work in flight may still write this tensor.
     cudaStreamSynchronize(copy_stream_);
     cudaStreamSynchronize(compute_stream_);
@@ -174,10 +219,13 @@ class cuda_backend final : public backend {
 
   void process(const staged_item& item) override {
     std::lock_guard lock(mutex_);
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     if (item.what == staged_item::kind::copy) {
       copy_item(item);
-    } else if (options_.zero_copy_staging) {
+      return;
+    }
+    require_reachable(item.job.out, item.job.out_bytes());
+    if (options_.zero_copy_staging) {
       decode_in_place(item.job);
     } else {
       decode_via_scratch(item.job);
@@ -186,7 +234,7 @@ class cuda_backend final : public backend {
 
   void synchronize() override {
     std::lock_guard lock(mutex_);
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
     UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
     for (auto& slot : scratch_) retire(slot);
@@ -197,14 +245,18 @@ class cuda_backend final : public backend {
       std::memcpy(host_dst, src, bytes);
       return;
     }
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
-    UMLOAD_CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost));
+    std::lock_guard lock(mutex_);
+    const device_scope scope(options_.ordinal);
+    // Ordered after every copy and decode of this backend, whatever the caller synchronized.
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream_));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
   }
 
   cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values, out_dtype dtype,
                                       memory_kind where) override {
     if (where != memory_kind::device) return cuda_tile::summarize_host(data, values, dtype);
-    UMLOAD_CUDA_CHECK(cudaSetDevice(options_.ordinal));
+    const device_scope scope(options_.ordinal);
     return cuda::summarize(data, values, dtype, compute_stream_);
   }
 
@@ -278,6 +330,31 @@ class cuda_backend final : public backend {
     }
   }
 
+  // A decode writes from the GPU: its destination must be memory the device can address. Plain
+  // pageable host memory qualifies only where the device has pageable memory access (ATS, HMM).
+  void require_reachable(const void* p, std::uint64_t bytes) const {
+    if (pageable_access_ || p == nullptr) return;
+    cudaPointerAttributes attributes{};
+    UMLOAD_CUDA_CHECK(cudaPointerGetAttributes(&attributes, p));
+    if (attributes.type == cudaMemoryTypeUnregistered)
+      throw usage_error("cuda backend: a decode output of " + std::to_string(bytes) +
+                        " bytes is in pageable host memory, which device " +
+                        std::to_string(options_.ordinal) +
+                        " cannot write (no pageable memory access); place it in device or "
+                        "host_managed memory, or decode on the CPU");
+  }
+
+  // Anonymous host memory, or a budget error that says how much and why not.
+  static void* map_host(std::size_t bytes, const char* what) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      throw budget_error(std::string("cannot map ") + std::to_string(bytes) + " bytes of host memory for " +
+                         what + ": " + std::strerror(err));
+    }
+    return p;
+  }
+
   void* device_alloc(std::size_t bytes) {
     void* p = nullptr;
     const cudaError_t status = cudaMalloc(&p, bytes);
@@ -291,7 +368,7 @@ class cuda_backend final : public backend {
                          " bytes free, " + std::to_string(live_device_bytes_) +
                          " held by this loader");
     }
-    UMLOAD_CUDA_CHECK(status);
+    detail::cuda_check(status, "cudaMalloc", __FILE__, __LINE__);
     live_device_bytes_ += bytes;
     peak_device_bytes_ = std::max(peak_device_bytes_, live_device_bytes_);
     return p;
@@ -307,9 +384,13 @@ class cuda_backend final : public backend {
   void* host_managed_alloc(std::size_t bytes) {
     void* p = nullptr;
     if (pageable_access_) {
-      p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
+      p = map_host(bytes, "a host_managed output tensor");
     } else {
+      if (!concurrent_managed_access_)
+        throw usage_error("host_managed output: device " + std::to_string(options_.ordinal) +
+                          " has neither pageable nor concurrent managed memory access, so it "
+                          "cannot be advised to read host memory in place; use a discrete plan "
+                          "(--platform discrete)");
       std::size_t free_bytes = 0, total_bytes = 0;
       UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
       if (bytes > free_bytes)
@@ -426,6 +507,8 @@ class cuda_backend final : public backend {
 
   cuda_backend_options options_;
   bool pageable_access_ = false;
+  bool concurrent_managed_access_ = false;
+  bool host_register_ = false;
   mutable std::mutex mutex_;
   cudaStream_t copy_stream_ = nullptr;
   cudaStream_t compute_stream_ = nullptr;

@@ -133,6 +133,15 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
 
   const bool gpu_plan = plan.model != platform::memory_model::host;
   device_choice device = choose_device(options.device);
+  if (device.cuda && !gpu_plan) {
+    // A plan for a host-only machine (a forced --platform host, a CPU profile) puts every tensor
+    // in host memory, which the GPU does not decode into: "auto" follows the plan onto the CPU.
+    if (options.device != "auto")
+      throw usage_error("device '" + options.device + "' with a host-only plan (" + info.source +
+                        ": every tensor in host memory); load with --device cpu or plan for a GPU "
+                        "platform");
+    device = {};
+  }
   std::shared_ptr<backend> engine;
   std::map<std::string, memory_kind, std::less<>> where_of;
   memory_kind default_kind = memory_kind::host;

@@ -136,17 +136,11 @@ TEST_P(CudaBackend, OutputsEqualOracleAndDevicePeakStaysPerLayer) {
 INSTANTIATE_TEST_SUITE_P(Strategies, CudaBackend, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "zero_copy" : "discrete"; });
 
-TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
-  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
-  auto engine = make_cuda_backend({});
-  const mxfp4_shape s{2, 130, 5};
-  const auto d = test::random_data(s, test::fresh_seed());
-  decode_job job = test::job_for(s, layout::hf, out_dtype::bf16);
-  const auto expected = test::oracle(job, d.blocks.data(), d.scales.data());
-  std::byte* slot = engine->allocate_staging(slot_bytes);
+// One decode item of `job`'s shape staged in `slot` (blocks, then scales a page later), writing
+// to `out`.
+staged_item staged_decode(decode_job job, const test::mxfp4_data& d, std::byte* slot, std::byte* out) {
   std::memcpy(slot, d.blocks.data(), job.block_bytes());
   std::memcpy(slot + round_up(job.block_bytes(), 4096), d.scales.data(), job.scale_bytes());
-  std::byte* out = engine->allocate_output(job.out_bytes(), memory_kind::host_managed);
   job.blocks = reinterpret_cast<const std::uint8_t*>(slot);
   job.scales = reinterpret_cast<const std::uint8_t*>(slot + round_up(job.block_bytes(), 4096));
   job.out = out;
@@ -156,7 +150,19 @@ TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
   item.staged_bytes = job.block_bytes() + job.scale_bytes();
   item.job = job;
   item.destination = out;
-  engine->process(item);
+  return item;
+}
+
+TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  auto engine = make_cuda_backend({});
+  const mxfp4_shape s{2, 130, 5};
+  const auto d = test::random_data(s, test::fresh_seed());
+  decode_job job = test::job_for(s, layout::hf, out_dtype::bf16);
+  const auto expected = test::oracle(job, d.blocks.data(), d.scales.data());
+  std::byte* slot = engine->allocate_staging(slot_bytes);
+  std::byte* out = engine->allocate_output(job.out_bytes(), memory_kind::host_managed);
+  engine->process(staged_decode(job, d, slot, out));
   engine->synchronize();
   std::vector<std::uint8_t> got(expected.size());
   std::memcpy(got.data(), out, got.size());
@@ -164,6 +170,56 @@ TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
   EXPECT_LE(engine->stats().peak_device_bytes, 2 * round_up(slot_bytes, 256));  // scratch only
   engine->release_output(out, job.out_bytes(), memory_kind::host_managed);
   engine->release_staging(slot, slot_bytes);
+}
+
+// Without pageable memory access the GPU cannot write plain host memory: the backend refuses such
+// a destination with a usage error instead of launching a kernel that would fault, and the
+// device stays usable afterwards.
+TEST(CudaBackendMemory, PageableHostOutputIsRefusedWhereTheGpuCannotWriteIt) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  int pageable = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, 0), cudaSuccess);
+  if (pageable) GTEST_SKIP() << "this device writes pageable host memory (ATS or HMM)";
+  auto engine = make_cuda_backend({});
+  const mxfp4_shape s{2, 130, 5};
+  const auto d = test::random_data(s, test::fresh_seed());
+  const decode_job job = test::job_for(s, layout::native, out_dtype::bf16);
+  std::byte* slot = engine->allocate_staging(slot_bytes);
+  std::byte* host = engine->allocate_output(job.out_bytes(), memory_kind::host);
+  EXPECT_THROW(engine->process(staged_decode(job, d, slot, host)), usage_error);
+  std::byte* device = engine->allocate_output(job.out_bytes(), memory_kind::device);
+  engine->process(staged_decode(job, d, slot, device));
+  engine->synchronize();
+  std::vector<std::uint8_t> got(job.out_bytes());
+  engine->read_back(got.data(), device, got.size(), memory_kind::device);
+  EXPECT_EQ(test::first_difference(got, test::oracle(job, d.blocks.data(), d.scales.data()), 2), -1);
+  engine->release_output(device, job.out_bytes(), memory_kind::device);
+  engine->release_output(host, job.out_bytes(), memory_kind::host);
+  engine->release_staging(slot, slot_bytes);
+}
+
+// A framework's current device is the caller's: a backend on another GPU gives it back after
+// every call.
+TEST(CudaBackendDevice, CallersCurrentDeviceIsRestored) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  cuda_backend_options options;
+  options.ordinal = 1;
+  auto engine = make_cuda_backend(options);
+  std::byte* out = engine->allocate_output(1 << 20, memory_kind::device);
+  engine->synchronize();
+  engine->release_output(out, 1 << 20, memory_kind::device);
+  int current = -1;
+  ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
+  EXPECT_EQ(current, 0);
+}
+
+// A failed call that the caller catches leaves nothing behind for the next launch check.
+TEST(CudaCheck, AFailedCallIsClearedBeforeItIsThrown) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  void* p = nullptr;
+  EXPECT_THROW(UMLOAD_CUDA_CHECK(cudaMalloc(&p, std::size_t{1} << 62)), cuda_error);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
 TEST(CudaBackendStaging, BindsToAnExistingNumaNodeAndRefusesAMissingOne) {

@@ -1,7 +1,8 @@
 // convert on the GPU: the same files, byte for byte, as convert on the CPU, in both layouts and
 // both dtypes, with edge scale bytes; the report names the device and its peak memory; a device
-// ordinal past the count is refused before the destination is touched. Skips without a usable
-// device (the no-device behaviour is tested in tests/core/test_cli.cpp).
+// ordinal past the count is refused before the destination is touched. Also which device a load
+// takes under a host-only plan. Skips without a usable device (the no-device behaviour is tested
+// in tests/core/test_cli.cpp).
 #include <gtest/gtest.h>
 
 #include "kernels/error.hpp"
@@ -65,6 +66,20 @@ TEST(CudaConvertDevice, OrdinalPastTheCountIsRefusedAndLeavesNothing) {
   o.device = "cuda:" + std::to_string(cuda_device_count());
   EXPECT_THROW(convert_checkpoint(dir / "src", dir / "dst", o), usage_error);
   EXPECT_FALSE(fs::exists(dir / "dst"));
+}
+
+// A plan for a host-only machine puts every tensor in host memory: "auto" follows it onto the
+// CPU, an explicit CUDA device is refused.
+TEST(CudaLoadDevice, HostOnlyPlanDecodesOnTheCpuOrRefusesCuda) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  temp_dir dir;
+  synth_tiny(dir / "src", 1, 4);
+  const auto automatic = run_cli("load --json --platform host " + (dir / "src").string());
+  ASSERT_EQ(automatic.status, 0) << automatic.err;
+  EXPECT_EQ(automatic.json()["device"], "cpu");
+  const auto cuda = run_cli("load --json --platform host --device cuda " + (dir / "src").string());
+  EXPECT_EQ(cuda.status, 2);
+  EXPECT_NE(cuda.err.find("host-only plan"), std::string::npos) << cuda.err;
 }
 
 }  // namespace
