@@ -4,6 +4,10 @@
 // What it measures:
 //   BM_memset   glibc memset of a 256 MiB buffer, split over 1..N threads: the rate at which
 //               output memory can be written at all (the CPU decode's upper bound).
+//   BM_memset_fresh  memset of 1 GiB of fresh memory, mapped for each iteration the way the
+//               loader maps its outputs (anonymous, 2 MiB aligned, MADV_HUGEPAGE): what writing
+//               output costs when the kernel must first supply and zero its pages, as it must for
+//               a load's outputs. Unmapping is not timed.
 //   BM_stream_fill  the same buffer filled with 16-byte non-temporal stores (x86-64 only): the
 //               write bandwidth without read-for-ownership, which the decode's streamed stores
 //               can approach and glibc's memset may not.
@@ -17,6 +21,7 @@
 // Buffers are faulted in before timing.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -72,6 +77,34 @@ void BM_memset(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * buffer_bytes));
+  state.counters["threads"] = threads;
+}
+
+void BM_memset_fresh(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  constexpr std::uint64_t bytes = std::uint64_t{1} << 30;
+  constexpr std::uint64_t huge = std::uint64_t{2} << 20;
+  int value = 0;
+  for (auto _ : state) {
+    void* raw = ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+      state.SkipWithError("mmap of 1 GiB failed");
+      return;
+    }
+    auto* p = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) / huge * huge);
+    ::madvise(p, bytes, MADV_HUGEPAGE);
+    ++value;
+#pragma omp parallel num_threads(threads)
+    {
+      const auto [begin, end] = share(bytes);
+      std::memset(p + begin, value, end - begin);
+    }
+    benchmark::ClobberMemory();
+    state.PauseTiming();
+    ::munmap(raw, bytes + huge);
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
   state.counters["threads"] = threads;
 }
 
@@ -182,6 +215,7 @@ void thread_args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_memset)->Apply(thread_args);
+BENCHMARK(BM_memset_fresh)->Apply(thread_args);
 #if defined(__x86_64__)
 BENCHMARK(BM_stream_fill)->Apply(thread_args);
 #endif
