@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "src/loader.hpp"
 #include "src/synth.hpp"
 
 namespace umload::test {
@@ -23,6 +24,16 @@ cli_result run_cli(const std::string& args) {
   fs::remove(out);
   fs::remove(err);
   return r;
+}
+
+std::map<std::string, std::string> file_digests(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file()) {
+      const std::string bytes = read_bytes(e.path());
+      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
+    }
+  return files;
 }
 
 fs::path synth_tiny(const fs::path& dir, int layers, int experts, bool edge_scales, std::uint64_t seed) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -72,6 +73,9 @@ struct cli_result {
 };
 
 cli_result run_cli(const std::string& args);
+
+// sha256 of each regular file directly in `dir`, by file name.
+std::map<std::string, std::string> file_digests(const fs::path& dir);
 
 // Synthesizes a tiny GPT-OSS-layout checkpoint through the library.
 fs::path synth_tiny(const fs::path& dir, int layers = 2, int experts = 4, bool edge_scales = false,

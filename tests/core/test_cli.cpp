@@ -31,21 +31,25 @@ TEST(cli, exit_codes_follow_the_documented_table) {
 TEST(cli, convert_decodes_where_asked_and_a_missing_gpu_leaves_no_output) {
   temp_dir dir;
   synth_tiny(dir / "m");
-  const auto bad = run_cli("convert " + (dir / "m").string() + " --out " + (dir / "a").string() + " --device gpu0");
-  EXPECT_EQ(bad.status, 2);
-  EXPECT_NE(bad.err.find("gpu0"), std::string::npos) << bad.err;
-  EXPECT_FALSE(fs::exists(dir / "a"));
-  const auto cpu = run_cli("convert --json --device cpu " + (dir / "m").string() + " --out " + (dir / "c").string());
+  const auto convert = [&](const std::string& out, const std::string& options) {
+    return run_cli("convert --json " + options + " " + (dir / "m").string() + " --out " + (dir / out).string());
+  };
+  // A refused run names the problem and leaves no destination behind.
+  const auto refused = [&](const std::string& out, const std::string& options, int status, const std::string& says) {
+    const auto r = convert(out, options);
+    EXPECT_EQ(r.status, status) << options;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir / out)) << options;
+  };
+  refused("a", "--device gpu0", 2, "gpu0");
+  const auto cpu = convert("c", "--device cpu");
   ASSERT_EQ(cpu.status, 0) << cpu.err;
   EXPECT_EQ(cpu.json()["device"], "cpu");
   EXPECT_EQ(cpu.json()["backend"], "host");
   EXPECT_EQ(cpu.json()["peak_device_bytes"], 0);
   if (cuda_available()) GTEST_SKIP() << "a CUDA device is present (tests/cuda covers convert there)";
-  const auto none = run_cli("convert " + (dir / "m").string() + " --out " + (dir / "g").string() + " --device cuda");
-  EXPECT_EQ(none.status, 6);
-  EXPECT_NE(none.err.find("no usable CUDA GPU"), std::string::npos) << none.err;
-  EXPECT_FALSE(fs::exists(dir / "g"));
-  const auto automatic = run_cli("convert --json " + (dir / "m").string() + " --out " + (dir / "auto").string());
+  refused("g", "--device cuda", 6, "no usable CUDA GPU");
+  const auto automatic = convert("auto", "");
   ASSERT_EQ(automatic.status, 0) << automatic.err;
   EXPECT_EQ(automatic.json()["device"], "cpu");
 }

@@ -13,16 +13,6 @@
 namespace umload::test {
 namespace {
 
-std::map<std::string, std::string> snapshot(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) {
-      const std::string bytes = read_bytes(e.path());
-      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
-    }
-  return files;
-}
-
 convert_options small_shards() {
   convert_options o;
   o.memory_budget = 32ull << 20;
@@ -57,9 +47,9 @@ INSTANTIATE_TEST_SUITE_P(all, convert_layouts,
 TEST(convert, writes_an_hf_loadable_layout) {
   temp_dir dir;
   synth_tiny(dir / "src", 2, 4);
-  const auto before = snapshot(dir / "src");
+  const auto before = file_digests(dir / "src");
   const auto r = convert_checkpoint(dir / "src", dir / "dst", small_shards());
-  EXPECT_EQ(snapshot(dir / "src"), before);  // input never modified
+  EXPECT_EQ(file_digests(dir / "src"), before);  // input never modified
 
   const auto index = nlohmann::json::parse(read_bytes(dir / "dst" / "model.safetensors.index.json"));
   std::uint64_t total = 0;
@@ -101,11 +91,12 @@ TEST(convert, writes_an_hf_loadable_layout) {
 TEST(convert, destination_equal_to_or_inside_the_source_is_refused) {
   temp_dir dir;
   synth_tiny(dir / "src");
-  const auto before = snapshot(dir / "src");
-  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src", {}), usage_error);
-  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src" / "out", {}), usage_error);
-  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src" / "." , {}), usage_error);
-  EXPECT_EQ(snapshot(dir / "src"), before);
+  const auto before = file_digests(dir / "src");
+  const convert_options defaults;
+  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src", defaults), usage_error);
+  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src" / "out", defaults), usage_error);
+  EXPECT_THROW(convert_checkpoint(dir / "src", dir / "src" / ".", defaults), usage_error);
+  EXPECT_EQ(file_digests(dir / "src"), before);
   EXPECT_FALSE(fs::exists(dir / "src" / "out"));
 }
 
@@ -113,7 +104,7 @@ TEST(convert, another_model_is_not_overwritten_without_force) {
   temp_dir dir;
   synth_tiny(dir / "a", 2, 4, false, 1);
   synth_tiny(dir / "b", 2, 4, false, 2);
-  const auto b_before = snapshot(dir / "b");
+  const auto b_before = file_digests(dir / "b");
   try {
     convert_checkpoint(dir / "a", dir / "b", small_shards());
     FAIL();
@@ -121,7 +112,7 @@ TEST(convert, another_model_is_not_overwritten_without_force) {
     EXPECT_NE(std::string(e.what()).find("--force"), std::string::npos);
     EXPECT_EQ(e.code(), exit_code::conflict);
   }
-  EXPECT_EQ(snapshot(dir / "b"), b_before);
+  EXPECT_EQ(file_digests(dir / "b"), b_before);
   auto o = small_shards();
   o.force = true;
   convert_checkpoint(dir / "a", dir / "b", o);

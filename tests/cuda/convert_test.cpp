@@ -8,21 +8,10 @@
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
 #include "src/convert.hpp"
-#include "src/loader.hpp"
 #include "tests/core/fixtures.hpp"
 
 namespace umload::test {
 namespace {
-
-std::map<std::string, std::string> file_digests(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) {
-      const std::string bytes = read_bytes(e.path());
-      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
-    }
-  return files;
-}
 
 class CudaConvert : public ::testing::TestWithParam<std::tuple<layout, output_dtype>> {
  protected:
