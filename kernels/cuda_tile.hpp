@@ -127,11 +127,18 @@ struct block_words {
   std::uint32_t w[4];
 };
 
-// One 16-byte block of codes.
-UMLOAD_HOST_DEVICE block_words load_block(const std::uint8_t* p, bool aligned) {
+// The widest load an address allows, in bytes: 16, 8, 4, or 1 (any offset). Blocks staged by
+// direct I/O start where the tensor's file offset puts them in a page, often only 8-byte
+// aligned; every block of a run shares its first block's alignment (blocks are 16 bytes).
+UMLOAD_HOST_DEVICE unsigned load_width(std::uintptr_t address) {
+  return address % 16 == 0 ? 16u : address % 8 == 0 ? 8u : address % 4 == 0 ? 4u : 1u;
+}
+
+// One 16-byte block of codes, in loads as wide as `width` (from load_width) allows.
+UMLOAD_HOST_DEVICE block_words load_block(const std::uint8_t* p, unsigned width) {
   block_words b;
 #if defined(__CUDA_ARCH__)
-  if (aligned) {
+  if (width == 16) {
     const uint4 v = *reinterpret_cast<const uint4*>(p);
     b.w[0] = v.x;
     b.w[1] = v.y;
@@ -139,8 +146,21 @@ UMLOAD_HOST_DEVICE block_words load_block(const std::uint8_t* p, bool aligned) {
     b.w[3] = v.w;
     return b;
   }
+  if (width == 8) {
+    const uint2 lo = *reinterpret_cast<const uint2*>(p);
+    const uint2 hi = *reinterpret_cast<const uint2*>(p + 8);
+    b.w[0] = lo.x;
+    b.w[1] = lo.y;
+    b.w[2] = hi.x;
+    b.w[3] = hi.y;
+    return b;
+  }
+  if (width == 4) {
+    for (int i = 0; i < 4; ++i) b.w[i] = *reinterpret_cast<const std::uint32_t*>(p + 4 * i);
+    return b;
+  }
 #else
-  (void)aligned;
+  (void)width;
 #endif
   for (int i = 0; i < 4; ++i) b.w[i] = load_u32(p + 4 * i, false);
   return b;
@@ -244,7 +264,7 @@ static_assert(hf_row_pairs * (hf_tile_groups / 2) == hf_threads, "one thread per
 struct hf_grid {
   std::uint64_t experts = 0, rows = 0, groups = 0;
   std::uint64_t row_tiles = 0, group_tiles = 0;
-  bool aligned_blocks = true;  // blocks address is 16-byte aligned
+  unsigned block_width = 16;   // widest load the blocks address allows (load_width)
   bool vector_out = true;      // output address and output rows (rows * element) 16-byte aligned
 
   UMLOAD_HOST_DEVICE std::uint64_t tiles() const { return experts * row_tiles * group_tiles; }
@@ -257,7 +277,7 @@ inline hf_grid plan_hf(const decode_job& job) {
   g.groups = job.groups;
   g.row_tiles = (job.rows + hf_tile_rows - 1) / hf_tile_rows;
   g.group_tiles = (job.groups + hf_tile_groups - 1) / hf_tile_groups;
-  g.aligned_blocks = reinterpret_cast<std::uintptr_t>(job.blocks) % 16 == 0;
+  g.block_width = load_width(reinterpret_cast<std::uintptr_t>(job.blocks));
   g.vector_out = reinterpret_cast<std::uintptr_t>(job.out) % 16 == 0 &&
                  (job.rows * element_bytes(job.dtype)) % 16 == 0;
   return g;
@@ -306,11 +326,11 @@ UMLOAD_HOST_DEVICE void hf_decode_to_tile(const hf_grid& g, const hf_tile& t, un
     b[i] = block_words{{0, 0, 0, 0}};
     if (local < t.ngroups) {
       const std::uint64_t block_a = row_a + t.group0 + local;
-      a[i] = load_block(blocks + block_a * mxfp4::block_bytes, g.aligned_blocks);
+      a[i] = load_block(blocks + block_a * mxfp4::block_bytes, g.block_width);
       scale_a[i] = scales[block_a];
       if (has_b) {
         const std::uint64_t block_b = block_a + g.groups;
-        b[i] = load_block(blocks + block_b * mxfp4::block_bytes, g.aligned_blocks);
+        b[i] = load_block(blocks + block_b * mxfp4::block_bytes, g.block_width);
         scale_b[i] = scales[block_b];
       }
     }

@@ -187,10 +187,11 @@ void run_native(const shape& s, bool aligned_blocks, bool vector_out) {
 }
 
 template <typename Out>
-void run_hf(const shape& s, bool aligned_blocks, bool vector_out) {
+void run_hf(const shape& s, unsigned blocks_offset, bool vector_out) {
   std::vector<std::uint8_t> blocks_buffer, scales;
   fill_input(s, blocks_buffer, scales, 13);
-  const std::uint8_t* blocks = blocks_buffer.data() + (aligned_blocks ? 0 : 1);
+  ASSERT_EQ(reinterpret_cast<std::uintptr_t>(blocks_buffer.data()) % 16, 0u);
+  const std::uint8_t* blocks = blocks_buffer.data() + blocks_offset;
   decode_job job;
   job.blocks = blocks;
   job.experts = s.experts;
@@ -198,8 +199,8 @@ void run_hf(const shape& s, bool aligned_blocks, bool vector_out) {
   job.groups = s.groups;
   job.order = layout::hf;
   job.dtype = sizeof(Out) == 2 ? out_dtype::bf16 : out_dtype::f32;
-  hf_grid g = plan_hf(job);
-  g.aligned_blocks = aligned_blocks;
+  hf_grid g = plan_hf(job);  // the host loads bytes at every width; the width picks the GPU's loads
+  ASSERT_EQ(g.block_width, load_width(reinterpret_cast<std::uintptr_t>(blocks)));
   g.vector_out = vector_out && (s.rows * sizeof(Out)) % 16 == 0;
   const auto table = host_table();
   recording_sink<Out> sink(job.values());
@@ -232,14 +233,14 @@ TEST(CudaTileGrid, NativeF32EveryElementOnceWithOracleValue) {
 
 TEST(CudaTileGrid, HfBf16EveryElementOnceWithOracleValue) {
   for (const shape& s : shapes)
-    for (bool aligned : {true, false})
-      for (bool vector_out : {true, false}) run_hf<std::uint16_t>(s, aligned, vector_out);
+    for (unsigned offset : {0u, 8u, 4u, 1u})  // blocks 16-, 8-, 4- and 1-byte aligned
+      for (bool vector_out : {true, false}) run_hf<std::uint16_t>(s, offset, vector_out);
 }
 
 TEST(CudaTileGrid, HfF32EveryElementOnceWithOracleValue) {
   for (const shape& s : shapes)
-    for (bool aligned : {true, false})
-      for (bool vector_out : {true, false}) run_hf<std::uint32_t>(s, aligned, vector_out);
+    for (unsigned offset : {0u, 8u, 4u, 1u})  // blocks 16-, 8-, 4- and 1-byte aligned
+      for (bool vector_out : {true, false}) run_hf<std::uint32_t>(s, offset, vector_out);
 }
 
 TEST(CudaTileGrid, TilesCoverEachBlockOnce) {
@@ -271,13 +272,21 @@ TEST(CudaTilePlan, AlignmentDecidesTheWidePaths) {
   job.groups = 1;
   job.blocks = bytes;
   job.out = bytes;
-  EXPECT_TRUE(plan_hf(job).aligned_blocks);
+  EXPECT_EQ(plan_hf(job).block_width, 16u);
   EXPECT_TRUE(plan_hf(job).vector_out);
   job.rows = 9;  // 18-byte output rows
   EXPECT_FALSE(plan_hf(job).vector_out);
+  job.blocks = bytes + 8;  // a safetensors offset that is a multiple of 8, staged by direct I/O
+  EXPECT_EQ(plan_hf(job).block_width, 8u);
+  job.blocks = bytes + 24;
+  EXPECT_EQ(plan_hf(job).block_width, 8u);
+  job.blocks = bytes + 12;
+  EXPECT_EQ(plan_hf(job).block_width, 4u);
+  job.blocks = bytes + 3;
+  EXPECT_EQ(plan_hf(job).block_width, 1u);
   job.blocks = bytes + 4;
   job.out = bytes + 2;
-  EXPECT_FALSE(plan_hf(job).aligned_blocks);
+  EXPECT_EQ(plan_hf(job).block_width, 4u);
   EXPECT_TRUE(plan_native(job).aligned_blocks);  // 4-byte units
   EXPECT_FALSE(plan_native(job).vector_out);
   job.dtype = out_dtype::f32;
