@@ -58,11 +58,11 @@ produced=$(field "$work/load-1.json" bytes_produced)
 decode_s=$(field "$work/load-1.json" decode_seconds)
 quantized=$(field "$work/load-1.json" quantized_bytes)
 
-echo "== umload convert --memory-budget 256M ($repeats runs)"
+echo "== umload convert --device cpu --memory-budget 256M ($repeats runs)"
 conv_s=(); conv_rss=()
 for i in $(seq "$repeats"); do
   warm
-  "$umload" convert "$ckpt" --out "$work/dense" --memory-budget 256M --json --force >"$work/convert-$i.json"
+  "$umload" convert "$ckpt" --out "$work/dense" --device cpu --memory-budget 256M --json --force >"$work/convert-$i.json"
   conv_s+=("$(field "$work/convert-$i.json" seconds)"); conv_rss+=("$(field "$work/convert-$i.json" peak_rss_bytes)")
 done
 

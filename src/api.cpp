@@ -36,7 +36,7 @@ shard resolve_shard(const shard_request& request, const platform::defaults& env)
 }
 
 std::string resolve_device(std::string_view device, const platform::defaults& env) {
-  const std::string ordinal = "cuda:" + std::to_string(env.device());
+  const std::string ordinal = "cuda:" + std::to_string(default_cuda_ordinal(env));
   if (device == "cpu") return "cpu";
   if (device == "cuda") return ordinal;
   if (device == "auto") return cuda_available() ? ordinal : "cpu";

@@ -9,6 +9,7 @@
 // returns when that kernel is done. Dense tensors are copied as they are, straight to their
 // destination. Times come from CUDA events; peak device memory counts every live cudaMalloc,
 // scratch included.
+#include <cuda.h>
 #include <cuda_runtime.h>
 #include <hwloc.h>
 #include <sys/mman.h>
@@ -50,42 +51,74 @@ cudaEvent_t make_event() {
   return e;
 }
 
+// Whether device `ordinal`'s primary context is active, asked of the driver through the
+// runtime's entry-point lookup (no link against libcuda, so builds still run without a driver).
+// True when the driver cannot be asked.
+bool primary_context_active(int ordinal) noexcept {
+  using device_get_fn = CUresult(CUDAAPI*)(CUdevice*, int);
+  using context_state_fn = CUresult(CUDAAPI*)(CUdevice, unsigned int*, int*);
+  struct entry_points {
+    device_get_fn device_get = nullptr;
+    context_state_fn context_state = nullptr;
+  };
+  static const entry_points driver = [] {
+    entry_points e;
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuDeviceGet", &p, 2000, cudaEnableDefault, &found) == cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+      e.device_get = reinterpret_cast<device_get_fn>(p);
+    if (cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &p, 7000, cudaEnableDefault, &found) ==
+            cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+      e.context_state = reinterpret_cast<context_state_fn>(p);
+    (void)cudaGetLastError();
+    return e;
+  }();
+  if (driver.device_get == nullptr || driver.context_state == nullptr) return true;
+  CUdevice device = 0;
+  unsigned int flags = 0;
+  int active = 0;
+  if (driver.device_get(&device, ordinal) != CUDA_SUCCESS) return true;
+  if (driver.context_state(device, &flags, &active) != CUDA_SUCCESS) return true;
+  return active != 0;
+}
+
 // Makes `ordinal` the calling thread's current device for one call and gives the caller's device
 // back afterwards: frameworks such as PyTorch read the current device, and a load onto cuda:1
-// must not move the caller's later work there.
+// must not move the caller's later work there. A caller's device whose primary context was never
+// made is not restored: setting it would create a context there (memory on a GPU the process
+// never used, and a refusal on GPUs in exclusive-process mode).
 class device_scope {
  public:
   explicit device_scope(int ordinal) {
-    read_previous();
-    if (previous_ != ordinal) {
-      UMLOAD_CUDA_CHECK(cudaSetDevice(ordinal));
-      changed_ = true;
-    }
+    read_previous(ordinal);
+    if (previous_ != ordinal) UMLOAD_CUDA_CHECK(cudaSetDevice(ordinal));
   }
   // Release paths, which cannot report: best effort.
   device_scope(int ordinal, std::nothrow_t) noexcept {
-    read_previous();
-    if (previous_ == ordinal) return;
-    if (cudaSetDevice(ordinal) == cudaSuccess)
-      changed_ = true;
-    else
+    read_previous(ordinal);
+    if (previous_ != ordinal && cudaSetDevice(ordinal) != cudaSuccess) {
       (void)cudaGetLastError();
+      restore_ = false;
+    }
   }
   ~device_scope() {
-    if (changed_ && previous_ >= 0 && cudaSetDevice(previous_) != cudaSuccess) (void)cudaGetLastError();
+    if (restore_ && cudaSetDevice(previous_) != cudaSuccess) (void)cudaGetLastError();
   }
   device_scope(const device_scope&) = delete;
   device_scope& operator=(const device_scope&) = delete;
 
  private:
-  void read_previous() noexcept {
+  void read_previous(int ordinal) noexcept {
     if (cudaGetDevice(&previous_) != cudaSuccess) {
       (void)cudaGetLastError();
       previous_ = -1;
     }
+    restore_ = previous_ >= 0 && previous_ != ordinal && primary_context_active(previous_);
   }
   int previous_ = -1;
-  bool changed_ = false;
+  bool restore_ = false;
 };
 
 class cuda_backend final : public backend {

@@ -249,13 +249,11 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   const device_choice device = choose_device(options.device);
   std::unique_ptr<backend> engine;
   if (device.cuda) {
+    // The copy strategy on every machine: it is correct everywhere, whatever profile or device
+    // variables are set, and a convert is bound by its writes, not by one extra device copy of
+    // a slot on integrated or coherent machines.
     cuda_backend_options cuda;
     cuda.ordinal = device.ordinal;
-    // Staging as a load on this machine would use it: read in place by integrated and coherent
-    // GPUs, bound to the GPU's NUMA node.
-    const auto plan = plan_checkpoint(ckpt, pipeline, choose_platform({}), {});
-    cuda.zero_copy_staging = plan.zero_copy_staging;
-    cuda.staging_numa_node = plan.staging_numa_node;
     engine = make_cuda_backend(cuda);
     report.device = "cuda:" + std::to_string(device.ordinal);
   } else {

@@ -3,8 +3,9 @@
 // whatever the model's size: staging slots plus one output chunk are all that is resident.
 // Output shards are written under temporary names, synced and renamed when complete; the index
 // is written last, so a directory with an index is a complete conversion. With a GPU, the decode
-// runs there (into one device chunk, read back into pinned host memory for writing); the host
-// backend decodes only where no GPU is usable or the caller asks for the CPU.
+// runs there (each slot copied to the device, decoded into one device chunk, read back into a
+// host chunk for writing); the host backend decodes only where no GPU is usable or the caller
+// asks for the CPU.
 //
 //   umload::convert_options options;
 //   options.memory_budget = 256ull << 20;

@@ -114,8 +114,11 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
 
   // The plan decides strategy, I/O and staging; a plan that cannot fit stops here, before any
   // memory is taken, with what was needed and what would fit.
-  const platform::platform_info info = choose_platform(options.platform);
-  const platform::placement_plan plan = plan_checkpoint(ckpt, pipeline, info, options.platform);
+  device_choice device = choose_device(options.device);
+  platform_choice examined = options.platform;
+  if (device.cuda && !examined.device) examined.device = device.ordinal;  // the GPU loaded onto
+  const platform::platform_info info = choose_platform(examined);
+  const platform::placement_plan plan = plan_checkpoint(ckpt, pipeline, info, examined);
   platform::require_fits(plan);
   if (options.io_from_plan && pipeline.io == io_mode::automatic)
     pipeline.io = plan.io == platform::io_mode::direct ? io_mode::direct : io_mode::buffered;
@@ -132,7 +135,6 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   report.predicted_peak_host_bytes = plan.peak_host_bytes;
 
   const bool gpu_plan = plan.model != platform::memory_model::host;
-  device_choice device = choose_device(options.device);
   if (device.cuda && !gpu_plan) {
     // A plan for a host-only machine (a forced --platform host, a CPU profile) puts every tensor
     // in host memory, which the GPU does not decode into: "auto" follows the plan onto the CPU.

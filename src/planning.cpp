@@ -15,11 +15,18 @@ std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
   return out;
 }
 
+int default_cuda_ordinal(const platform::defaults& env) {
+  // torchrun with one visible GPU per rank (CUDA_VISIBLE_DEVICES set per process): LOCAL_RANK
+  // counts ranks on the node, but the only device this process sees is 0.
+  if (!env.device_ordinal && env.local_rank && cuda_device_count() == 1) return 0;
+  return env.device();
+}
+
 device_choice choose_device(const std::string& device) {
   if (device == "cpu") return {};
   if (device == "auto") return cuda_available() ? choose_device("cuda") : device_choice{};
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-    int ordinal = platform::process_defaults().device();
+    int ordinal = default_cuda_ordinal(platform::process_defaults());
     if (device.size() > 5) {
       try {
         std::size_t used = 0;
@@ -43,6 +50,7 @@ device_choice choose_device(const std::string& device) {
 platform::platform_info choose_platform(const platform_choice& choice) {
   const auto& env = platform::process_defaults();
   auto detect = platform::detect_options::from(env);
+  detect.device = choice.device.value_or(default_cuda_ordinal(env));
   if (choice.topology) detect.topology = choice.topology;
   if (choice.profile) detect.profile = choice.profile;
   if (choice.memory_model && !choice.profile) detect.profile.reset();

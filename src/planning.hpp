@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "platform/config.hpp"
 #include "platform/plan.hpp"
 #include "platform/platform.hpp"
 #include "src/checkpoint.hpp"
@@ -22,6 +23,7 @@ struct platform_choice {
   std::optional<std::string> topology;      // hwloc XML or "synthetic:..."
   std::optional<std::uint64_t> device_memory_bytes;
   std::optional<std::uint64_t> host_memory_bytes;
+  std::optional<int> device;                // the CUDA ordinal to examine (default_cuda_ordinal)
 };
 
 // Which processor decodes: the host, or CUDA device `ordinal`.
@@ -30,9 +32,13 @@ struct device_choice {
   int ordinal = 0;
 };
 
+// The CUDA ordinal "cuda" and "auto" mean: UMLOAD_DEVICE, else LOCAL_RANK (torchrun), else 0;
+// LOCAL_RANK gives 0 where the process sees a single GPU (one visible device per rank).
+int default_cuda_ordinal(const platform::defaults& env);
+
 // "cpu", "auto" (the GPU when one is usable, else the host), "cuda" or "cuda:N". "auto" and
-// "cuda" mean the GPU UMLOAD_DEVICE names, else LOCAL_RANK (torchrun), else 0: the same device
-// the platform layer examines for the plan. Throws usage_error for a malformed name or an
+// "cuda" mean default_cuda_ordinal's GPU: the same device the platform layer examines for the
+// plan. Throws usage_error for a malformed name or an
 // ordinal past the device count, cuda_error when a GPU is asked for and none is usable.
 device_choice choose_device(const std::string& device);
 

@@ -8,6 +8,7 @@
 #include "platform/platform.hpp"
 #include "platform/profiles.hpp"
 #include "src/cli/commands.hpp"
+#include "src/planning.hpp"
 
 namespace umload::cli {
 
@@ -39,6 +40,7 @@ void add_platform(CLI::App& app, int& status) {
                                                   " (default: $UMLOAD_PROFILE)");
   cmd->callback([args, &status] {
     auto options = platform::detect_options::from(platform::process_defaults());
+    options.device = default_cuda_ordinal(platform::process_defaults());
     if (!args->topology.empty()) options.topology = args->topology;
     if (!args->profile.empty()) options.profile = args->profile;
     const platform::platform_info info = platform::detect_platform(options);

@@ -83,11 +83,13 @@ TEST(api_defaults, shard_follows_torchrun_variables) {
 
 TEST(api_defaults, device_follows_local_rank) {
   const auto env = env_of({{"LOCAL_RANK", "3"}});
-  EXPECT_EQ(resolve_device("cuda", env), "cuda:3");
+  // A process that sees one GPU (one CUDA_VISIBLE_DEVICES entry per rank) takes it whatever its rank.
+  const std::string by_rank = cuda_device_count() == 1 ? "cuda:0" : "cuda:3";
+  EXPECT_EQ(resolve_device("cuda", env), by_rank);
   EXPECT_EQ(resolve_device("cuda", env_of({{"LOCAL_RANK", "3"}, {"UMLOAD_DEVICE", "1"}})), "cuda:1");
   EXPECT_EQ(resolve_device("cuda:2", env), "cuda:2");
   EXPECT_EQ(resolve_device("cpu", env), "cpu");
-  EXPECT_EQ(resolve_device("auto", env), cuda_available() ? "cuda:3" : "cpu");
+  EXPECT_EQ(resolve_device("auto", env), cuda_available() ? by_rank : "cpu");
   for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:1x", ""})
     EXPECT_THROW(resolve_device(bad, env), usage_error) << bad;
 }

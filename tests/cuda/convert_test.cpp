@@ -8,6 +8,7 @@
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
 #include "src/convert.hpp"
+#include "src/planning.hpp"
 #include "tests/core/fixtures.hpp"
 
 namespace umload::test {
@@ -69,6 +70,17 @@ TEST(CudaLoadDevice, HostOnlyPlanDecodesOnTheCpuOrRefusesCuda) {
   const auto cuda = run_cli("load --json --platform host --device cuda " + (dir / "src").string());
   EXPECT_EQ(cuda.status, 2);
   EXPECT_NE(cuda.err.find("host-only plan"), std::string::npos) << cuda.err;
+}
+
+// torchrun with one visible GPU per rank: LOCAL_RANK 3 means the one GPU this process sees;
+// an explicit UMLOAD_DEVICE still means what it says.
+TEST(CudaDeviceChoice, LocalRankPicksTheOnlyVisibleGpu) {
+  if (cuda_device_count() != 1) GTEST_SKIP() << "needs exactly one visible CUDA device";
+  platform::defaults env;
+  env.local_rank = 3;
+  EXPECT_EQ(default_cuda_ordinal(env), 0);
+  env.device_ordinal = 3;
+  EXPECT_EQ(default_cuda_ordinal(env), 3);
 }
 
 }  // namespace

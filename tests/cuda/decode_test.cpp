@@ -119,7 +119,7 @@ TEST_F(CudaDecode, AllScaleBytesWithEveryCodeByte) {
     for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) check(s, d, order, dtype);
 }
 
-TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowPaths) {
+TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowerPaths) {
   const std::uint64_t seed = test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   for (const mxfp4_shape s : {mxfp4_shape{2, 136, 6}, mxfp4_shape{1, 129, 9}}) {
@@ -129,6 +129,11 @@ TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowPaths) {
         check(s, d, order, dtype, 1, 0);
         check(s, d, order, dtype, 2, element_bytes(dtype));
         check(s, d, order, dtype, 0, 2 * element_bytes(dtype));
+        // Blocks 8- and 4-byte aligned (as direct I/O stages them): the hf kernel's uint2 and
+        // 32-bit block loads.
+        check(s, d, order, dtype, 8, 0);
+        check(s, d, order, dtype, 4, 0);
+        check(s, d, order, dtype, 12, 0);
       }
   }
 }

@@ -200,7 +200,6 @@ void run_hf(const shape& s, unsigned blocks_offset, bool vector_out) {
   job.order = layout::hf;
   job.dtype = sizeof(Out) == 2 ? out_dtype::bf16 : out_dtype::f32;
   hf_grid g = plan_hf(job);  // the host loads bytes at every width; the width picks the GPU's loads
-  ASSERT_EQ(g.block_width, load_width(reinterpret_cast<std::uintptr_t>(blocks)));
   g.vector_out = vector_out && (s.rows * sizeof(Out)) % 16 == 0;
   const auto table = host_table();
   recording_sink<Out> sink(job.values());

@@ -76,7 +76,9 @@ class convert(common.checkpoint_case):
         self.assertEqual(cpu["device"], "cpu")
         auto = umload.convert(self.ckpt, os.path.join(self.tmp, "auto"))
         self.assertTrue(auto["device"] == "cpu" or auto["device"].startswith("cuda:"), auto["device"])
-        for name in sorted(os.listdir(os.path.join(self.tmp, "cpu"))):
+        names = sorted(os.listdir(os.path.join(self.tmp, "cpu")))
+        self.assertEqual(names, sorted(os.listdir(os.path.join(self.tmp, "auto"))))
+        for name in names:
             with open(os.path.join(self.tmp, "cpu", name), "rb") as f, open(os.path.join(self.tmp, "auto", name), "rb") as g:
                 self.assertEqual(f.read(), g.read(), name)
         with self.assertRaises(umload.UsageError):
