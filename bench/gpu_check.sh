@@ -277,6 +277,8 @@ else:
     add("speedup vs PyTorch (load)", "not measured", ">= 5x", None)
 if ref and ref.get("kernel_gbps") and bench.get("decode_hf_bf16_gate_up"):
     add("speedup vs PyTorch (kernel)", f"{bench['decode_hf_bf16_gate_up'] / ref['kernel_gbps']:.1f}x ({ref['kernel_gbps']:.0f} GB/s)", "", None)
+if ref and ref.get("reader"):
+    add("PyTorch reference reads with", ref["reader"], "", None)
 if ref and ref.get("peak_device_bytes"):
     add("PyTorch peak device GB", f"{ref['peak_device_bytes'] / 1e9:.2f}", "", None)
 

@@ -21,13 +21,61 @@ import os
 import sys
 import time
 
+import struct
+
 import torch
-from safetensors import safe_open
 
 # The same steps as the CPU reference (bench/reference_hf.py), run on whatever device the tensors
 # are on.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from reference_hf import convert_moe_packed_tensors as dequantize_hf_steps  # noqa: E402
+from reference_checkpoint import DTYPES  # noqa: E402
+
+
+class plain_shard:
+    """safe_open's interface (keys, get_tensor, with) over os.pread, one tensor at a time, for
+    machines whose PyTorch comes without the safetensors package."""
+
+    def __init__(self, path, framework="pt", device="cpu"):
+        assert framework == "pt"
+        self.path, self.device = path, device
+        self.fd = os.open(path, os.O_RDONLY)
+        (n,) = struct.unpack("<Q", os.pread(self.fd, 8, 0))
+        self.header = json.loads(os.pread(self.fd, n, 8))
+        self.header.pop("__metadata__", None)
+        self.data_start = 8 + n
+
+    def keys(self):
+        return list(self.header)
+
+    def get_tensor(self, name):
+        entry = self.header[name]
+        begin, end = entry["data_offsets"]
+        dtype = DTYPES[entry["dtype"]]
+        if end == begin:
+            return torch.empty(entry["shape"], dtype=dtype, device=self.device)
+        buf = bytearray(end - begin)
+        view, got = memoryview(buf), 0
+        while got < len(buf):  # one pread returns at most about 2 GiB
+            n = os.preadv(self.fd, [view[got:]], self.data_start + begin + got)
+            if n <= 0:
+                raise OSError(f"{self.path}: short read of {name}")
+            got += n
+        return torch.frombuffer(buf, dtype=dtype).reshape(entry["shape"]).to(self.device)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+try:
+    from safetensors import safe_open
+    READER = "safetensors.safe_open"
+except ImportError:
+    safe_open = plain_shard
+    READER = "os.pread (no safetensors package)"
 
 
 def read_weight_map(ckpt):
@@ -106,7 +154,7 @@ def main():
         print("reference_gpu: no CUDA device visible to PyTorch; nothing measured")
         return
     device = "cuda:0"
-    result = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    result = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__, "reader": READER}
 
     gbps, shape = kernel_bandwidth(args.checkpoint, device)
     result["kernel_gbps"] = gbps
