@@ -134,38 +134,6 @@ UMLOAD_HOST_DEVICE unsigned load_width(std::uintptr_t address) {
   return address % 16 == 0 ? 16u : address % 8 == 0 ? 8u : address % 4 == 0 ? 4u : 1u;
 }
 
-// One 16-byte block of codes, in loads as wide as `width` (from load_width) allows.
-UMLOAD_HOST_DEVICE block_words load_block(const std::uint8_t* p, unsigned width) {
-  block_words b;
-#if defined(__CUDA_ARCH__)
-  if (width == 16) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    b.w[0] = v.x;
-    b.w[1] = v.y;
-    b.w[2] = v.z;
-    b.w[3] = v.w;
-    return b;
-  }
-  if (width == 8) {
-    const uint2 lo = *reinterpret_cast<const uint2*>(p);
-    const uint2 hi = *reinterpret_cast<const uint2*>(p + 8);
-    b.w[0] = lo.x;
-    b.w[1] = lo.y;
-    b.w[2] = hi.x;
-    b.w[3] = hi.y;
-    return b;
-  }
-  if (width == 4) {
-    for (int i = 0; i < 4; ++i) b.w[i] = *reinterpret_cast<const std::uint32_t*>(p + 4 * i);
-    return b;
-  }
-#else
-  (void)width;
-#endif
-  for (int i = 0; i < 4; ++i) b.w[i] = load_u32(p + 4 * i, false);
-  return b;
-}
-
 // N (2 or 4) consecutive words from an N*4-byte aligned address, as one wide load on the GPU.
 template <int N>
 UMLOAD_HOST_DEVICE void load_words(const std::uint32_t* p, std::uint32_t* w) {
@@ -184,6 +152,31 @@ UMLOAD_HOST_DEVICE void load_words(const std::uint32_t* p, std::uint32_t* w) {
 #else
   for (int i = 0; i < N; ++i) w[i] = p[i];
 #endif
+}
+
+// One 16-byte block of codes, in loads as wide as `width` (from load_width) allows.
+UMLOAD_HOST_DEVICE block_words load_block(const std::uint8_t* p, unsigned width) {
+  block_words b;
+#if defined(__CUDA_ARCH__)
+  const auto* words = reinterpret_cast<const std::uint32_t*>(p);
+  if (width == 16) {
+    load_words<4>(words, b.w);
+    return b;
+  }
+  if (width == 8) {
+    load_words<2>(words, b.w);
+    load_words<2>(words + 2, b.w + 2);
+    return b;
+  }
+  if (width == 4) {
+    for (int i = 0; i < 4; ++i) b.w[i] = words[i];
+    return b;
+  }
+#else
+  (void)width;
+#endif
+  for (int i = 0; i < 4; ++i) b.w[i] = load_u32(p + 4 * i, false);
+  return b;
 }
 
 // BF16 bits widened to F32 bits, both halves of a word.
