@@ -178,14 +178,7 @@ void hf_column_block(const decode_job& job, std::uint64_t column_block, std::uin
   }
 }
 
-template <typename Out, bool Stream>
-void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-              std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
-  for (std::uint64_t g = group_begin; g < group_end; ++g)
-    hf_column_block<Out, Stream>(job, expert * job.groups + g, row_begin, row_end);
-  if constexpr (Stream) _mm_sfence();
-}
-
+// The path as make_path_kernels takes it: native rows, and hf as one column block per group.
 struct avx2_path {
   static constexpr std::uint64_t store_alignment = 32;
   template <typename Out, bool Stream>
@@ -194,8 +187,10 @@ struct avx2_path {
   }
   template <typename Out, bool Stream>
   static void hf(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-                 std::uint64_t group_end, std::uint64_t begin, std::uint64_t end) {
-    hf_piece<Out, Stream>(job, expert, group_begin, group_end, begin, end);
+                 std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
+    for (std::uint64_t g = group_begin; g < group_end; ++g)
+      hf_column_block<Out, Stream>(job, expert * job.groups + g, row_begin, row_end);
+    if constexpr (Stream) _mm_sfence();
   }
 };
 

@@ -423,19 +423,8 @@ UMLOAD_VBMI __attribute__((flatten)) void hf_piece_codes(
   if constexpr (Stream) _mm_sfence();
 }
 
-template <typename Out, bool Stream>
-void hf_piece(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-              std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
-  static const bool vbmi = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vbmi") != 0;
-  }();
-  if (vbmi)
-    hf_piece_codes<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
-  else
-    hf_piece_words<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
-}
-
+// The path as make_path_kernels takes it: native rows, and hf through the code transpose where
+// the CPU has VBMI, else the word transpose.
 struct avx512_path {
   static constexpr std::uint64_t store_alignment = 64;
   template <typename Out, bool Stream>
@@ -444,8 +433,15 @@ struct avx512_path {
   }
   template <typename Out, bool Stream>
   static void hf(const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-                 std::uint64_t group_end, std::uint64_t begin, std::uint64_t end) {
-    hf_piece<Out, Stream>(job, expert, group_begin, group_end, begin, end);
+                 std::uint64_t group_end, std::uint64_t row_begin, std::uint64_t row_end) {
+    static const bool vbmi = [] {
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx512vbmi") != 0;
+    }();
+    if (vbmi)
+      hf_piece_codes<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
+    else
+      hf_piece_words<Out, Stream>(job, expert, group_begin, group_end, row_begin, row_end);
   }
 };
 

@@ -448,7 +448,6 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
       work.what = staged_item::kind::copy;
       work.staged = staged[0];
       work.staged_bytes = item.src[0].bytes;
-      work.destination = dst;
     }
     work.destination = dst;
     const bool read_in_place = !item.decode && staged[0] == nullptr && item.out_bytes > 0;

@@ -28,10 +28,10 @@ cli_result run_cli(const std::string& args) {
 
 std::map<std::string, std::string> file_digests(const fs::path& dir) {
   std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir))
+  for (const auto& e : fs::recursive_directory_iterator(dir))
     if (e.is_regular_file()) {
       const std::string bytes = read_bytes(e.path());
-      files[e.path().filename().string()] = sha256_hex(bytes.data(), bytes.size());
+      files[fs::relative(e.path(), dir).string()] = sha256_hex(bytes.data(), bytes.size());
     }
   return files;
 }

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/pipeline.hpp"
+
 namespace umload::test {
 
 namespace fs = std::filesystem;
@@ -74,7 +76,16 @@ struct cli_result {
 
 cli_result run_cli(const std::string& args);
 
-// sha256 of each regular file directly in `dir`, by file name.
+// A pipeline sink that writes every item into one scratch buffer and keeps nothing: for tests
+// that only care whether a run fails.
+struct discard_sink : output_sink {
+  std::vector<std::byte> buffer = std::vector<std::byte>(64 << 20);
+  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer.data(); }
+  void commit(std::size_t, std::uint64_t, std::uint64_t) override {}
+};
+
+// sha256 of every regular file under `dir`, by its path relative to `dir`: to prove an input
+// untouched or two outputs identical.
 std::map<std::string, std::string> file_digests(const fs::path& dir);
 
 // Synthesizes a tiny GPT-OSS-layout checkpoint through the library.

@@ -309,11 +309,7 @@ TEST(pipeline, file_truncated_after_open_is_detected) {
   // The file shrinks between reading headers and reading data, as a concurrent writer would do.
   ASSERT_EQ(::truncate(ckpt.shard_path(1).c_str(), static_cast<off_t>(ckpt.shards[1].file_size / 2)), 0);
   auto engine = make_host_backend(1, cpu::isa::portable);
-  struct discard_sink : output_sink {
-    std::vector<std::byte> buffer = std::vector<std::byte>(64 << 20);
-    std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer.data(); }
-    void commit(std::size_t, std::uint64_t, std::uint64_t) override {}
-  } sink;
+  discard_sink sink;
   EXPECT_THROW(run_pipeline(ckpt, outputs, options, *engine, sink), io_error);
 }
 

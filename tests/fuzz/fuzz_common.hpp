@@ -4,8 +4,14 @@
 // with `require`, which traps so that libFuzzer records the input.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "src/synth.hpp"
 
 #define UMLOAD_FUZZ_REQUIRE(cond)                                                   \
   do {                                                                              \
@@ -15,3 +21,22 @@
       std::abort();                                                                 \
     }                                                                               \
   } while (0)
+
+namespace umload::fuzz {
+
+// A fresh tiny GPT-OSS checkpoint (1 layer, 2 experts) at `root`/`sub`, in a temporary folder
+// named for the target and this process; returns `root`.
+inline std::filesystem::path synth_tiny_checkpoint(const std::string& target, const std::string& sub = "") {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("umload-fuzz-" + target + "-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  synth_options o;
+  o.preset = "tiny";
+  o.layers = 1;
+  o.experts = 2;
+  o.out = sub.empty() ? root : root / sub;
+  synthesize(o);
+  return root;
+}
+
+}  // namespace umload::fuzz

@@ -23,14 +23,7 @@ umload::checkpoint* g_ckpt = nullptr;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  const fs::path root = fs::temp_directory_path() / ("umload-fuzz-config-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  umload::synth_options o;
-  o.preset = "tiny";
-  o.layers = 1;
-  o.experts = 2;
-  o.out = root;
-  umload::synthesize(o);
+  const fs::path root = umload::fuzz::synth_tiny_checkpoint("config");
   // Headers are read once; the files are not needed after that.
   static umload::checkpoint ckpt = umload::open_checkpoint(root);
   g_ckpt = &ckpt;

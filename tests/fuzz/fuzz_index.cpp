@@ -29,14 +29,7 @@ void remove_dir() {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // A tiny checkpoint with 3 shards, plus a file outside it for names that try to escape.
-  const fs::path root = fs::temp_directory_path() / ("umload-fuzz-index-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  umload::synth_options o;
-  o.preset = "tiny";
-  o.layers = 1;
-  o.experts = 2;
-  o.out = root / "ckpt";
-  umload::synthesize(o);
+  const fs::path root = umload::fuzz::synth_tiny_checkpoint("index", "ckpt");
   fs::copy_file(root / "ckpt" / "model-00000-of-00002.safetensors", root / "outside.safetensors");
   fs::create_symlink(root / "outside.safetensors", root / "ckpt" / "link.safetensors");
   g_dir = root / "ckpt";

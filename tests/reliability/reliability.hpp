@@ -1,5 +1,5 @@
-// Helpers for the reliability tests: snapshots of folders (to prove an input untouched or an
-// output bit-exact), and a CLI child process that can be killed at a chosen moment.
+// Helpers for the reliability tests: folder listings, and a CLI child process that can be killed
+// at a chosen moment. Folder snapshots are file_digests (tests/core/fixtures.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -19,14 +19,6 @@
 extern char** environ;
 
 namespace umload::test {
-
-// Every regular file under `dir` (relative name -> bytes). Small synthetic checkpoints only.
-inline std::map<std::string, std::string> snapshot(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = read_bytes(e.path());
-  return files;
-}
 
 inline std::vector<std::string> names_in(const fs::path& dir) {
   std::vector<std::string> names;

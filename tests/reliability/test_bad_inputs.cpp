@@ -370,7 +370,7 @@ TEST_P(bad_checkpoint, inspect_and_load_refuse_it_on_one_line) {
   temp_dir dir;
   const fs::path ckpt = synth_tiny(dir / "m");
   c.apply(ckpt);
-  const auto input = snapshot(dir.path());
+  const auto input = file_digests(dir.path());
   const std::string quoted = "'" + ckpt.string() + "'";
   if (c.inspect_sees_it) {
     expect_one_line_error(run_cli("inspect " + quoted), c, "inspect");
@@ -380,7 +380,7 @@ TEST_P(bad_checkpoint, inspect_and_load_refuse_it_on_one_line) {
     EXPECT_EQ(run_cli("inspect " + quoted).status, 0) << c.name;
   }
   expect_one_line_error(run_cli("load --device cpu --progress none " + quoted), c, "load");
-  EXPECT_TRUE(snapshot(dir.path()) == input) << c.name << ": the input changed";
+  EXPECT_TRUE(file_digests(dir.path()) == input) << c.name << ": the input changed";
 }
 
 INSTANTIATE_TEST_SUITE_P(corpus, bad_checkpoint, ::testing::ValuesIn(defects()),

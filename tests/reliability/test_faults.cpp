@@ -41,12 +41,29 @@ std::string join(const std::vector<std::string>& args) {
   return s;
 }
 
+// The source checkpoint under `dir`, its digests, and the digests of a clean conversion of it.
+struct converted_source {
+  fs::path src;
+  std::map<std::string, std::string> input;
+  std::map<std::string, std::string> clean;
+};
+
+converted_source convert_cleanly(const fs::path& dir) {
+  converted_source c;
+  c.src = make_source(dir / "src");
+  c.input = file_digests(c.src);
+  const auto run = run_cli(join(convert_args(c.src, dir / "clean")));
+  EXPECT_EQ(run.status, 0) << run.err;
+  c.clean = file_digests(dir / "clean");
+  return c;
+}
+
 // What a killed or failed run may leave: no index unless everything it names is complete and
 // identical to the clean conversion.
 void expect_no_false_completion(const fs::path& dst, const std::map<std::string, std::string>& clean,
                                 const std::string& when) {
   if (!fs::exists(dst / index_name)) return;
-  const auto now = snapshot(dst);
+  const auto now = file_digests(dst);
   for (const auto& [name, bytes] : clean) {
     const auto it = now.find(name);
     ASSERT_NE(it, now.end()) << when << ": index present but " << name << " missing";
@@ -57,13 +74,13 @@ void expect_no_false_completion(const fs::path& dst, const std::map<std::string,
 TEST(faults, kill_9_at_random_points_then_rerun_is_bit_exact) {
   temp_dir dir;
   const fs::path src = make_source(dir / "src");
-  const auto input = snapshot(src);
+  const auto input = file_digests(src);
 
   const auto t0 = std::chrono::steady_clock::now();
   const auto clean_run = run_cli(join(convert_args(src, dir / "clean")));
   const double clean_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(clean_run.status, 0) << clean_run.err;
-  const auto clean = snapshot(dir / "clean");
+  const auto clean = file_digests(dir / "clean");
   ASSERT_TRUE(clean.count(index_name));
 
   std::mt19937_64 rng(20240611);
@@ -83,9 +100,9 @@ TEST(faults, kill_9_at_random_points_then_rerun_is_bit_exact) {
     if (round % 3 == 2 || round == 9) {
       const auto rerun = run_cli(join(convert_args(src, dir / "dst")));
       ASSERT_EQ(rerun.status, 0) << label << ": " << rerun.err;
-      EXPECT_TRUE(snapshot(dir / "dst") == clean) << label << ": rerun differs from the clean conversion";
+      EXPECT_TRUE(file_digests(dir / "dst") == clean) << label << ": rerun differs from the clean conversion";
     }
-    EXPECT_TRUE(snapshot(src) == input) << label << ": input changed";
+    EXPECT_TRUE(file_digests(src) == input) << label << ": input changed";
   }
   // The kills must have hit running conversions, or the test proves nothing.
   EXPECT_GE(killed_while_running, 5);
@@ -93,10 +110,8 @@ TEST(faults, kill_9_at_random_points_then_rerun_is_bit_exact) {
 
 TEST(faults, full_disk_at_several_sizes_leaves_nothing_then_rerun_is_bit_exact) {
   temp_dir dir;
-  const fs::path src = make_source(dir / "src");
-  const auto input = snapshot(src);
-  ASSERT_EQ(run_cli(join(convert_args(src, dir / "clean"))).status, 0);
-  const auto clean = snapshot(dir / "clean");
+  const auto [src, input, clean] = convert_cleanly(dir.path());
+  ASSERT_FALSE(clean.empty());
 
   // RLIMIT_FSIZE (in KiB for ulimit -f): a write past it fails with EFBIG, as on a full disk.
   for (const int kib : {1, 64, 700}) {
@@ -113,18 +128,16 @@ TEST(faults, full_disk_at_several_sizes_leaves_nothing_then_rerun_is_bit_exact) 
       EXPECT_EQ(name.find(".partial"), std::string::npos) << kib << " KiB: " << name;
       EXPECT_EQ(name.find(".umload-tmp"), std::string::npos) << kib << " KiB: " << name;
     }
-    EXPECT_TRUE(snapshot(src) == input) << kib << " KiB: input changed";
+    EXPECT_TRUE(file_digests(src) == input) << kib << " KiB: input changed";
   }
   ASSERT_EQ(run_cli(join(convert_args(src, dir / "dst"))).status, 0);
-  EXPECT_TRUE(snapshot(dir / "dst") == clean);
+  EXPECT_TRUE(file_digests(dir / "dst") == clean);
 }
 
 TEST(faults, output_folder_holding_something_else_is_not_replaced_without_force) {
   temp_dir dir;
-  const fs::path src = make_source(dir / "src");
-  const auto input = snapshot(src);
-  ASSERT_EQ(run_cli(join(convert_args(src, dir / "clean"))).status, 0);
-  const auto clean = snapshot(dir / "clean");
+  const auto [src, input, clean] = convert_cleanly(dir.path());
+  ASSERT_FALSE(clean.empty());
 
   // Another model; a conversion of this model with other options; unrelated files.
   synth_tiny(dir / "other", 1, 2, false, 99);
@@ -132,18 +145,18 @@ TEST(faults, output_folder_holding_something_else_is_not_replaced_without_force)
   fs::create_directories(dir / "notes");
   write_bytes(dir / "notes" / "README.txt", "my notes");
   for (const std::string target : {"other", "native", "notes"}) {
-    const auto before = snapshot(dir / target);
+    const auto before = file_digests(dir / target);
     const auto r = run_cli(join(convert_args(src, dir / target)));
     EXPECT_EQ(r.status, 7) << target << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
-    EXPECT_TRUE(snapshot(dir / target) == before) << target << " was modified";
+    EXPECT_TRUE(file_digests(dir / target) == before) << target << " was modified";
   }
   // With --force the folder becomes exactly the clean conversion (no stale files left).
   const auto forced = run_cli(join(convert_args(src, dir / "other")) + " --force");
   ASSERT_EQ(forced.status, 0) << forced.err;
-  EXPECT_TRUE(snapshot(dir / "other") == clean);
-  EXPECT_TRUE(snapshot(src) == input);
+  EXPECT_TRUE(file_digests(dir / "other") == clean);
+  EXPECT_TRUE(file_digests(src) == input);
 }
 
 // Loads through the library with a hook at the first progress event, which comes after the shard
@@ -201,11 +214,7 @@ TEST(faults, shard_that_grew_between_reading_headers_and_data_is_detected) {
   const fs::path shard = ckpt.shard_path(0);
   write_bytes(shard, read_bytes(shard) + "tail");
   auto engine = make_host_backend(1, cpu::isa::portable);
-  struct discard_sink : output_sink {
-    std::vector<std::byte> buffer = std::vector<std::byte>(64 << 20);
-    std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer.data(); }
-    void commit(std::size_t, std::uint64_t, std::uint64_t) override {}
-  } sink;
+  discard_sink sink;
   try {
     run_pipeline(ckpt, outputs, options, *engine, sink);
     FAIL() << "a shard that changed after its header was read was not noticed";
