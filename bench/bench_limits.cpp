@@ -21,8 +21,8 @@
 // Buffers are faulted in before timing.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -86,12 +86,14 @@ void BM_memset_fresh(benchmark::State& state) {
   constexpr std::uint64_t huge = std::uint64_t{2} << 20;
   int value = 0;
   for (auto _ : state) {
-    void* raw = ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* raw =
+        ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) {
       state.SkipWithError("mmap of 1 GiB failed");
       return;
     }
-    auto* p = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) / huge * huge);
+    auto* p = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(raw) + huge - 1) /
+                                              huge * huge);
     ::madvise(p, bytes, MADV_HUGEPAGE);
     ++value;
 #pragma omp parallel num_threads(threads)

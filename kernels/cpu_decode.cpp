@@ -121,12 +121,9 @@ namespace {
 
 path_kernels kernels_for(isa path) {
   switch (path) {
-    case isa::avx512:
-      return avx512_kernels();
-    case isa::avx2:
-      return avx2_kernels();
-    default:
-      return portable_kernels();
+    case isa::avx512: return avx512_kernels();
+    case isa::avx2: return avx2_kernels();
+    default: return portable_kernels();
   }
 }
 
@@ -181,14 +178,10 @@ void run(const decode_job& job, isa path, int threads, piece_options options) {
 
 std::string_view to_string(isa i) {
   switch (i) {
-    case isa::scalar:
-      return "scalar";
-    case isa::portable:
-      return "portable";
-    case isa::avx2:
-      return "avx2";
-    case isa::avx512:
-      return "avx512";
+    case isa::scalar: return "scalar";
+    case isa::portable: return "portable";
+    case isa::avx2: return "avx2";
+    case isa::avx512: return "avx512";
   }
   return "unknown";
 }
@@ -227,9 +220,11 @@ void decode_scalar(const decode_job& job) {
         const std::uint64_t index =
             job.order == layout::native ? (e * job.rows + r) * in + k : (e * in + k) * job.rows + r;
         if (job.dtype == out_dtype::bf16)
-          detail::store<std::uint16_t>(static_cast<std::uint16_t*>(job.out) + index, mxfp4::decode_bf16(code, job.scales[b]));
+          detail::store<std::uint16_t>(static_cast<std::uint16_t*>(job.out) + index,
+                                       mxfp4::decode_bf16(code, job.scales[b]));
         else
-          detail::store<std::uint32_t>(static_cast<std::uint32_t*>(job.out) + index, mxfp4::decode_f32(code, job.scales[b]));
+          detail::store<std::uint32_t>(static_cast<std::uint32_t*>(job.out) + index,
+                                       mxfp4::decode_f32(code, job.scales[b]));
       }
 }
 

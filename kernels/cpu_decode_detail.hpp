@@ -77,37 +77,36 @@ struct path_kernels {
 template <typename Path>
 path_kernels make_path_kernels() {
   constexpr std::uint64_t a = Path::store_alignment;
-  return {
-      [](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-        const auto run = [&](auto element) {
-          using Out = decltype(element);
-          // Every block's output starts at a multiple of the alignment from the base.
-          if (o.stream && (reinterpret_cast<std::uintptr_t>(job.out) % a) == 0)
-            Path::template native<Out, true>(job, begin, end);
-          else
-            Path::template native<Out, false>(job, begin, end);
-        };
-        if (job.dtype == out_dtype::bf16)
-          run(std::uint16_t{});
-        else
-          run(std::uint32_t{});
-      },
-      [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
-         std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-        const auto run = [&](auto element) {
-          using Out = decltype(element);
-          // Full tiles start aligned when each output row is a multiple of the alignment.
-          if (o.stream && (reinterpret_cast<std::uintptr_t>(job.out) % a) == 0 &&
-              (job.rows * sizeof(Out)) % a == 0 && (begin * sizeof(Out)) % a == 0)
-            Path::template hf<Out, true>(job, expert, group_begin, group_end, begin, end);
-          else
-            Path::template hf<Out, false>(job, expert, group_begin, group_end, begin, end);
-        };
-        if (job.dtype == out_dtype::bf16)
-          run(std::uint16_t{});
-        else
-          run(std::uint32_t{});
-      }};
+  return {[](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
+            const auto run = [&](auto element) {
+              using Out = decltype(element);
+              // Every block's output starts at a multiple of the alignment from the base.
+              if (o.stream && (reinterpret_cast<std::uintptr_t>(job.out) % a) == 0)
+                Path::template native<Out, true>(job, begin, end);
+              else
+                Path::template native<Out, false>(job, begin, end);
+            };
+            if (job.dtype == out_dtype::bf16)
+              run(std::uint16_t{});
+            else
+              run(std::uint32_t{});
+          },
+          [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
+             std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
+            const auto run = [&](auto element) {
+              using Out = decltype(element);
+              // Full tiles start aligned when each output row is a multiple of the alignment.
+              if (o.stream && (reinterpret_cast<std::uintptr_t>(job.out) % a) == 0 &&
+                  (job.rows * sizeof(Out)) % a == 0 && (begin * sizeof(Out)) % a == 0)
+                Path::template hf<Out, true>(job, expert, group_begin, group_end, begin, end);
+              else
+                Path::template hf<Out, false>(job, expert, group_begin, group_end, begin, end);
+            };
+            if (job.dtype == out_dtype::bf16)
+              run(std::uint16_t{});
+            else
+              run(std::uint32_t{});
+          }};
 }
 
 // Each returns the portable kernels when built for a CPU without the instructions.

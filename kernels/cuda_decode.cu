@@ -1,8 +1,6 @@
 // The CUDA decode kernels: thin launch wrappers around the per-thread work in cuda_tile.hpp (which
 // a host test runs over whole grids). Grids are persistent: one wave of resident blocks strides
 // over the work, so each block builds the 4 KiB decode table in shared memory once.
-#include "kernels/cuda_decode.hpp"
-
 #include <cuda_runtime.h>
 #include <thrust/iterator/counting_iterator.h>
 
@@ -12,6 +10,7 @@
 #include <cub/device/device_reduce.cuh>
 
 #include "kernels/cuda_check.hpp"
+#include "kernels/cuda_decode.hpp"
 #include "kernels/error.hpp"
 
 namespace umload::cuda {
@@ -84,8 +83,8 @@ unsigned persistent_blocks(Kernel kernel, unsigned threads, std::uint64_t pieces
     resident = std::max(1, multiprocessors * std::max(1, per_multiprocessor));
     if (device < 64) resident_by_device[device].store(resident, std::memory_order_relaxed);
   }
-  return static_cast<unsigned>(
-      std::min<std::uint64_t>(static_cast<std::uint64_t>(resident), std::max<std::uint64_t>(pieces, 1)));
+  return static_cast<unsigned>(std::min<std::uint64_t>(static_cast<std::uint64_t>(resident),
+                                                       std::max<std::uint64_t>(pieces, 1)));
 }
 
 template <typename Out>
@@ -95,8 +94,8 @@ void launch(const decode_job& job, cudaStream_t stream) {
   auto* out = static_cast<Out*>(job.out);
   if (job.order == layout::native) {
     const native_grid g = plan_native(job);
-    const unsigned grid =
-        persistent_blocks(native_kernel<Out>, native_threads, (g.units + native_threads - 1) / native_threads);
+    const unsigned grid = persistent_blocks(native_kernel<Out>, native_threads,
+                                            (g.units + native_threads - 1) / native_threads);
     UMLOAD_CUDA_CLEAR_ERROR();
     native_kernel<Out><<<grid, native_threads, 0, stream>>>(g, blocks, scales, out);
     UMLOAD_CUDA_CHECK_LAUNCH();
@@ -177,10 +176,9 @@ output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype,
   const summary_of_value transform{out, dtype == out_dtype::f32};
   const auto count = static_cast<std::int64_t>(values);
   std::size_t temp_bytes = 0;
-  UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(nullptr, temp_bytes, indices,
-                                                       static_cast<output_summary*>(nullptr), count,
-                                                       combine_summaries{}, transform,
-                                                       output_summary{}, s));
+  UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
+      nullptr, temp_bytes, indices, static_cast<output_summary*>(nullptr), count,
+      combine_summaries{}, transform, output_summary{}, s));
   async_buffer temp(temp_bytes, s);
   async_buffer result(sizeof(output_summary), s);
   UMLOAD_CUDA_CLEAR_ERROR();
@@ -189,8 +187,7 @@ output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype,
       combine_summaries{}, transform, output_summary{}, s));
   UMLOAD_CUDA_CHECK_LAUNCH();
   output_summary host{};
-  UMLOAD_CUDA_CHECK(
-      cudaMemcpyAsync(&host, result.p, sizeof(host), cudaMemcpyDeviceToHost, s));
+  UMLOAD_CUDA_CHECK(cudaMemcpyAsync(&host, result.p, sizeof(host), cudaMemcpyDeviceToHost, s));
   UMLOAD_CUDA_CHECK(cudaStreamSynchronize(s));
   return host;
 }

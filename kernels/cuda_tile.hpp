@@ -13,9 +13,10 @@
 //
 // Two kernels:
 //   native [E, rows, G*32]: the output is the blocks' own order, so the work is a flat map; one
-//     unit = 4 input bytes for bf16 (8 values) or 2 for f32 (4 values), always 16 output bytes, so a
-//     warp's stores are one contiguous 512-byte run.
-//   hf [E, G*32, rows]: a tile of 128 rows x 4 groups of one expert; each of 128 threads decodes two
+//     unit = 4 input bytes for bf16 (8 values) or 2 for f32 (4 values), always 16 output bytes, so
+//     a warp's stores are one contiguous 512-byte run.
+//   hf [E, G*32, rows]: a tile of 128 rows x 4 groups of one expert; each of 128 threads decodes
+//   two
 //     adjacent rows x two adjacent groups (four 16-byte loads, 32 contiguous bytes per row) into a
 //     shared-memory tile laid out [k][row pair] (32-bit words of two rows), then the block writes
 //     the tile as 16-byte chunks of consecutive rows: 128 k-rows of 256 (bf16) or 512 (f32)
@@ -94,9 +95,12 @@ UMLOAD_HOST_DEVICE void decode_word(const split_table_row& row, std::uint32_t si
   const std::uint32_t hi_b = byte_perm(row.hi0, row.hi1, sel_high);
   // Code sign bits sit at bit 4i + 3; value 2q's goes to bit 15 of out[q], value 2q + 1's to 31.
   const std::uint32_t s = packed & 0x88888888u;
-  out[0] = byte_perm(lo_a, hi_a, 0x5140u) | ((((s << 12) & 0x8000u) | ((s << 24) & 0x80000000u)) & signs);
-  out[1] = byte_perm(lo_a, hi_a, 0x7362u) | ((((s << 4) & 0x8000u) | ((s << 16) & 0x80000000u)) & signs);
-  out[2] = byte_perm(lo_b, hi_b, 0x5140u) | ((((s >> 4) & 0x8000u) | ((s << 8) & 0x80000000u)) & signs);
+  out[0] = byte_perm(lo_a, hi_a, 0x5140u) |
+           ((((s << 12) & 0x8000u) | ((s << 24) & 0x80000000u)) & signs);
+  out[1] =
+      byte_perm(lo_a, hi_a, 0x7362u) | ((((s << 4) & 0x8000u) | ((s << 16) & 0x80000000u)) & signs);
+  out[2] =
+      byte_perm(lo_b, hi_b, 0x5140u) | ((((s >> 4) & 0x8000u) | ((s << 8) & 0x80000000u)) & signs);
   out[3] = byte_perm(lo_b, hi_b, 0x7362u) | ((((s >> 12) & 0x8000u) | (s & 0x80000000u)) & signs);
 }
 
@@ -252,13 +256,14 @@ inline constexpr unsigned hf_tile_groups = 4;
 inline constexpr unsigned hf_row_pairs = hf_tile_rows / 2;  // shared-tile words per k-row
 inline constexpr unsigned hf_tile_k = hf_tile_groups * mxfp4::block_values;
 inline constexpr unsigned hf_tile_words = hf_tile_k * hf_row_pairs;  // 8192 words = 32 KiB
-static_assert(hf_row_pairs * (hf_tile_groups / 2) == hf_threads, "one thread per 2 rows x 2 groups");
+static_assert(hf_row_pairs * (hf_tile_groups / 2) == hf_threads,
+              "one thread per 2 rows x 2 groups");
 
 struct hf_grid {
   std::uint64_t experts = 0, rows = 0, groups = 0;
   std::uint64_t row_tiles = 0, group_tiles = 0;
-  unsigned block_width = 16;   // widest load the blocks address allows (load_width)
-  bool vector_out = true;      // output address and output rows (rows * element) 16-byte aligned
+  unsigned block_width = 16;  // widest load the blocks address allows (load_width)
+  bool vector_out = true;     // output address and output rows (rows * element) 16-byte aligned
 
   UMLOAD_HOST_DEVICE std::uint64_t tiles() const { return experts * row_tiles * group_tiles; }
 };
@@ -301,8 +306,7 @@ UMLOAD_HOST_DEVICE hf_tile hf_tile_at(const hf_grid& g, std::uint64_t index) {
 // tile_words[k][p] (k = local input column, p = row pair; low half = even row).
 UMLOAD_HOST_DEVICE void hf_decode_to_tile(const hf_grid& g, const hf_tile& t, unsigned thread,
                                           const std::uint8_t* blocks, const std::uint8_t* scales,
-                                          const split_table_row* table,
-                                          std::uint32_t* tile_words) {
+                                          const split_table_row* table, std::uint32_t* tile_words) {
   const unsigned p = thread % hf_row_pairs;
   const unsigned gp = thread / hf_row_pairs;
   if (2 * p >= t.nrows) return;

@@ -22,9 +22,9 @@
 
 namespace umload::mxfp4 {
 
-inline constexpr int block_values = 32;     // values that share one scale byte
-inline constexpr int block_bytes = 16;      // packed bytes holding one block's codes
-inline constexpr int scale_bias = 127;      // E8M0 exponent bias
+inline constexpr int block_values = 32;  // values that share one scale byte
+inline constexpr int block_bytes = 16;   // packed bytes holding one block's codes
+inline constexpr int scale_bias = 127;   // E8M0 exponent bias
 inline constexpr std::uint8_t nan_scale = 255;
 inline constexpr std::uint16_t bf16_nan = 0x7FC0;
 

@@ -132,9 +132,11 @@ const std::vector<env_variable>& environment_variables() {
        "behave as on a built-in machine profile (as --profile); see `umload platform --help`"},
       {"UMLOAD_TOPOLOGY", "path | synthetic:DESC",
        "read the hwloc topology from this XML file (format 2.0) or synthetic description"},
-      {"UMLOAD_MEMINFO", "path", "read host memory figures from this file instead of /proc/meminfo"},
+      {"UMLOAD_MEMINFO", "path",
+       "read host memory figures from this file instead of /proc/meminfo"},
       {"UMLOAD_CGROUP", "path | none",
-       "cgroup v2 directory whose memory.max/memory.current limit host memory; none ignores cgroups"},
+       "cgroup v2 directory whose memory.max/memory.current limit host memory; none ignores "
+       "cgroups"},
       {"UMLOAD_DEVICE", "integer 0..1023", "CUDA device ordinal (default: LOCAL_RANK, else 0)"},
       {"UMLOAD_IO", "auto | direct | buffered", "force the I/O mode the plan would choose"},
       {"UMLOAD_STAGING_SLOT_SIZE", "size (multiple of 4 KiB)", "bytes per staging slot"},

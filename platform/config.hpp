@@ -23,20 +23,21 @@ namespace umload::platform {
 enum class io_choice : std::uint8_t { automatic, direct, buffered };
 
 struct defaults {
-  std::optional<std::string> profile;             // UMLOAD_PROFILE: a built-in profile name
-  std::optional<std::string> topology;            // UMLOAD_TOPOLOGY: XML file or "synthetic:..."
+  std::optional<std::string> profile;   // UMLOAD_PROFILE: a built-in profile name
+  std::optional<std::string> topology;  // UMLOAD_TOPOLOGY: XML file or "synthetic:..."
   std::filesystem::path meminfo_path = "/proc/meminfo";  // UMLOAD_MEMINFO
-  std::optional<std::filesystem::path> cgroup_dir;  // UMLOAD_CGROUP: a cgroup v2 directory
-  bool cgroup_disabled = false;                     // UMLOAD_CGROUP=none
-  std::optional<int> device_ordinal;                // UMLOAD_DEVICE: CUDA ordinal to use
-  io_choice io = io_choice::automatic;              // UMLOAD_IO: auto|direct|buffered
-  std::optional<std::uint64_t> staging_slot_bytes;  // UMLOAD_STAGING_SLOT_SIZE: a size
-  std::optional<int> staging_slots;                 // UMLOAD_STAGING_SLOTS: 1..64
-  std::optional<std::uint64_t> device_memory_bytes;  // UMLOAD_DEVICE_MEMORY: a size
-  std::optional<std::uint64_t> host_memory_bytes;    // UMLOAD_HOST_MEMORY: a size
-  std::optional<int> rank;        // RANK (torchrun)
-  std::optional<int> world_size;  // WORLD_SIZE (torchrun)
-  std::optional<int> local_rank;  // LOCAL_RANK (torchrun): picks the GPU when UMLOAD_DEVICE is unset
+  std::optional<std::filesystem::path> cgroup_dir;       // UMLOAD_CGROUP: a cgroup v2 directory
+  bool cgroup_disabled = false;                          // UMLOAD_CGROUP=none
+  std::optional<int> device_ordinal;                     // UMLOAD_DEVICE: CUDA ordinal to use
+  io_choice io = io_choice::automatic;                   // UMLOAD_IO: auto|direct|buffered
+  std::optional<std::uint64_t> staging_slot_bytes;       // UMLOAD_STAGING_SLOT_SIZE: a size
+  std::optional<int> staging_slots;                      // UMLOAD_STAGING_SLOTS: 1..64
+  std::optional<std::uint64_t> device_memory_bytes;      // UMLOAD_DEVICE_MEMORY: a size
+  std::optional<std::uint64_t> host_memory_bytes;        // UMLOAD_HOST_MEMORY: a size
+  std::optional<int> rank;                               // RANK (torchrun)
+  std::optional<int> world_size;                         // WORLD_SIZE (torchrun)
+  std::optional<int>
+      local_rank;  // LOCAL_RANK (torchrun): picks the GPU when UMLOAD_DEVICE is unset
 
   // UMLOAD_DEVICE, else LOCAL_RANK, else 0.
   int device() const { return device_ordinal.value_or(local_rank.value_or(0)); }

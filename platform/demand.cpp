@@ -13,7 +13,9 @@ namespace {
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
-bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+bool contains(std::string_view s, std::string_view part) {
+  return s.find(part) != std::string_view::npos;
+}
 
 // "model.layers.12.mlp..." -> 12; -1 otherwise.
 int layer_of(std::string_view name) {
@@ -35,7 +37,7 @@ int layer_of(std::string_view name) {
 tensor_kind kind_of(std::string_view name) {
   if (contains(name, ".mlp.experts.")) {
     return ends_with(name, "_blocks") || ends_with(name, "_scales") ? tensor_kind::expert_weight
-                                                                     : tensor_kind::expert_bias;
+                                                                    : tensor_kind::expert_bias;
   }
   if (contains(name, ".mlp.router.")) return tensor_kind::router;
   if (contains(name, "embed_tokens") || contains(name, "lm_head")) return tensor_kind::embedding;
@@ -54,12 +56,18 @@ std::tuple<int, int, int> use_key(const tensor_demand& t) {
     return {2, 0, 0};
   }
   int within = 8;
-  if (contains(n, "input_layernorm")) within = 0;
-  else if (contains(n, ".self_attn.")) within = 1;
-  else if (contains(n, "post_attention_layernorm")) within = 2;
-  else if (contains(n, ".mlp.router.")) within = 3;
-  else if (contains(n, "gate_up_proj")) within = ends_with(n, "_bias") ? 5 : 4;
-  else if (contains(n, "down_proj")) within = ends_with(n, "_bias") ? 7 : 6;
+  if (contains(n, "input_layernorm"))
+    within = 0;
+  else if (contains(n, ".self_attn."))
+    within = 1;
+  else if (contains(n, "post_attention_layernorm"))
+    within = 2;
+  else if (contains(n, ".mlp.router."))
+    within = 3;
+  else if (contains(n, "gate_up_proj"))
+    within = ends_with(n, "_bias") ? 5 : 4;
+  else if (contains(n, "down_proj"))
+    within = ends_with(n, "_bias") ? 7 : 6;
   return {1, t.layer, within};
 }
 
@@ -122,12 +130,14 @@ std::uint64_t element_bytes(std::string_view dtype) {
 }
 
 std::uint64_t model_demand::bytes_stored() const {
-  return std::accumulate(tensors.begin(), tensors.end(), std::uint64_t{0},
-                         [](std::uint64_t s, const tensor_demand& t) { return s + t.bytes_stored; });
+  return std::accumulate(
+      tensors.begin(), tensors.end(), std::uint64_t{0},
+      [](std::uint64_t s, const tensor_demand& t) { return s + t.bytes_stored; });
 }
 std::uint64_t model_demand::bytes_output() const {
-  return std::accumulate(tensors.begin(), tensors.end(), std::uint64_t{0},
-                         [](std::uint64_t s, const tensor_demand& t) { return s + t.bytes_output; });
+  return std::accumulate(
+      tensors.begin(), tensors.end(), std::uint64_t{0},
+      [](std::uint64_t s, const tensor_demand& t) { return s + t.bytes_output; });
 }
 std::uint64_t model_demand::largest_stage_unit() const {
   std::uint64_t m = 0;
@@ -169,7 +179,8 @@ model_demand make_demand(std::vector<stored_tensor> tensors, const demand_option
     const bool is_expert = kind == tensor_kind::expert_weight || kind == tensor_kind::expert_bias;
     const std::uint64_t experts = is_expert && !t.shape.empty() ? t.shape[0] : 0;
 
-    if (ends_with(t.name, "_scales") && by_name.count(t.name.substr(0, t.name.size() - 7) + "_blocks")) {
+    if (ends_with(t.name, "_scales") &&
+        by_name.count(t.name.substr(0, t.name.size() - 7) + "_blocks")) {
       continue;  // priced with its blocks
     }
     if (ends_with(t.name, "_blocks")) {
@@ -223,11 +234,12 @@ model_demand make_demand(std::vector<stored_tensor> tensors, const demand_option
     }
     d.tensors.push_back(std::move(out));
   }
-  std::stable_sort(d.tensors.begin(), d.tensors.end(), [](const tensor_demand& a, const tensor_demand& b) {
-    const auto ka = use_key(a), kb = use_key(b);
-    if (ka != kb) return ka < kb;
-    return a.name < b.name;
-  });
+  std::stable_sort(d.tensors.begin(), d.tensors.end(),
+                   [](const tensor_demand& a, const tensor_demand& b) {
+                     const auto ka = use_key(a), kb = use_key(b);
+                     if (ka != kb) return ka < kb;
+                     return a.name < b.name;
+                   });
   d.source = std::move(tensors);
   return d;
 }

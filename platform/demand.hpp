@@ -4,8 +4,8 @@
 // needs nothing from the checkpoint reader: the CLI converts its checkpoint into `stored_tensor`s,
 // and tests use gpt_oss_tensors(), which builds the published gpt-oss shapes without any file.
 //
-//   auto d = make_demand(stored, {.dtype = output_dtype::bf16, .rank = 0, .world_size = 4}, "ckpt");
-//   auto d20 = gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, {});
+//   auto d = make_demand(stored, {.dtype = output_dtype::bf16, .rank = 0, .world_size = 4},
+//   "ckpt"); auto d20 = gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, {});
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,8 @@ namespace umload::platform {
 // What expert weights become: BF16 (the HF form), F32 (every floating tensor widened), or kept
 // as stored (MXFP4 blocks and scales, everything else untouched).
 enum class output_dtype : std::uint8_t { bf16, f32, keep };
-// Where decoded experts put their axes: hf [E, in, out] (transformers, NeMo) or native [E, out, in].
+// Where decoded experts put their axes: hf [E, in, out] (transformers, NeMo) or native [E, out,
+// in].
 enum class output_layout : std::uint8_t { hf, native };
 
 enum class tensor_kind : std::uint8_t {
@@ -92,7 +93,8 @@ std::uint64_t element_bytes(std::string_view dtype);
 // The published gpt-oss shapes (../shared/reference/gpt-oss-mxfp4.md), for tests and docs.
 enum class gpt_oss_preset : std::uint8_t { gpt_oss_20b, gpt_oss_120b };
 std::string_view to_string(gpt_oss_preset p);  // "gpt-oss-20b"
-std::optional<gpt_oss_preset> parse_gpt_oss_preset(std::string_view text);  // "gpt-oss-20b" or "20b"
+std::optional<gpt_oss_preset> parse_gpt_oss_preset(
+    std::string_view text);  // "gpt-oss-20b" or "20b"
 std::vector<stored_tensor> gpt_oss_tensors(gpt_oss_preset preset);
 model_demand gpt_oss_demand(gpt_oss_preset preset, const demand_options& options);
 

@@ -53,7 +53,8 @@ std::vector<device_attribute> attributes(const device_info& d) {
 classification classify(const device_info& d) {
   if (!d.present) {
     return {memory_model::host,
-            "no usable GPU (" + (d.absence_reason.empty() ? std::string("no device") : d.absence_reason) +
+            "no usable GPU (" +
+                (d.absence_reason.empty() ? std::string("no device") : d.absence_reason) +
                 "): weights stay in host memory and are decoded on CPU cores"};
   }
   if (d.integrated == 1) {

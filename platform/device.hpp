@@ -31,31 +31,32 @@ std::optional<memory_model> parse_memory_model(std::string_view text);  // accep
 
 // Everything umload reads about one device. An attribute the query could not read stays -1.
 struct device_info {
-  bool present = false;         // a usable device exists at `ordinal`
-  std::string absence_reason;   // why not, when !present ("no CUDA driver ...")
+  bool present = false;        // a usable device exists at `ordinal`
+  std::string absence_reason;  // why not, when !present ("no CUDA driver ...")
   int ordinal = 0;
   int device_count = 0;
   std::string name;
-  std::string pci_bus_id;       // "0000:1a:00.0" (cudaDeviceGetPCIBusId), lower case
-  int driver_version = -1;      // cudaDriverGetVersion, e.g. 13000
-  int runtime_version = -1;     // cudaRuntimeGetVersion
-  int compute_major = -1;       // cudaDevAttrComputeCapabilityMajor (75)
-  int compute_minor = -1;       // cudaDevAttrComputeCapabilityMinor (76)
-  int sm_count = -1;            // cudaDevAttrMultiProcessorCount (16)
-  std::uint64_t total_memory = 0;  // cudaMemGetInfo total (device memory, or the pool)
+  std::string pci_bus_id;                    // "0000:1a:00.0" (cudaDeviceGetPCIBusId), lower case
+  int driver_version = -1;                   // cudaDriverGetVersion, e.g. 13000
+  int runtime_version = -1;                  // cudaRuntimeGetVersion
+  int compute_major = -1;                    // cudaDevAttrComputeCapabilityMajor (75)
+  int compute_minor = -1;                    // cudaDevAttrComputeCapabilityMinor (76)
+  int sm_count = -1;                         // cudaDevAttrMultiProcessorCount (16)
+  std::uint64_t total_memory = 0;            // cudaMemGetInfo total (device memory, or the pool)
   std::optional<std::uint64_t> free_memory;  // cudaMemGetInfo free: trusted on discrete only
 
-  int integrated = -1;                   // cudaDevAttrIntegrated (18)
-  int managed_memory = -1;               // cudaDevAttrManagedMemory (83)
-  int host_native_atomic = -1;           // cudaDevAttrHostNativeAtomicSupported (86)
-  int pageable_memory_access = -1;       // cudaDevAttrPageableMemoryAccess (88)
-  int concurrent_managed_access = -1;    // cudaDevAttrConcurrentManagedAccess (89)
-  int pageable_uses_host_page_tables = -1;  // cudaDevAttrPageableMemoryAccessUsesHostPageTables (100)
-  int direct_managed_access_from_host = -1; // cudaDevAttrDirectManagedMemAccessFromHost (101)
-  int memory_pools_supported = -1;       // cudaDevAttrMemoryPoolsSupported (115)
-  int numa_config = -1;                  // cudaDevAttrNumaConfig (130): 1 = GPU memory is a NUMA node
-  int numa_id = -1;                      // cudaDevAttrNumaId (131)
-  int host_numa_id = -1;                 // cudaDevAttrHostNumaId (134): -1 without NUMA
+  int integrated = -1;                 // cudaDevAttrIntegrated (18)
+  int managed_memory = -1;             // cudaDevAttrManagedMemory (83)
+  int host_native_atomic = -1;         // cudaDevAttrHostNativeAtomicSupported (86)
+  int pageable_memory_access = -1;     // cudaDevAttrPageableMemoryAccess (88)
+  int concurrent_managed_access = -1;  // cudaDevAttrConcurrentManagedAccess (89)
+  int pageable_uses_host_page_tables =
+      -1;  // cudaDevAttrPageableMemoryAccessUsesHostPageTables (100)
+  int direct_managed_access_from_host = -1;  // cudaDevAttrDirectManagedMemAccessFromHost (101)
+  int memory_pools_supported = -1;           // cudaDevAttrMemoryPoolsSupported (115)
+  int numa_config = -1;   // cudaDevAttrNumaConfig (130): 1 = GPU memory is a NUMA node
+  int numa_id = -1;       // cudaDevAttrNumaId (131)
+  int host_numa_id = -1;  // cudaDevAttrHostNumaId (134): -1 without NUMA
 
   // Names of attributes whose values were not read off real hardware (profiles only).
   std::vector<std::string> unconfirmed;

@@ -18,10 +18,8 @@ std::string absence_from(cudaError_t rc) {
   switch (rc) {
     case cudaErrorInsufficientDriver:
       return "no CUDA driver: cudaGetDeviceCount returned cudaErrorInsufficientDriver";
-    case cudaErrorNoDevice:
-      return "no CUDA device: cudaGetDeviceCount returned cudaErrorNoDevice";
-    case cudaErrorStubLibrary:
-      return "only the CUDA stub library is present: cudaErrorStubLibrary";
+    case cudaErrorNoDevice: return "no CUDA device: cudaGetDeviceCount returned cudaErrorNoDevice";
+    case cudaErrorStubLibrary: return "only the CUDA stub library is present: cudaErrorStubLibrary";
     default:
       return std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(rc) + ": " +
              cudaGetErrorString(rc);
@@ -70,7 +68,8 @@ class cuda_device_query final : public device_query {
     char bus_id[64] = {};
     if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, ordinal) == cudaSuccess) {
       d.pci_bus_id = bus_id;
-      for (auto& c : d.pci_bus_id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      for (auto& c : d.pci_bus_id)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     } else {
       cudaGetLastError();
     }
@@ -84,7 +83,8 @@ class cuda_device_query final : public device_query {
     d.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, ordinal);
     d.pageable_uses_host_page_tables =
         attribute(cudaDevAttrPageableMemoryAccessUsesHostPageTables, ordinal);
-    d.direct_managed_access_from_host = attribute(cudaDevAttrDirectManagedMemAccessFromHost, ordinal);
+    d.direct_managed_access_from_host =
+        attribute(cudaDevAttrDirectManagedMemAccessFromHost, ordinal);
     d.memory_pools_supported = attribute(cudaDevAttrMemoryPoolsSupported, ordinal);
     d.numa_config = attribute(cudaDevAttrNumaConfig, ordinal);
     d.numa_id = attribute(cudaDevAttrNumaId, ordinal);

@@ -13,7 +13,8 @@ namespace {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
     s.remove_suffix(1);
   }
   return s;
@@ -98,7 +99,8 @@ meminfo read_meminfo(const std::filesystem::path& path) {
   return parse_meminfo(*text, path.string());
 }
 
-std::optional<std::uint64_t> parse_cgroup_memory_max(std::string_view text, std::string_view source) {
+std::optional<std::uint64_t> parse_cgroup_memory_max(std::string_view text,
+                                                     std::string_view source) {
   text = trim(text);
   if (text == "max") return std::nullopt;
   std::uint64_t value = 0;
@@ -115,7 +117,8 @@ std::optional<std::filesystem::path> cgroup_dir_from(std::string_view proc_self_
   while (!proc_self_cgroup.empty()) {
     const std::size_t eol = proc_self_cgroup.find('\n');
     std::string_view line = proc_self_cgroup.substr(0, eol);
-    proc_self_cgroup = eol == std::string_view::npos ? std::string_view{} : proc_self_cgroup.substr(eol + 1);
+    proc_self_cgroup =
+        eol == std::string_view::npos ? std::string_view{} : proc_self_cgroup.substr(eol + 1);
     if (line.substr(0, 3) == "0::") {
       std::string_view rel = trim(line.substr(3));
       while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
@@ -141,7 +144,8 @@ std::optional<cgroup_limit> read_cgroup_limit(const std::filesystem::path& leaf,
         cgroup_limit here{dir, *max, 0};
         if (auto cur = read_text_if_present(dir / "memory.current")) {
           try {
-            here.current = parse_cgroup_memory_max(*cur, (dir / "memory.current").string()).value_or(0);
+            here.current =
+                parse_cgroup_memory_max(*cur, (dir / "memory.current").string()).value_or(0);
           } catch (const format_error&) {
             here.current = 0;
           }
@@ -149,7 +153,8 @@ std::optional<cgroup_limit> read_cgroup_limit(const std::filesystem::path& leaf,
         if (!tightest || here.remaining() < tightest->remaining()) tightest = here;
       }
     }
-    if (dir == root_norm || dir == dir.parent_path() || dir.string().size() <= root_norm.string().size()) {
+    if (dir == root_norm || dir == dir.parent_path() ||
+        dir.string().size() <= root_norm.string().size()) {
       break;
     }
   }

@@ -18,11 +18,11 @@ namespace umload::platform {
 // The /proc/meminfo fields umload uses, in bytes (huge page counts are counts). A field the
 // file does not have stays empty.
 struct meminfo {
-  std::optional<std::uint64_t> total;      // MemTotal
-  std::optional<std::uint64_t> free;       // MemFree
-  std::optional<std::uint64_t> available;  // MemAvailable (Linux >= 3.14)
-  std::optional<std::uint64_t> buffers;    // Buffers
-  std::optional<std::uint64_t> cached;     // Cached (page cache)
+  std::optional<std::uint64_t> total;             // MemTotal
+  std::optional<std::uint64_t> free;              // MemFree
+  std::optional<std::uint64_t> available;         // MemAvailable (Linux >= 3.14)
+  std::optional<std::uint64_t> buffers;           // Buffers
+  std::optional<std::uint64_t> cached;            // Cached (page cache)
   std::optional<std::uint64_t> huge_pages_total;  // HugePages_Total (count)
   std::optional<std::uint64_t> huge_pages_free;   // HugePages_Free (count)
   std::optional<std::uint64_t> huge_page_size;    // Hugepagesize (bytes)
@@ -47,14 +47,15 @@ meminfo read_meminfo(const std::filesystem::path& path);
 
 // A cgroup v2 memory limit: the tightest of the cgroup and its ancestors.
 struct cgroup_limit {
-  std::filesystem::path dir;     // the cgroup whose memory.max binds
-  std::uint64_t max = 0;         // memory.max
-  std::uint64_t current = 0;     // memory.current
+  std::filesystem::path dir;  // the cgroup whose memory.max binds
+  std::uint64_t max = 0;      // memory.max
+  std::uint64_t current = 0;  // memory.current
   std::uint64_t remaining() const { return max > current ? max - current : 0; }
 };
 
 // memory.max text: a number, or "max" (no limit, nullopt). format_error otherwise.
-std::optional<std::uint64_t> parse_cgroup_memory_max(std::string_view text, std::string_view source);
+std::optional<std::uint64_t> parse_cgroup_memory_max(std::string_view text,
+                                                     std::string_view source);
 
 // This process's cgroup v2 directory, from the text of /proc/self/cgroup ("0::/path"), under
 // `root`. nullopt on cgroup v1 or when the line is absent.

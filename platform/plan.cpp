@@ -39,7 +39,8 @@ std::string rank_text(const demand_options& o) {
 }
 
 // The plan without alternatives: the policy proper.
-placement_plan plan_core(const platform_info& platform, const model_demand& demand, const budgets& b) {
+placement_plan plan_core(const platform_info& platform, const model_demand& demand,
+                         const budgets& b) {
   placement_plan p;
   p.model_label = demand.label;
   p.platform = platform.source;
@@ -53,16 +54,17 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   p.device_capacity_source = b.device_memory_bytes ? "--device-memory / UMLOAD_DEVICE_MEMORY"
                                                    : platform.memory.device_source;
   p.host_capacity_bytes = b.host_memory_bytes.value_or(platform.memory.host_bytes);
-  p.host_capacity_source = b.host_memory_bytes ? "--host-memory / UMLOAD_HOST_MEMORY"
-                                               : platform.memory.host_source;
+  p.host_capacity_source =
+      b.host_memory_bytes ? "--host-memory / UMLOAD_HOST_MEMORY" : platform.memory.host_source;
   p.single_pool = m == memory_model::integrated;
   if (p.single_pool && !b.device_memory_bytes && b.host_memory_bytes) {
     p.device_capacity_bytes = std::min(p.device_capacity_bytes, *b.host_memory_bytes);
     p.device_capacity_source = "--host-memory / UMLOAD_HOST_MEMORY (one pool)";
   }
   if (is_gpu(m) && p.device_capacity_bytes == 0) {
-    throw usage_error("a " + std::string(to_string(m)) +
-                      " plan needs a device memory figure and none was detected: give --device-memory");
+    throw usage_error(
+        "a " + std::string(to_string(m)) +
+        " plan needs a device memory figure and none was detected: give --device-memory");
   }
   p.device_reserve_bytes = is_gpu(m) ? b.device_reserve_bytes : 0;
 
@@ -72,20 +74,23 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   switch (m) {
     case memory_model::discrete:
     case memory_model::discrete_hmm:
-      p.reason = "discrete device memory: every tensor in device memory, pinned staging on the "
-                 "GPU-local NUMA node copied through device scratch slots";
+      p.reason =
+          "discrete device memory: every tensor in device memory, pinned staging on the "
+          "GPU-local NUMA node copied through device scratch slots";
       p.staging_pinned = true;
       p.device_scratch = true;
       break;
     case memory_model::coherent:
-      p.reason = "coherent superchip: device memory filled in order of use, the rest in host "
-                 "memory next to the GPU with preferred-location/accessed-by advice";
+      p.reason =
+          "coherent superchip: device memory filled in order of use, the rest in host "
+          "memory next to the GPU with preferred-location/accessed-by advice";
       p.staging_pinned = true;
       p.zero_copy_staging = true;
       break;
     case memory_model::integrated:
-      p.reason = "integrated: one resident copy in the shared pool, a small staging ring, direct "
-                 "I/O so no page cache competes with the weights";
+      p.reason =
+          "integrated: one resident copy in the shared pool, a small staging ring, direct "
+          "I/O so no page cache competes with the weights";
       slot = 16 * mib;
       slots = 3;
       p.staging_pinned = true;
@@ -116,13 +121,15 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   // I/O mode.
   if (m == memory_model::host) {
     p.io = io_mode::buffered;
-    p.io_reason = "host memory is the destination; buffered reads with each consumed range "
-                  "dropped from the page cache";
+    p.io_reason =
+        "host memory is the destination; buffered reads with each consumed range "
+        "dropped from the page cache";
   } else {
     p.io = io_mode::direct;
-    p.io_reason = m == memory_model::integrated
-                      ? "direct I/O: page cache would take memory from the one pool the weights need"
-                      : "direct I/O into pinned staging: no page cache, no extra copy";
+    p.io_reason =
+        m == memory_model::integrated
+            ? "direct I/O: page cache would take memory from the one pool the weights need"
+            : "direct I/O into pinned staging: no page cache, no extra copy";
   }
   if (b.io != io_choice::automatic) {
     p.io = b.io == io_choice::direct ? io_mode::direct : io_mode::buffered;
@@ -154,7 +161,8 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
       if (cx == 3 && x.layer != y.layer) return x.layer < y.layer;
       return false;
     });
-    const std::uint64_t room = minus(p.device_capacity_bytes, p.device_reserve_bytes + p.device_scratch_bytes);
+    const std::uint64_t room =
+        minus(p.device_capacity_bytes, p.device_reserve_bytes + p.device_scratch_bytes);
     std::uint64_t used = 0;
     const int host_node = gpu.found ? gpu.numa_node : -1;
     for (std::size_t i : order) {
@@ -178,12 +186,13 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   p.peak_device_bytes = p.device_resident_bytes + p.device_scratch_bytes;
   p.peak_host_bytes = p.host_resident_bytes + p.staging_bytes;
   if (m == memory_model::coherent && p.output_bytes > 0) {
-    p.spill_fraction = static_cast<double>(p.host_resident_bytes) / static_cast<double>(p.output_bytes);
+    p.spill_fraction =
+        static_cast<double>(p.host_resident_bytes) / static_cast<double>(p.output_bytes);
   }
 
   // Does it fit?
-  const std::string who = demand.label + " (" + std::string(to_string(demand.options.dtype)) + ", " +
-                          rank_text(demand.options) + ")";
+  const std::string who = demand.label + " (" + std::string(to_string(demand.options.dtype)) +
+                          ", " + rank_text(demand.options) + ")";
   const std::string where = platform.source + " (" + std::string(to_string(m)) + ")";
   std::ostringstream why;
   if (m == memory_model::integrated) {
@@ -192,9 +201,10 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     if (!p.fits) {
       why << who << " does not fit on " << where << ": it needs " << format_bytes(need)
           << " of the one memory pool (" << format_bytes(p.output_bytes) << " of tensors + "
-          << format_bytes(p.staging_bytes) << " of staging + " << format_bytes(p.device_reserve_bytes)
-          << " reserve) and " << format_bytes(p.device_capacity_bytes) << " is available ("
-          << p.device_capacity_source << ").";
+          << format_bytes(p.staging_bytes) << " of staging + "
+          << format_bytes(p.device_reserve_bytes) << " reserve) and "
+          << format_bytes(p.device_capacity_bytes) << " is available (" << p.device_capacity_source
+          << ").";
     }
   } else if (m == memory_model::host) {
     const std::uint64_t need = p.peak_host_bytes + b.host_reserve_bytes;
@@ -202,8 +212,9 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     if (!p.fits) {
       why << who << " does not fit on " << where << ": it needs " << format_bytes(need)
           << " of host memory (" << format_bytes(p.output_bytes) << " of tensors + "
-          << format_bytes(p.staging_bytes) << " of staging) and " << format_bytes(p.host_capacity_bytes)
-          << " is available (" << p.host_capacity_source << ").";
+          << format_bytes(p.staging_bytes) << " of staging) and "
+          << format_bytes(p.host_capacity_bytes) << " is available (" << p.host_capacity_source
+          << ").";
     }
   } else {
     const std::uint64_t need_dev = p.peak_device_bytes + p.device_reserve_bytes;
@@ -222,8 +233,9 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
       why << who << " does not fit on " << where << ": it needs " << format_bytes(need_host)
           << " of host memory (" << format_bytes(p.host_resident_bytes)
           << (m == memory_model::coherent ? " spilled from device memory" : " of tensors") << " + "
-          << format_bytes(p.staging_bytes) << " of staging) and " << format_bytes(p.host_capacity_bytes)
-          << " is available (" << p.host_capacity_source << ").";
+          << format_bytes(p.staging_bytes) << " of staging) and "
+          << format_bytes(p.host_capacity_bytes) << " is available (" << p.host_capacity_source
+          << ").";
     }
   }
   p.message = why.str();
@@ -253,7 +265,8 @@ suggestion price(const platform_info& platform, const model_demand& demand, cons
   s.fits = alt.fits;
   if (dtype != demand.options.dtype) s.change = "--dtype " + std::string(to_string(dtype));
   if (world != demand.options.world_size) {
-    s.change += (s.change.empty() ? "" : " ") + std::string("--world-size ") + std::to_string(world);
+    s.change +=
+        (s.change.empty() ? "" : " ") + std::string("--world-size ") + std::to_string(world);
   }
   return s;
 }
@@ -261,14 +274,16 @@ suggestion price(const platform_info& platform, const model_demand& demand, cons
 std::string suggestion_text(const suggestion& s, memory_model m) {
   std::ostringstream o;
   o << s.change << " (";
-  if (s.dtype == output_dtype::keep && s.change.find("--dtype") != std::string::npos) o << "keep MXFP4, ";
+  if (s.dtype == output_dtype::keep && s.change.find("--dtype") != std::string::npos)
+    o << "keep MXFP4, ";
   if (m == memory_model::host) {
     o << format_bytes(s.peak_host_bytes) << " of host memory";
   } else if (m == memory_model::integrated) {
     o << format_bytes(s.peak_device_bytes + s.peak_host_bytes) << " of the pool";
   } else {
     o << format_bytes(s.peak_device_bytes) << " of device memory";
-    if (m == memory_model::coherent) o << " + " << format_bytes(s.peak_host_bytes) << " of host memory";
+    if (m == memory_model::coherent)
+      o << " + " << format_bytes(s.peak_host_bytes) << " of host memory";
   }
   if (s.world_size > 1) o << " per rank";
   o << ")";
@@ -293,13 +308,15 @@ budgets budgets::from(const defaults& env) {
   budgets b;
   b.device_memory_bytes = env.device_memory_bytes;
   b.host_memory_bytes = env.host_memory_bytes;
-  if (env.staging_slot_bytes) b.staging_slot_bytes = static_cast<std::size_t>(*env.staging_slot_bytes);
+  if (env.staging_slot_bytes)
+    b.staging_slot_bytes = static_cast<std::size_t>(*env.staging_slot_bytes);
   b.staging_slots = env.staging_slots;
   b.io = env.io;
   return b;
 }
 
-placement_plan make_plan(const platform_info& platform, const model_demand& demand, const budgets& b) {
+placement_plan make_plan(const platform_info& platform, const model_demand& demand,
+                         const budgets& b) {
   placement_plan p = plan_core(platform, demand, b);
   if (p.fits) return p;
   if (demand.source.empty()) {
@@ -308,7 +325,8 @@ placement_plan make_plan(const platform_info& platform, const model_demand& dema
   }
   std::vector<suggestion> tried;
   for (auto d : {output_dtype::keep, output_dtype::bf16, output_dtype::f32}) {
-    if (d != demand.options.dtype) tried.push_back(price(platform, demand, b, d, demand.options.world_size));
+    if (d != demand.options.dtype)
+      tried.push_back(price(platform, demand, b, d, demand.options.world_size));
   }
   bool ranks_fit = false;
   for (int w : world_sizes_above(demand.experts, demand.options.world_size)) {
@@ -361,7 +379,9 @@ nlohmann::json to_json(const placement_plan& p) {
   using nlohmann::json;
   json placements = json::array();
   for (const auto& pl : p.placements) {
-    json e = {{"tensor", pl.tensor}, {"bytes", pl.bytes}, {"layer", pl.layer},
+    json e = {{"tensor", pl.tensor},
+              {"bytes", pl.bytes},
+              {"layer", pl.layer},
               {"kind", std::string(to_string(pl.kind))}};
     if (pl.where == location::host_numa) {
       e["location"] = "host-numa:" + std::to_string(pl.numa_node);
@@ -370,7 +390,8 @@ nlohmann::json to_json(const placement_plan& p) {
     }
     if (pl.where == location::host_managed) {
       e["numa_node"] = pl.numa_node;
-      e["preferred_location"] = pl.numa_node >= 0 ? "host-numa:" + std::to_string(pl.numa_node) : "host";
+      e["preferred_location"] =
+          pl.numa_node >= 0 ? "host-numa:" + std::to_string(pl.numa_node) : "host";
       e["accessed_by"] = pl.accessed_by_device ? "device" : "";
     }
     placements.push_back(std::move(e));
@@ -432,16 +453,17 @@ std::string describe(const placement_plan& p, bool every_tensor) {
   std::ostringstream o;
   o << p.model_label << " on " << p.platform << ": " << (p.fits ? "fits" : "DOES NOT FIT") << "\n";
   o << "  memory model: " << to_string(p.model) << " — " << p.reason << "\n";
-  o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout) << ", "
-    << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
+  o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout)
+    << ", " << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
     << format_bytes(p.output_bytes) << "\n";
-  o << "  I/O: " << to_string(p.io) << (p.drop_page_cache ? " (consumed ranges dropped)" : "") << " — "
-    << p.io_reason << "\n";
+  o << "  I/O: " << to_string(p.io) << (p.drop_page_cache ? " (consumed ranges dropped)" : "")
+    << " — " << p.io_reason << "\n";
   o << "  staging: " << p.staging_slots << " x " << format_bytes(p.staging_slot_bytes)
     << (p.staging_pinned ? " pinned" : "") << (p.device_scratch ? ", device scratch copies" : "")
     << (p.zero_copy_staging ? ", read in place by the GPU" : "") << ", NUMA node "
     << (p.staging_numa_node >= 0 ? std::to_string(p.staging_numa_node) : std::string("any"))
-    << ", reader cpuset " << (p.reader_cpuset.empty() ? std::string("any") : p.reader_cpuset) << "\n";
+    << ", reader cpuset " << (p.reader_cpuset.empty() ? std::string("any") : p.reader_cpuset)
+    << "\n";
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
   for (const auto& pl : p.placements) {
     std::string key(to_string(pl.where));
@@ -463,11 +485,13 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     if (!p.prefetch.empty()) o << "; first spilled: " << p.prefetch.front();
     o << "\n";
   }
-  o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " (" << format_count(p.peak_device_bytes)
-    << " B), host " << format_bytes(p.peak_host_bytes) << " (" << format_count(p.peak_host_bytes) << " B)\n";
-  o << "  available: device " << format_bytes(p.device_capacity_bytes) << " (" << p.device_capacity_source
-    << "), reserve " << format_bytes(p.device_reserve_bytes) << "; host " << format_bytes(p.host_capacity_bytes)
-    << " (" << p.host_capacity_source << ")" << (p.single_pool ? "; one pool" : "") << "\n";
+  o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " ("
+    << format_count(p.peak_device_bytes) << " B), host " << format_bytes(p.peak_host_bytes) << " ("
+    << format_count(p.peak_host_bytes) << " B)\n";
+  o << "  available: device " << format_bytes(p.device_capacity_bytes) << " ("
+    << p.device_capacity_source << "), reserve " << format_bytes(p.device_reserve_bytes)
+    << "; host " << format_bytes(p.host_capacity_bytes) << " (" << p.host_capacity_source << ")"
+    << (p.single_pool ? "; one pool" : "") << "\n";
   if (!p.fits) o << "  " << p.message << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   if (every_tensor) {

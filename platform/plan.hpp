@@ -22,12 +22,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "platform/config.hpp"
 #include "platform/demand.hpp"
@@ -88,32 +87,32 @@ struct placement_plan {
   std::string model_label;
   std::string platform;  // platform_info::source
   memory_model model = memory_model::host;
-  std::string reason;    // why this strategy
+  std::string reason;  // why this strategy
   demand_options options;
   bool fits = true;
-  std::string message;   // when !fits: needed, available, what would fit
+  std::string message;  // when !fits: needed, available, what would fit
 
   io_mode io = io_mode::direct;
   bool drop_page_cache = false;  // buffered: fadvise DONTNEED each consumed range
   std::string io_reason;
   std::size_t staging_slot_bytes = 0;
   int staging_slots = 0;
-  bool staging_pinned = false;      // cudaHostAlloc / cudaHostRegister
-  bool device_scratch = false;      // each slot is copied to a device scratch slot (discrete)
-  bool zero_copy_staging = false;   // kernels read the staging slot directly
-  int staging_numa_node = -1;       // -1: unknown, leave it to the OS
-  std::string reader_cpuset;        // hwloc list; empty: no binding
+  bool staging_pinned = false;        // cudaHostAlloc / cudaHostRegister
+  bool device_scratch = false;        // each slot is copied to a device scratch slot (discrete)
+  bool zero_copy_staging = false;     // kernels read the staging slot directly
+  int staging_numa_node = -1;         // -1: unknown, leave it to the OS
+  std::string reader_cpuset;          // hwloc list; empty: no binding
   std::vector<placement> placements;  // in order of use
   std::vector<std::string> prefetch;  // spilled tensors in order of use (coherent)
 
-  std::uint64_t stored_bytes = 0;          // read from disk by this rank
-  std::uint64_t output_bytes = 0;          // held by this rank once loaded
+  std::uint64_t stored_bytes = 0;  // read from disk by this rank
+  std::uint64_t output_bytes = 0;  // held by this rank once loaded
   std::uint64_t device_resident_bytes = 0;
-  std::uint64_t host_resident_bytes = 0;   // tensors placed in host memory (spilled on coherent)
-  std::uint64_t staging_bytes = 0;         // host staging ring
+  std::uint64_t host_resident_bytes = 0;  // tensors placed in host memory (spilled on coherent)
+  std::uint64_t staging_bytes = 0;        // host staging ring
   std::uint64_t device_scratch_bytes = 0;
-  std::uint64_t peak_device_bytes = 0;     // device_resident + device_scratch
-  std::uint64_t peak_host_bytes = 0;       // host_resident + staging
+  std::uint64_t peak_device_bytes = 0;  // device_resident + device_scratch
+  std::uint64_t peak_host_bytes = 0;    // host_resident + staging
   std::uint64_t device_capacity_bytes = 0;
   std::uint64_t host_capacity_bytes = 0;
   std::string device_capacity_source;
@@ -128,7 +127,8 @@ struct placement_plan {
 
 // Pure. Never throws for "does not fit": returns fits=false with the message. Throws
 // usage_error only for an impossible request (a GPU model with no device memory figure).
-placement_plan make_plan(const platform_info& platform, const model_demand& demand, const budgets& b);
+placement_plan make_plan(const platform_info& platform, const model_demand& demand,
+                         const budgets& b);
 
 // Throws umload::budget_error(plan.message) when !plan.fits.
 void require_fits(const placement_plan& plan);

@@ -26,7 +26,8 @@ detect_options detect_options::from(const defaults& env) {
 }
 
 memory_figures derive_memory(memory_model model, const device_info& device,
-                             const std::optional<meminfo>& host, const std::optional<cgroup_limit>& cgroup) {
+                             const std::optional<meminfo>& host,
+                             const std::optional<cgroup_limit>& cgroup) {
   memory_figures m;
   if (host) {
     m.host_bytes = host->available_bytes();
@@ -60,8 +61,9 @@ memory_figures derive_memory(memory_model model, const device_info& device,
       break;
     case memory_model::coherent:
       m.device_bytes = device.total_memory;
-      m.device_source = "device total memory (HBM); cudaMemGetInfo is not trusted on coherent "
-                        "machines, where page cache can sit in HBM";
+      m.device_source =
+          "device total memory (HBM); cudaMemGetInfo is not trusted on coherent "
+          "machines, where page cache can sit in HBM";
       break;
     case memory_model::integrated:
       m.single_pool = true;
@@ -116,7 +118,8 @@ platform_info detect_platform(const detect_options& options) {
   if (!options.cgroup_disabled) {
     std::optional<std::filesystem::path> dir = options.cgroup_dir;
     if (!dir) {
-      if (auto text = read_text_if_present(options.proc_self_cgroup)) dir = cgroup_dir_from(*text, options.cgroup_root);
+      if (auto text = read_text_if_present(options.proc_self_cgroup))
+        dir = cgroup_dir_from(*text, options.cgroup_root);
     }
     if (dir) info.cgroup = read_cgroup_limit(*dir, options.cgroup_dir ? *dir : options.cgroup_root);
   }
@@ -149,9 +152,11 @@ platform_info profile_platform(std::string_view name, const std::optional<std::s
   assumed.total = p.host_memory_bytes;
   assumed.available = p.host_available_bytes;
   info.memory = derive_memory(info.model, info.device, assumed, std::nullopt);
-  info.memory.host_source = "profile figure: assumed MemAvailable of " + format_bytes(p.host_available_bytes) +
-                            " out of " + format_bytes(p.host_memory_bytes) + " installed";
-  if (info.model != memory_model::host) info.memory.device_source = "profile figure: " + info.memory.device_source;
+  info.memory.host_source = "profile figure: assumed MemAvailable of " +
+                            format_bytes(p.host_available_bytes) + " out of " +
+                            format_bytes(p.host_memory_bytes) + " installed";
+  if (info.model != memory_model::host)
+    info.memory.device_source = "profile figure: " + info.memory.device_source;
   info.notes = p.notes;
   info.sources = p.sources;
   return info;
@@ -296,8 +301,8 @@ std::string describe(const platform_info& info) {
     o << "device: none (" << d.absence_reason << ")\n";
   }
   const topology_info& t = info.topology;
-  o << "topology: " << (t.source.empty() ? "unknown" : t.source) << ": " << t.packages << " package(s), "
-    << t.cores << " cores, " << t.pus << " PUs, cpuset " << t.cpuset << "\n";
+  o << "topology: " << (t.source.empty() ? "unknown" : t.source) << ": " << t.packages
+    << " package(s), " << t.cores << " cores, " << t.pus << " PUs, cpuset " << t.cpuset << "\n";
   for (const auto& n : t.numa_nodes) {
     o << "  NUMA node " << n.os_index << ": " << bytes_text(n.memory_bytes);
     if (n.gpu_memory) {
@@ -310,7 +315,8 @@ std::string describe(const platform_info& info) {
   if (d.present) {
     const gpu_locality& g = t.gpu;
     if (g.found) {
-      o << "  GPU " << g.pci_bus_id << ": local NUMA node " << g.numa_node << ", cpuset " << g.cpuset;
+      o << "  GPU " << g.pci_bus_id << ": local NUMA node " << g.numa_node << ", cpuset "
+        << g.cpuset;
       if (g.memory_numa_node >= 0) o << ", its memory is NUMA node " << g.memory_numa_node;
       o << "\n";
     } else {
@@ -322,8 +328,9 @@ std::string describe(const platform_info& info) {
     << info.memory.host_source << "\n";
   if (info.memory.single_pool) o << "  (one pool: device and host figures are the same memory)\n";
   if (info.cgroup) {
-    o << "  cgroup " << info.cgroup->dir.string() << ": memory.max " << format_bytes(info.cgroup->max)
-      << ", current " << format_bytes(info.cgroup->current) << "\n";
+    o << "  cgroup " << info.cgroup->dir.string() << ": memory.max "
+      << format_bytes(info.cgroup->max) << ", current " << format_bytes(info.cgroup->current)
+      << "\n";
   }
   for (const auto& n : info.notes) o << "note: " << n << "\n";
   for (const auto& s : info.sources) o << "source: " << s << "\n";

@@ -12,11 +12,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "platform/config.hpp"
 #include "platform/device.hpp"
@@ -29,9 +28,9 @@ namespace umload::platform {
 struct memory_figures {
   std::uint64_t device_bytes = 0;  // for device-resident tensors (the pool, when single_pool)
   std::string device_source;
-  std::uint64_t host_bytes = 0;    // for host-resident tensors and staging
+  std::uint64_t host_bytes = 0;  // for host-resident tensors and staging
   std::string host_source;
-  bool single_pool = false;        // integrated: device and host draw on the same memory
+  bool single_pool = false;  // integrated: device and host draw on the same memory
 };
 
 struct platform_info {
@@ -44,10 +43,10 @@ struct platform_info {
   topology_info topology;
   std::optional<meminfo> host_meminfo;  // live only
   std::string meminfo_source;
-  std::optional<cgroup_limit> cgroup;   // live only
+  std::optional<cgroup_limit> cgroup;  // live only
   memory_figures memory;
   std::vector<std::string> notes;
-  std::vector<std::string> sources;     // profiles: where the facts come from
+  std::vector<std::string> sources;  // profiles: where the facts come from
 };
 
 struct detect_options {
@@ -71,10 +70,12 @@ platform_info detect_platform(const detect_options& options);
 // counts page cache sitting in HBM); integrated: min(CUDA pool, MemAvailable, cgroup room);
 // host: no device memory. Host: MemAvailable, bounded by the cgroup's room.
 memory_figures derive_memory(memory_model model, const device_info& device,
-                             const std::optional<meminfo>& host, const std::optional<cgroup_limit>& cgroup);
+                             const std::optional<meminfo>& host,
+                             const std::optional<cgroup_limit>& cgroup);
 
 // Builds the platform of a named profile (no live query). Throws usage_error for unknown names.
-platform_info profile_platform(std::string_view name, const std::optional<std::string>& topology = {});
+platform_info profile_platform(std::string_view name,
+                               const std::optional<std::string>& topology = {});
 
 // Forces the memory model (plan --platform MODEL): keeps the detected figures and says so.
 platform_info with_model(platform_info info, memory_model model);

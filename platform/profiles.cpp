@@ -15,8 +15,8 @@ struct attrs {
   int numa_config, numa_id, host_numa_id;
 };
 
-device_info gpu(std::string name, std::string bus, int major, int minor, int sms, std::uint64_t total,
-                const attrs& a, std::vector<std::string> unconfirmed) {
+device_info gpu(std::string name, std::string bus, int major, int minor, int sms,
+                std::uint64_t total, const attrs& a, std::vector<std::string> unconfirmed) {
   device_info d;
   d.present = true;
   d.ordinal = 0;
@@ -60,7 +60,8 @@ const std::vector<std::string> sxm_sources{
     "architecture whitepaper",
     "DGX H100/H200 host: 2 x Intel Xeon Platinum 8480C (56 cores each), 2 TB DDR5: NVIDIA DGX "
     "H100/H200 user guide",
-    "CUDA-visible memory 81559 MiB: as nvidia-smi prints it for H100 80GB in public logs (unconfirmed)",
+    "CUDA-visible memory 81559 MiB: as nvidia-smi prints it for H100 80GB in public logs "
+    "(unconfirmed)",
 };
 
 std::vector<profile> all_profiles() {
@@ -76,8 +77,9 @@ std::vector<profile> all_profiles() {
     p.topology = embedded(p.name);
     p.host_memory_bytes = 512 * gib;
     p.host_available_bytes = 480 * gib;
-    p.notes = {"stand-in host: 2 x 32 cores, 2 x 256 GiB; the GPU hangs off socket 1 so staging "
-               "and readers belong to NUMA node 1"};
+    p.notes = {
+        "stand-in host: 2 x 32 cores, 2 x 256 GiB; the GPU hangs off socket 1 so staging "
+        "and readers belong to NUMA node 1"};
     p.sources = {"H100 PCIe 80GB HBM2e, 114 SMs, compute 9.0, PCIe Gen5 x16: NVIDIA H100 datasheet",
                  "host layout: a generic two-socket server (assumed)",
                  "PageableMemoryAccess=0 assumes no HMM (proprietary driver or Linux < 6.1)"};
@@ -94,8 +96,9 @@ std::vector<profile> all_profiles() {
     p.host_memory_bytes = 2048 * gib;
     p.host_available_bytes = 1900 * gib;
     p.sources = sxm_sources;
-    p.sources.push_back("GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1): DGX "
-                        "H100 user guide (unconfirmed)");
+    p.sources.push_back(
+        "GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1): DGX "
+        "H100 user guide (unconfirmed)");
     out.push_back(std::move(p));
   }
   {
@@ -117,27 +120,30 @@ std::vector<profile> all_profiles() {
     profile p;
     p.name = "gh200";
     p.description = "NVIDIA GH200 Grace Hopper Superchip, 96 GB HBM3 + 480 GB LPDDR5X, NUMA mode";
-    p.device = gpu("NVIDIA GH200 480GB", "0009:01:00.0", 9, 0, 132, 96'000'000'000, coherent_c2c,
-                   {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
+    p.device = gpu(
+        "NVIDIA GH200 480GB", "0009:01:00.0", 9, 0, 132, 96'000'000'000, coherent_c2c,
+        {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
     p.topology = embedded(p.name);
     p.host_memory_bytes = 480'000'000'000;
     p.host_available_bytes = 450'000'000'000;
     p.notes = {"device memory is the nominal 96 GB; the CUDA-visible amount is unconfirmed",
                "in NUMA mode the page cache can land in HBM (NUMA node 1): direct I/O avoids it"};
-    p.sources = {"GH200: 72 Arm Neoverse V2 cores, up to 480 GB LPDDR5X, 96 GB HBM3 (or 144 GB "
-                 "HBM3e), NVLink-C2C 900 GB/s: NVIDIA Grace Hopper Superchip datasheet",
-                 "attribute values (pageable=1, host page tables=1, NumaConfig=1): CUDA Programming "
-                 "Guide, unified memory chapter; ../shared/reference/platforms.md",
-                 "PCI bus id 0009:01:00.0 and HBM as NUMA node 1 (GPUMemory): public hwloc and "
-                 "nvidia-smi output from GH200 systems (unconfirmed)"};
+    p.sources = {
+        "GH200: 72 Arm Neoverse V2 cores, up to 480 GB LPDDR5X, 96 GB HBM3 (or 144 GB "
+        "HBM3e), NVLink-C2C 900 GB/s: NVIDIA Grace Hopper Superchip datasheet",
+        "attribute values (pageable=1, host page tables=1, NumaConfig=1): CUDA Programming "
+        "Guide, unified memory chapter; ../shared/reference/platforms.md",
+        "PCI bus id 0009:01:00.0 and HBM as NUMA node 1 (GPUMemory): public hwloc and "
+        "nvidia-smi output from GH200 systems (unconfirmed)"};
     out.push_back(std::move(p));
   }
   {
     profile p;
     p.name = "gh200-144g";
     p.description = "NVIDIA GH200 Grace Hopper Superchip, 144 GB HBM3e + 480 GB LPDDR5X, NUMA mode";
-    p.device = gpu("NVIDIA GH200 144G HBM3e", "0009:01:00.0", 9, 0, 132, 144'000'000'000, coherent_c2c,
-                   {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
+    p.device = gpu(
+        "NVIDIA GH200 144G HBM3e", "0009:01:00.0", 9, 0, 132, 144'000'000'000, coherent_c2c,
+        {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
     p.topology = embedded(p.name);
     p.host_memory_bytes = 480'000'000'000;
     p.host_available_bytes = 450'000'000'000;
@@ -149,8 +155,9 @@ std::vector<profile> all_profiles() {
   {
     profile p;
     p.name = "gb200";
-    p.description = "NVIDIA GB200 superchip: one B200 GPU (186 GB HBM3e) of two sharing a Grace "
-                    "with 480 GB LPDDR5X";
+    p.description =
+        "NVIDIA GB200 superchip: one B200 GPU (186 GB HBM3e) of two sharing a Grace "
+        "with 480 GB LPDDR5X";
     p.device = gpu("NVIDIA GB200", "0008:01:00.0", 10, 0, 148, 186'000'000'000, coherent_c2c,
                    {"TotalMemory", "MultiProcessorCount", "NumaConfig", "NumaId", "HostNumaId",
                     "DirectManagedMemAccessFromHost", "HostNativeAtomicSupported"});
@@ -158,14 +165,16 @@ std::vector<profile> all_profiles() {
     p.topology = embedded(p.name);
     p.host_memory_bytes = 480'000'000'000;
     p.host_available_bytes = 450'000'000'000;
-    p.notes = {"the Grace memory is shared by the superchip's two GPUs: with one rank per GPU, "
-               "give each rank half with --host-memory",
-               "device memory is the nominal 186 GB (13.4 TB over 72 GPUs in GB200 NVL72); the "
-               "CUDA-visible amount is unconfirmed"};
-    p.sources = {"GB200 NVL72: 72 Blackwell GPUs, 13.4 TB HBM3e, 36 Grace CPUs with up to 17 TB "
-                 "LPDDR5X, NVLink-C2C: NVIDIA GB200 NVL72 datasheet",
-                 "148 SMs, compute 10.0 for B200: public CUDA deviceQuery output (unconfirmed)",
-                 "PCI bus ids 0008:01:00.0 and 0009:01:00.0: assumed by analogy with GH200"};
+    p.notes = {
+        "the Grace memory is shared by the superchip's two GPUs: with one rank per GPU, "
+        "give each rank half with --host-memory",
+        "device memory is the nominal 186 GB (13.4 TB over 72 GPUs in GB200 NVL72); the "
+        "CUDA-visible amount is unconfirmed"};
+    p.sources = {
+        "GB200 NVL72: 72 Blackwell GPUs, 13.4 TB HBM3e, 36 Grace CPUs with up to 17 TB "
+        "LPDDR5X, NVLink-C2C: NVIDIA GB200 NVL72 datasheet",
+        "148 SMs, compute 10.0 for B200: public CUDA deviceQuery output (unconfirmed)",
+        "PCI bus ids 0008:01:00.0 and 0009:01:00.0: assumed by analogy with GH200"};
     out.push_back(std::move(p));
   }
   {
@@ -182,11 +191,12 @@ std::vector<profile> all_profiles() {
     p.host_available_bytes = usable;
     p.notes = {"one pool: the checkpoint's page cache, staging and the weights share 128 GB",
                "GPUDirect Storage is not available on Spark"};
-    p.sources = {"DGX Spark: GB10 Grace Blackwell, 20 Arm cores (10 Cortex-X925 + 10 Cortex-A725), "
-                 "128 GB LPDDR5X unified, 273 GB/s: NVIDIA DGX Spark datasheet",
-                 "one NUMA node of 128,520,671,232 B, ~121.7 GiB usable by CUDA, "
-                 "cudaDevAttrIntegrated=1, pageable=1: ../shared/reference/platforms.md",
-                 "compute 12.1 (sm_121): CUDA 13.0 release notes"};
+    p.sources = {
+        "DGX Spark: GB10 Grace Blackwell, 20 Arm cores (10 Cortex-X925 + 10 Cortex-A725), "
+        "128 GB LPDDR5X unified, 273 GB/s: NVIDIA DGX Spark datasheet",
+        "one NUMA node of 128,520,671,232 B, ~121.7 GiB usable by CUDA, "
+        "cudaDevAttrIntegrated=1, pageable=1: ../shared/reference/platforms.md",
+        "compute 12.1 (sm_121): CUDA 13.0 release notes"};
     out.push_back(std::move(p));
   }
   {

@@ -60,17 +60,19 @@ topology_ptr open_topology(const topology_source& source) {
     case topology_source::kind::xml_file: {
       std::error_code ec;
       if (!std::filesystem::is_regular_file(source.value, ec)) {
-        throw io_error("topology file " + source.value + " does not exist or is not a file", ENOENT);
+        throw io_error("topology file " + source.value + " does not exist or is not a file",
+                       ENOENT);
       }
       if (hwloc_topology_set_xml(raw, source.value.c_str()) != 0) {
         const int err = errno;
-        throw format_error("hwloc rejected topology XML " + source.value + ": " + std::strerror(err) +
-                           " (hwloc 2.9 reads format 2.0, not 3.0)");
+        throw format_error("hwloc rejected topology XML " + source.value + ": " +
+                           std::strerror(err) + " (hwloc 2.9 reads format 2.0, not 3.0)");
       }
       break;
     }
     case topology_source::kind::xml_text:
-      if (hwloc_topology_set_xmlbuffer(raw, source.value.data(), static_cast<int>(source.value.size() + 1)) != 0) {
+      if (hwloc_topology_set_xmlbuffer(raw, source.value.data(),
+                                       static_cast<int>(source.value.size() + 1)) != 0) {
         throw format_error("hwloc rejected topology XML of " + source.label);
       }
       break;
@@ -84,7 +86,8 @@ topology_ptr open_topology(const topology_source& source) {
   if (hwloc_topology_load(raw) != 0) {
     const int err = errno;
     if (source.what == topology_source::kind::live) {
-      throw error(std::string("hwloc could not discover this machine's topology: ") + std::strerror(err));
+      throw error(std::string("hwloc could not discover this machine's topology: ") +
+                  std::strerror(err));
     }
     throw format_error("hwloc could not load topology " + source.label + ": " + std::strerror(err));
   }
@@ -190,9 +193,11 @@ topology_info load_topology(const topology_source& source, std::string_view gpu_
   topology_ptr topo = open_topology(source);
   hwloc_topology_t t = topo.get();
   topology_info info;
-  info.source = source.label.empty() ? (source.what == topology_source::kind::live ? "live" : source.value)
-                                     : source.label;
-  info.packages = static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PACKAGE)));
+  info.source = source.label.empty()
+                    ? (source.what == topology_source::kind::live ? "live" : source.value)
+                    : source.label;
+  info.packages =
+      static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PACKAGE)));
   info.cores = static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_CORE)));
   info.pus = static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_PU)));
   info.cpuset = list_string(hwloc_topology_get_allowed_cpuset(t));
@@ -206,7 +211,9 @@ topology_info load_topology(const topology_source& source, std::string_view gpu_
     if (const char* bus = hwloc_obj_get_info_by_name(node, "PCIBusID")) n.pci_bus_id = lower(bus);
     n.gpu_memory = n.subtype == "GPUMemory" || !n.pci_bus_id.empty();
     n.cpuset = list_string(node->cpuset);
-    n.cpus = n.gpu_memory || !node->cpuset ? 0u : static_cast<unsigned>(std::max(0, hwloc_bitmap_weight(node->cpuset)));
+    n.cpus = n.gpu_memory || !node->cpuset
+                 ? 0u
+                 : static_cast<unsigned>(std::max(0, hwloc_bitmap_weight(node->cpuset)));
     info.numa_nodes.push_back(std::move(n));
   }
 

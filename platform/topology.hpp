@@ -31,21 +31,21 @@ struct topology_source {
 struct numa_node_info {
   unsigned os_index = 0;
   std::uint64_t memory_bytes = 0;
-  std::string cpuset;   // hwloc list syntax, "0-55,112-167"; the locality for CPU-less nodes
-  unsigned cpus = 0;    // PUs in the cpuset; 0 for GPU-memory nodes
+  std::string cpuset;       // hwloc list syntax, "0-55,112-167"; the locality for CPU-less nodes
+  unsigned cpus = 0;        // PUs in the cpuset; 0 for GPU-memory nodes
   bool gpu_memory = false;  // subtype GPUMemory, or a PCIBusID info naming a GPU
   std::string subtype;
-  std::string pci_bus_id;   // for GPU-memory nodes
+  std::string pci_bus_id;  // for GPU-memory nodes
 };
 
 struct gpu_locality {
   bool found = false;
-  std::string pci_bus_id;   // what was looked up
-  std::string cpuset;       // cpuset of the GPU's first non-I/O ancestor
-  int numa_node = -1;       // nearest NUMA node with CPUs (staging, reader threads)
+  std::string pci_bus_id;             // what was looked up
+  std::string cpuset;                 // cpuset of the GPU's first non-I/O ancestor
+  int numa_node = -1;                 // nearest NUMA node with CPUs (staging, reader threads)
   std::vector<int> local_numa_nodes;  // every CPU node local to the GPU
   int memory_numa_node = -1;          // the GPU's own memory as a NUMA node, -1 if none
-  std::string reason;       // why not found
+  std::string reason;                 // why not found
 };
 
 struct topology_info {
@@ -53,7 +53,7 @@ struct topology_info {
   unsigned packages = 0;
   unsigned cores = 0;
   unsigned pus = 0;
-  std::string cpuset;  // the machine's allowed cpuset
+  std::string cpuset;                      // the machine's allowed cpuset
   std::vector<numa_node_info> numa_nodes;  // by os_index
   std::vector<std::string> nvidia_gpus;    // PCI bus ids of NVIDIA display/3D controllers
   gpu_locality gpu;                        // for the bus id passed to load_topology

@@ -30,8 +30,9 @@ shard resolve_shard(const shard_request& request, const platform::defaults& env)
   if (s.world_size < 1)
     throw usage_error("world size " + std::to_string(s.world_size) + " must be at least 1");
   if (s.rank < 0 || s.rank >= s.world_size)
-    throw usage_error("rank " + std::to_string(s.rank) + " must be in [0, " + std::to_string(s.world_size) +
-                      ") for world size " + std::to_string(s.world_size));
+    throw usage_error("rank " + std::to_string(s.rank) + " must be in [0, " +
+                      std::to_string(s.world_size) + ") for world size " +
+                      std::to_string(s.world_size));
   return s;
 }
 
@@ -43,7 +44,8 @@ std::string resolve_device(std::string_view device, const platform::defaults& en
   if (device.substr(0, 5) == "cuda:" && device.size() > 5 &&
       device.find_first_not_of("0123456789", 5) == std::string_view::npos)
     return std::string(device);
-  throw usage_error("bad device '" + std::string(device) + "' (expected auto, cpu, cuda or cuda:N)");
+  throw usage_error("bad device '" + std::string(device) +
+                    "' (expected auto, cpu, cuda or cuda:N)");
 }
 
 load_options to_load_options(const load_request& request, const platform::defaults& env) {
@@ -72,32 +74,38 @@ std::vector<stored_tensor_info> model::stored_tensors() const {
   std::vector<stored_tensor_info> out;
   out.reserve(state_->ckpt.tensors.size());
   for (const auto& [name, ref] : state_->ckpt.tensors)
-    out.push_back({name, ref.entry->type, ref.entry->shape, ref.bytes(), state_->ckpt.shard_path(ref.shard)});
+    out.push_back(
+        {name, ref.entry->type, ref.entry->shape, ref.bytes(), state_->ckpt.shard_path(ref.shard)});
   return out;
 }
 
 std::vector<output_tensor> model::outputs(const load_request& request) const {
   const auto& env = platform::process_defaults();
-  return plan_outputs(state_->map,
-                      pipeline_for(request.order, request.dtype, resolve_shard(request.sharding, env)));
+  return plan_outputs(state_->map, pipeline_for(request.order, request.dtype,
+                                                resolve_shard(request.sharding, env)));
 }
 
 platform::placement_plan model::plan(const plan_request& request) const {
   const auto options = pipeline_for(request.order, request.dtype,
                                     resolve_shard(request.sharding, platform::process_defaults()));
-  return plan_checkpoint(state_->ckpt, options, choose_platform(request.platform), request.platform);
+  return plan_checkpoint(state_->ckpt, options, choose_platform(request.platform),
+                         request.platform);
 }
 
 load_result model::load(const load_request& request) const {
-  return load_checkpoint(state_->ckpt.source, to_load_options(request, platform::process_defaults()));
+  return load_checkpoint(state_->ckpt.source,
+                         to_load_options(request, platform::process_defaults()));
 }
 
-platform::platform_info detect_platform(const platform_choice& choice) { return choose_platform(choice); }
+platform::platform_info detect_platform(const platform_choice& choice) {
+  return choose_platform(choice);
+}
 
-convert_report convert(const std::filesystem::path& source, const std::filesystem::path& destination,
-                       const convert_request& request) {
+convert_report convert(const std::filesystem::path& source,
+                       const std::filesystem::path& destination, const convert_request& request) {
   if (request.dtype == output_dtype::keep)
-    throw usage_error("convert writes bf16 or f32 experts; dtype keep would copy the checkpoint as it is");
+    throw usage_error(
+        "convert writes bf16 or f32 experts; dtype keep would copy the checkpoint as it is");
   convert_options o;
   o.pipeline = pipeline_for(request.order, request.dtype,
                             resolve_shard(request.sharding, platform::process_defaults()));

@@ -30,8 +30,8 @@ struct staged_item {
   enum class kind : std::uint8_t { decode, copy } what = kind::copy;
   const std::byte* staged = nullptr;  // in a staging slot the backend allocated
   std::size_t staged_bytes = 0;
-  decode_job job;                     // for decode: job.blocks/scales point into `staged`
-  std::byte* destination = nullptr;   // for copy: where staged bytes go; decode: job.out
+  decode_job job;                    // for decode: job.blocks/scales point into `staged`
+  std::byte* destination = nullptr;  // for copy: where staged bytes go; decode: job.out
 };
 
 struct backend_stats {

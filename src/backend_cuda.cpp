@@ -65,11 +65,12 @@ bool primary_context_active(int ordinal) noexcept {
     entry_points e;
     void* p = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuDeviceGet", &p, 2000, cudaEnableDefault, &found) == cudaSuccess &&
+    if (cudaGetDriverEntryPointByVersion("cuDeviceGet", &p, 2000, cudaEnableDefault, &found) ==
+            cudaSuccess &&
         found == cudaDriverEntryPointSuccess)
       e.device_get = reinterpret_cast<device_get_fn>(p);
-    if (cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &p, 7000, cudaEnableDefault, &found) ==
-            cudaSuccess &&
+    if (cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &p, 7000, cudaEnableDefault,
+                                         &found) == cudaSuccess &&
         found == cudaDriverEntryPointSuccess)
       e.context_state = reinterpret_cast<context_state_fn>(p);
     (void)cudaGetLastError();
@@ -126,12 +127,14 @@ class cuda_backend final : public backend {
   explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
     const device_scope scope(options_.ordinal);
     int pageable = 0;
-    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess,
-                                             options_.ordinal));
+    UMLOAD_CUDA_CHECK(
+        cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, options_.ordinal));
     pageable_access_ = pageable != 0;
     int managed = 0, registrable = 0;
-    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, options_.ordinal));
-    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&registrable, cudaDevAttrHostRegisterSupported, options_.ordinal));
+    UMLOAD_CUDA_CHECK(
+        cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, options_.ordinal));
+    UMLOAD_CUDA_CHECK(
+        cudaDeviceGetAttribute(&registrable, cudaDevAttrHostRegisterSupported, options_.ordinal));
     concurrent_managed_access_ = managed != 0;
     host_register_ = registrable != 0;  // else NUMA-bound staging falls back to cudaHostAlloc
     try {
@@ -179,14 +182,16 @@ class cuda_backend final : public backend {
       p = map_host(length, "a staging slot");
       bind_to_node(p, length);
       std::memset(p, 0, length);
-      const cudaError_t status = cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
+      const cudaError_t status =
+          cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
       if (status != cudaSuccess) {
         ::munmap(p, length);
         detail::cuda_check(status, "cudaHostRegister(staging slot)", __FILE__, __LINE__);
       }
       slot.registered = true;
     } else {
-      const cudaError_t status = cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped);
+      const cudaError_t status =
+          cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped);
       if (status == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         throw budget_error("cudaHostAlloc of a " + std::to_string(length) +
@@ -238,7 +243,8 @@ class cuda_backend final : public backend {
     cudaStreamSynchronize(compute_stream_);
     switch (where) {
       case memory_kind::device:
-        if (cudaFree(p) == cudaSuccess) live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
+        if (cudaFree(p) == cudaSuccess)
+          live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
         return;
       case memory_kind::host: ::munmap(p, bytes); return;
       case memory_kind::host_managed:
@@ -273,7 +279,8 @@ class cuda_backend final : public backend {
     for (auto& slot : scratch_) retire(slot);
   }
 
-  void read_back(void* host_dst, const std::byte* src, std::size_t bytes, memory_kind where) override {
+  void read_back(void* host_dst, const std::byte* src, std::size_t bytes,
+                 memory_kind where) override {
     if (where != memory_kind::device) {
       std::memcpy(host_dst, src, bytes);
       return;
@@ -282,7 +289,8 @@ class cuda_backend final : public backend {
     const device_scope scope(options_.ordinal);
     // Ordered after every copy and decode of this backend, whatever the caller synchronized.
     UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream_));
+    UMLOAD_CUDA_CHECK(
+        cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream_));
     UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
   }
 
@@ -301,8 +309,8 @@ class cuda_backend final : public backend {
  private:
   struct staging_slot {
     std::size_t bytes = 0;
-    void* device = nullptr;  // the slot as the device addresses it
-    bool registered = false; // mmap + cudaHostRegister (NUMA-bound) rather than cudaHostAlloc
+    void* device = nullptr;   // the slot as the device addresses it
+    bool registered = false;  // mmap + cudaHostRegister (NUMA-bound) rather than cudaHostAlloc
   };
 
   struct scratch_slot {
@@ -332,7 +340,8 @@ class cuda_backend final : public backend {
   void load_topology() {
     if (hwloc_topology_init(&topology_) != 0 || hwloc_topology_load(topology_) != 0)
       throw io_error("hwloc: cannot load this machine's topology to bind staging memory", errno);
-    numa_node_ = hwloc_get_numanode_obj_by_os_index(topology_, static_cast<unsigned>(options_.staging_numa_node));
+    numa_node_ = hwloc_get_numanode_obj_by_os_index(
+        topology_, static_cast<unsigned>(options_.staging_numa_node));
     if (numa_node_ == nullptr)
       throw usage_error("staging NUMA node " + std::to_string(options_.staging_numa_node) +
                         " does not exist on this machine (it has " +
@@ -382,8 +391,8 @@ class cuda_backend final : public backend {
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
-      throw budget_error(std::string("cannot map ") + std::to_string(bytes) + " bytes of host memory for " +
-                         what + ": " + std::strerror(err));
+      throw budget_error(std::string("cannot map ") + std::to_string(bytes) +
+                         " bytes of host memory for " + what + ": " + std::strerror(err));
     }
     return p;
   }
@@ -396,10 +405,10 @@ class cuda_backend final : public backend {
       std::size_t free_bytes = 0, total_bytes = 0;
       cudaMemGetInfo(&free_bytes, &total_bytes);
       throw budget_error("cudaMalloc of " + std::to_string(bytes) + " bytes on device " +
-                         std::to_string(options_.ordinal) + " failed: " +
-                         std::to_string(free_bytes) + " of " + std::to_string(total_bytes) +
-                         " bytes free, " + std::to_string(live_device_bytes_) +
-                         " held by this loader");
+                         std::to_string(options_.ordinal) +
+                         " failed: " + std::to_string(free_bytes) + " of " +
+                         std::to_string(total_bytes) + " bytes free, " +
+                         std::to_string(live_device_bytes_) + " held by this loader");
     }
     detail::cuda_check(status, "cudaMalloc", __FILE__, __LINE__);
     live_device_bytes_ += bytes;
@@ -408,7 +417,8 @@ class cuda_backend final : public backend {
   }
 
   void device_free(void* p, std::size_t bytes) noexcept {
-    if (p && cudaFree(p) == cudaSuccess) live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
+    if (p && cudaFree(p) == cudaSuccess)
+      live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
   }
 
   // Host memory the GPU reads in place: preferred location host, accessed by this device. With
@@ -429,8 +439,8 @@ class cuda_backend final : public backend {
       if (bytes > free_bytes)
         throw budget_error("host_managed output of " + std::to_string(bytes) +
                            " bytes: this device has no pageable memory access, and managed memory "
-                           "is not asked beyond the " + std::to_string(free_bytes) +
-                           " bytes it has free");
+                           "is not asked beyond the " +
+                           std::to_string(free_bytes) + " bytes it has free");
       UMLOAD_CUDA_CHECK(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal));
     }
     try {
@@ -490,8 +500,8 @@ class cuda_backend final : public backend {
     }
     auto* base = static_cast<std::uint8_t*>(slot.device);
     UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice,
-                                      copy_stream_));
+    UMLOAD_CUDA_CHECK(
+        cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice, copy_stream_));
     UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base + scales_at, job.scales, job.scale_bytes(),
                                       cudaMemcpyHostToDevice, copy_stream_));
     UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
@@ -521,8 +531,9 @@ class cuda_backend final : public backend {
         return static_cast<const std::uint8_t*>(it->second.device) + (p - base);
     }
     if (pageable_access_) return p;
-    throw usage_error("cuda backend: zero-copy staging needs the item's bytes in a staging slot "
-                      "of this backend");
+    throw usage_error(
+        "cuda backend: zero-copy staging needs the item's bytes in a staging slot "
+        "of this backend");
   }
 
   void decode_in_place(const decode_job& job) {

@@ -2,8 +2,8 @@
 #include <sys/mman.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -39,12 +39,15 @@ class host_backend final : public backend {
       if (p == MAP_FAILED) throw std::bad_alloc();
       return static_cast<std::byte*>(p);
     }
-    void* raw = ::mmap(nullptr, length + huge_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* raw = ::mmap(nullptr, length + huge_page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) throw std::bad_alloc();
     auto* base = static_cast<std::byte*>(raw);
-    auto* aligned = reinterpret_cast<std::byte*>(round_up(reinterpret_cast<std::uintptr_t>(base), huge_page));
+    auto* aligned =
+        reinterpret_cast<std::byte*>(round_up(reinterpret_cast<std::uintptr_t>(base), huge_page));
     if (aligned > base) ::munmap(base, static_cast<std::size_t>(aligned - base));
-    const std::size_t tail = static_cast<std::size_t>((base + length + huge_page) - (aligned + length));
+    const std::size_t tail =
+        static_cast<std::size_t>((base + length + huge_page) - (aligned + length));
     if (tail) ::munmap(aligned + length, tail);
     ::madvise(aligned, length, MADV_HUGEPAGE);  // advisory: ignored where THP is off
     return aligned;
@@ -57,7 +60,8 @@ class host_backend final : public backend {
     const auto t0 = std::chrono::steady_clock::now();
     if (item.what == staged_item::kind::decode) {
       cpu::decode(item.job, path_, threads_);
-      decode_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      decode_seconds_ +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } else {
       if (item.staged_bytes) std::memcpy(item.destination, item.staged, item.staged_bytes);
       copy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

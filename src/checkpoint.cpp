@@ -27,8 +27,8 @@ nlohmann::json parse_json_file_text(std::string_view text, const fs::path& path)
   };
   nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), watch, false);
   if (too_deep)
-    throw format_error(path.string() + ": JSON nests deeper than " + std::to_string(max_json_depth) +
-                       " levels");
+    throw format_error(path.string() + ": JSON nests deeper than " +
+                       std::to_string(max_json_depth) + " levels");
   if (doc.is_discarded()) throw format_error(path.string() + ": not valid UTF-8 JSON");
   if (!doc.is_object()) throw format_error(path.string() + ": not a JSON object");
   return doc;
@@ -45,7 +45,8 @@ bool stays_inside(const fs::path& dir, const fs::path& file) {
   if (ec) return false;
   if (real.parent_path() == real_dir) return true;
   const fs::path snapshots = real_dir.parent_path();
-  return snapshots.filename() == "snapshots" && real.parent_path() == snapshots.parent_path() / "blobs";
+  return snapshots.filename() == "snapshots" &&
+         real.parent_path() == snapshots.parent_path() / "blobs";
 }
 
 // A name from weight_map must name a file directly inside the checkpoint directory: no absolute
@@ -54,7 +55,8 @@ fs::path shard_file(const fs::path& dir, const std::string& name, const std::str
                     const fs::path& index) {
   const fs::path rel(name);
   const auto refuse = [&](const std::string& why) -> void {
-    throw format_error(index.string() + ": tensor '" + tensor + "': file name '" + name + "' " + why);
+    throw format_error(index.string() + ": tensor '" + tensor + "': file name '" + name + "' " +
+                       why);
   };
   if (name.empty()) refuse("is empty");
   if (rel.is_absolute()) refuse("is an absolute path, outside the checkpoint directory");
@@ -66,7 +68,8 @@ fs::path shard_file(const fs::path& dir, const std::string& name, const std::str
   if (!fs::exists(full, ec))
     throw format_error(full.string() + ": shard named by the index for tensor '" + tensor +
                        "' does not exist");
-  if (!stays_inside(dir, full)) refuse("is a symbolic link that leads out of the checkpoint directory");
+  if (!stays_inside(dir, full))
+    refuse("is a symbolic link that leads out of the checkpoint directory");
   if (!fs::is_regular_file(full, ec)) refuse("is not a regular file");  // follows the link
   return full;
 }
@@ -78,7 +81,8 @@ void refuse_link_out(const fs::path& dir, const fs::path& file) {
   std::error_code ec;
   if (!fs::is_symlink(file, ec)) return;
   if (!stays_inside(dir, file))
-    throw format_error(file.string() + ": is a symbolic link that leads out of the checkpoint directory");
+    throw format_error(file.string() +
+                       ": is a symbolic link that leads out of the checkpoint directory");
 }
 
 void add_shard_tensors(checkpoint& ckpt, std::size_t shard_index) {
@@ -116,7 +120,8 @@ model_config parse_model_config(std::string_view json_text, const fs::path& path
   if (auto it = doc.find("model_type"); it != doc.end() && it->is_string())
     c.model_type = it->get<std::string>();
   if (auto q = doc.find("quantization_config"); q != doc.end()) {
-    if (!q->is_object()) throw format_error(path.string() + ": quantization_config is not an object");
+    if (!q->is_object())
+      throw format_error(path.string() + ": quantization_config is not an object");
     if (auto m = q->find("quant_method"); m != q->end() && m->is_string())
       c.quant_method = m->get<std::string>();
   }
@@ -142,7 +147,8 @@ checkpoint_index parse_checkpoint_index(std::string_view json_text, const fs::pa
         index.total_size = total->get<std::uint64_t>();
       else if (total->is_number_float() && total->get<double>() >= 0 &&
                total->get<double>() < 1.8e19 &&
-               total->get<double>() == static_cast<double>(static_cast<std::uint64_t>(total->get<double>())))
+               total->get<double>() ==
+                   static_cast<double>(static_cast<std::uint64_t>(total->get<double>())))
         index.total_size = static_cast<std::uint64_t>(total->get<double>());
       else
         throw format_error(path.string() + ": metadata.total_size is " + total->dump() +
@@ -178,7 +184,8 @@ checkpoint open_checkpoint(const fs::path& source) {
   checkpoint ckpt;
   ckpt.source = source;
   std::error_code ec;
-  if (!fs::exists(source, ec)) throw io_error(source.string() + ": no such file or directory", ENOENT);
+  if (!fs::exists(source, ec))
+    throw io_error(source.string() + ": no such file or directory", ENOENT);
 
   std::set<fs::path> known;  // files that are part of the weights, not copied as "other files"
   if (fs::is_regular_file(source)) {

@@ -10,12 +10,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "src/safetensors.hpp"
 
@@ -38,7 +37,7 @@ struct model_config {
 
 // One tensor of the checkpoint and where its bytes are.
 struct tensor_ref {
-  std::size_t shard = 0;          // index into checkpoint::shards
+  std::size_t shard = 0;  // index into checkpoint::shards
   const tensor_entry* entry = nullptr;
   std::uint64_t file_offset = 0;  // absolute offset of its first byte in the shard file
 
@@ -75,6 +74,7 @@ struct checkpoint_index {
   std::uint64_t total_size = 0;
   std::map<std::string, std::string> weight_map;
 };
-checkpoint_index parse_checkpoint_index(std::string_view json_text, const std::filesystem::path& path);
+checkpoint_index parse_checkpoint_index(std::string_view json_text,
+                                        const std::filesystem::path& path);
 
 }  // namespace umload

@@ -37,9 +37,9 @@ bool inside(const fs::path& child, const fs::path& parent) {
 }
 
 struct shard_plan {
-  std::vector<std::size_t> tensors;        // indices into outputs, in file order
-  std::vector<std::uint64_t> offsets;      // data offset of each, parallel to `tensors`
-  std::string header;                      // 8-byte length + JSON
+  std::vector<std::size_t> tensors;    // indices into outputs, in file order
+  std::vector<std::uint64_t> offsets;  // data offset of each, parallel to `tensors`
+  std::string header;                  // 8-byte length + JSON
   std::uint64_t data_bytes = 0;
 };
 
@@ -86,8 +86,9 @@ class shard_sink final : public output_sink {
     f.write_exact(buffer_, bytes, base + offset);
     // Push the written range to disk and drop it from the page cache: output must not pile up
     // as dirty cache on machines whose memory is shared with the GPU.
-    ::sync_file_range(f.fd(), static_cast<off_t>(base + offset), static_cast<off_t>(bytes),
-                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    ::sync_file_range(
+        f.fd(), static_cast<off_t>(base + offset), static_cast<off_t>(bytes),
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     f.drop_cache(base + offset, bytes);
     remaining_[s] -= bytes;
     if (remaining_[s] == 0) finish(s);
@@ -165,7 +166,8 @@ std::vector<shard_plan> plan_shards(const std::vector<output_tensor>& outputs,
       plan.data_bytes += outputs[t].bytes;
       layouts.push_back({outputs[t].name, outputs[t].type, outputs[t].shape, outputs[t].bytes});
     }
-    plan.header = make_safetensors_header(layouts, {{"format", "pt"}, {"umload_layout", layout_name}});
+    plan.header =
+        make_safetensors_header(layouts, {{"format", "pt"}, {"umload_layout", layout_name}});
     shards.push_back(std::move(plan));
   }
   return shards;
@@ -222,25 +224,27 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   pipeline.slots = 2;
   pipeline.readers = 1;
   const double per_slot_bytes = pipeline.slots + std::max(1.0, growth);
-  pipeline.slot_bytes = static_cast<std::size_t>(report.memory_budget / per_slot_bytes) / 4096 * 4096;
+  pipeline.slot_bytes =
+      static_cast<std::size_t>(report.memory_budget / per_slot_bytes) / 4096 * 4096;
   pipeline.slot_bytes = std::min<std::size_t>(pipeline.slot_bytes, 256ull << 20);
   const std::uint64_t need = min_slot_bytes(outputs);
   if (pipeline.slot_bytes < need)
-    throw budget_error("memory budget of " + std::to_string(report.memory_budget) +
-                       " bytes is too small: one expert needs a slot of " + std::to_string(need) +
-                       " bytes, so the budget must be at least " +
-                       std::to_string(static_cast<std::uint64_t>(need * per_slot_bytes) + (8 << 20)) +
-                       " bytes");
+    throw budget_error(
+        "memory budget of " + std::to_string(report.memory_budget) +
+        " bytes is too small: one expert needs a slot of " + std::to_string(need) +
+        " bytes, so the budget must be at least " +
+        std::to_string(static_cast<std::uint64_t>(need * per_slot_bytes) + (8 << 20)) + " bytes");
   std::uint64_t chunk = 0;  // the largest output of one item
   const std::uint64_t out_elem = pipeline.dtype == output_dtype::f32 ? 4 : 2;
   for (const auto& out : outputs) {
     if (out.pair) {
       const std::uint64_t per = out.pair->rows * out.pair->groups * 17;
-      const std::uint64_t experts = std::min<std::uint64_t>(out.expert_end - out.expert_begin,
-                                                            std::max<std::uint64_t>(1, pipeline.slot_bytes / per));
+      const std::uint64_t experts = std::min<std::uint64_t>(
+          out.expert_end - out.expert_begin, std::max<std::uint64_t>(1, pipeline.slot_bytes / per));
       chunk = std::max(chunk, experts * out.pair->rows * out.pair->in_features() * out_elem);
     } else {
-      chunk = std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));
+      chunk =
+          std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));
     }
   }
 
@@ -262,14 +266,13 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   }
   report.backend = std::string(engine->name());
 
-  const nlohmann::json marker = {
-      {"tool", "umload convert"},
-      {"source", fs::weakly_canonical(source).string()},
-      {"layout", to_string(pipeline.order)},
-      {"dtype", to_string(pipeline.dtype)},
-      {"rank", pipeline.rank},
-      {"world_size", pipeline.world_size},
-      {"shard_bytes", options.shard_bytes}};
+  const nlohmann::json marker = {{"tool", "umload convert"},
+                                 {"source", fs::weakly_canonical(source).string()},
+                                 {"layout", to_string(pipeline.order)},
+                                 {"dtype", to_string(pipeline.dtype)},
+                                 {"rank", pipeline.rank},
+                                 {"world_size", pipeline.world_size},
+                                 {"shard_bytes", options.shard_bytes}};
   const std::string marker_text = marker.dump(2) + "\n";
   check_destination(source, destination, options.force, marker_text);
   fs::create_directories(destination);
@@ -290,7 +293,8 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   report.tensors = outputs.size();
   nlohmann::json weight_map = nlohmann::json::object();
   for (std::size_t s = 0; s < shards.size(); ++s)
-    for (std::size_t t : shards[s].tensors) weight_map[outputs[t].name] = shard_name(s, shards.size());
+    for (std::size_t t : shards[s].tensors)
+      weight_map[outputs[t].name] = shard_name(s, shards.size());
 
   const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
   // The chunk written to the shards is host memory either way (not a staging slot: the CUDA

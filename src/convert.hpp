@@ -22,25 +22,25 @@
 namespace umload {
 
 struct convert_options {
-  pipeline_options pipeline;          // layout, dtype (bf16|f32), rank/world, progress
-  std::uint64_t memory_budget = 0;    // 0: min(1 GiB, MemAvailable / 4)
+  pipeline_options pipeline;        // layout, dtype (bf16|f32), rank/world, progress
+  std::uint64_t memory_budget = 0;  // 0: min(1 GiB, MemAvailable / 4)
   std::uint64_t shard_bytes = 4ull << 30;
-  std::string device = "auto";        // auto (the GPU when usable) | cpu | cuda | cuda:N
-  int threads = 0;                    // host backend only
-  std::optional<cpu::isa> isa;        // host backend only
-  bool force = false;                 // replace a destination holding another model
+  std::string device = "auto";  // auto (the GPU when usable) | cpu | cuda | cuda:N
+  int threads = 0;              // host backend only
+  std::optional<cpu::isa> isa;  // host backend only
+  bool force = false;           // replace a destination holding another model
 };
 
 struct convert_report {
   pipeline_stats pipeline;
   std::uint64_t memory_budget = 0;
-  std::uint64_t output_bytes = 0;     // tensor bytes written
+  std::uint64_t output_bytes = 0;  // tensor bytes written
   std::size_t shards = 0;
   std::size_t tensors = 0;
   std::uint64_t peak_rss_bytes = 0;
   std::filesystem::path destination;
-  std::string device = "cpu";         // where the decode ran: cpu or cuda:N
-  std::string backend;                // the backend's name
+  std::string device = "cpu";  // where the decode ran: cpu or cuda:N
+  std::string backend;         // the backend's name
 };
 
 convert_report convert_checkpoint(const std::filesystem::path& source,

@@ -16,9 +16,7 @@ struct dlpack_holder {
   std::vector<std::int64_t> strides;
 };
 
-void delete_holder(DLManagedTensor* self) {
-  delete static_cast<dlpack_holder*>(self->manager_ctx);
-}
+void delete_holder(DLManagedTensor* self) { delete static_cast<dlpack_holder*>(self->manager_ctx); }
 
 }  // namespace
 
@@ -48,14 +46,18 @@ tensor_view view(const loaded_tensor& tensor) {
 DLDataType dlpack_dtype(dtype type) {
   const auto bits = static_cast<std::uint8_t>(element_bits(type));
   switch (type) {
-    case dtype::U8: case dtype::U16: case dtype::U32: case dtype::U64:
-      return {static_cast<std::uint8_t>(kDLUInt), bits, 1};
-    case dtype::I8: case dtype::I16: case dtype::I32: case dtype::I64:
-      return {static_cast<std::uint8_t>(kDLInt), bits, 1};
-    case dtype::F16: case dtype::F32: case dtype::F64:
-      return {static_cast<std::uint8_t>(kDLFloat), bits, 1};
-    case dtype::BF16:
-      return {static_cast<std::uint8_t>(kDLBfloat), 16, 1};
+    case dtype::U8:
+    case dtype::U16:
+    case dtype::U32:
+    case dtype::U64: return {static_cast<std::uint8_t>(kDLUInt), bits, 1};
+    case dtype::I8:
+    case dtype::I16:
+    case dtype::I32:
+    case dtype::I64: return {static_cast<std::uint8_t>(kDLInt), bits, 1};
+    case dtype::F16:
+    case dtype::F32:
+    case dtype::F64: return {static_cast<std::uint8_t>(kDLFloat), bits, 1};
+    case dtype::BF16: return {static_cast<std::uint8_t>(kDLBfloat), 16, 1};
     default:
       throw usage_error("dtype " + std::string(to_string(type)) + " has no DLPack 0.6 type code");
   }

@@ -54,9 +54,10 @@ file file::open_read(const std::filesystem::path& path, bool direct) {
   bool is_direct = false;
   std::uint32_t alignment = 4096;
   if (direct && !g_refuse_direct) {
-    struct statx stx{};
+    struct statx stx {};
     bool supported = true;
-    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN)) {
       supported = stx.stx_dio_offset_align != 0;  // 0: this file cannot do direct I/O
       alignment = std::max({alignment, stx.stx_dio_offset_align, stx.stx_dio_mem_align});
     }
@@ -103,7 +104,7 @@ void file::close() {
 }
 
 std::uint64_t file::size() const {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd_, &st) != 0) throw io_error(describe("cannot stat", path_, errno), errno);
   return static_cast<std::uint64_t>(st.st_size);
 }
@@ -122,8 +123,9 @@ std::size_t file::read_at_least(void* dst, std::size_t bytes, std::size_t requir
     if (allowed == 0) {
       const int err = g_fault.error.load();
       if (err != 0)
-        throw io_error(describe("read failed", path_, err) + " at offset " +
-                           std::to_string(offset + done), err);
+        throw io_error(
+            describe("read failed", path_, err) + " at offset " + std::to_string(offset + done),
+            err);
       throw io_error("short read from " + path_.string() + ": end of file at offset " +
                      std::to_string(offset + done) + ", " + std::to_string(required - done) +
                      " bytes missing (the file changed or is truncated)");
@@ -132,8 +134,9 @@ std::size_t file::read_at_least(void* dst, std::size_t bytes, std::size_t requir
     const ssize_t n = ::pread(fd_, out + done, want, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw io_error(describe("read failed", path_, errno) + " at offset " +
-                         std::to_string(offset + done), errno);
+      throw io_error(
+          describe("read failed", path_, errno) + " at offset " + std::to_string(offset + done),
+          errno);
     }
     if (n == 0 && done >= required) return done;
     if (n == 0)

@@ -46,7 +46,8 @@ class file {
   void close();
 
  private:
-  file(int fd, std::filesystem::path path, bool direct) : fd_(fd), path_(std::move(path)), direct_(direct) {}
+  file(int fd, std::filesystem::path path, bool direct)
+      : fd_(fd), path_(std::move(path)), direct_(direct) {}
   int fd_ = -1;
   std::filesystem::path path_;
   bool direct_ = false;

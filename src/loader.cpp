@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <cstdio>
 #include <map>
+#include <thread>
 
 #include "kernels/error.hpp"
 #include "platform/config.hpp"
@@ -46,7 +46,8 @@ std::string hex(const unsigned char* digest, unsigned n) {
 class sha256 {
  public:
   sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw error("SHA-256 init failed");
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1)
+      throw error("SHA-256 init failed");
   }
   ~sha256() { EVP_MD_CTX_free(ctx_); }
   void update(const void* p, std::size_t n) {
@@ -155,22 +156,25 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
     engine = make_cuda_backend(cuda);
     default_kind = memory_kind::device;
     for (const auto& p : plan.placements)
-      where_of[p.tensor] = p.where == platform::location::device ? memory_kind::device
+      where_of[p.tensor] = p.where == platform::location::device         ? memory_kind::device
                            : p.where == platform::location::host_managed ? memory_kind::host_managed
                                                                          : memory_kind::host;
     report.device = "cuda:" + std::to_string(device.ordinal);
-    report.strategy = std::string(platform::to_string(plan.model)) +
-                      (plan.zero_copy_staging ? ": pinned staging read in place by the GPU, decode on GPU"
-                                              : ": pinned staging copied to device scratch, decode on GPU");
+    report.strategy =
+        std::string(platform::to_string(plan.model)) +
+        (plan.zero_copy_staging ? ": pinned staging read in place by the GPU, decode on GPU"
+                                : ": pinned staging copied to device scratch, decode on GPU");
   } else {
     engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
     report.device = "cpu";
     report.host_stands_in = gpu_plan;
-    report.strategy = gpu_plan ? std::string(platform::to_string(plan.model)) +
-                                     " plan with the host standing in for the device: CPU decode into host memory"
-                               : "host: staging ring, decode on CPU cores";
+    report.strategy =
+        gpu_plan ? std::string(platform::to_string(plan.model)) +
+                       " plan with the host standing in for the device: CPU decode into host memory"
+                 : "host: staging ring, decode on CPU cores";
   }
-  report.strategy += std::string(", ") + (pipeline.io == io_mode::direct ? "direct" : "buffered") + " I/O";
+  report.strategy +=
+      std::string(", ") + (pipeline.io == io_mode::direct ? "direct" : "buffered") + " I/O";
   report.backend = std::string(engine->name());
 
   std::vector<loaded_tensor> tensors;

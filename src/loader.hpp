@@ -9,11 +9,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "src/backend.hpp"
 #include "src/pipeline.hpp"
@@ -27,11 +26,11 @@ struct load_options {
   int threads = 0;              // CPU decode threads (0: all)
   std::optional<cpu::isa> isa;  // CPU decode path (default: best this CPU has)
   bool digest = false;          // compute per-tensor SHA-256 digests
-  bool check = false;           // count non-finite values and checksum each decoded tensor where it lives
-  platform_choice platform;     // live machine, a profile, or a forced memory model
+  bool check = false;  // count non-finite values and checksum each decoded tensor where it lives
+  platform_choice platform;  // live machine, a profile, or a forced memory model
   // Staging slot size and count come from the plan unless the caller set them.
   bool staging_from_plan = true;
-  bool io_from_plan = true;     // pipeline.io automatic: the plan's I/O mode
+  bool io_from_plan = true;  // pipeline.io automatic: the plan's I/O mode
 };
 
 struct loaded_tensor {
@@ -41,7 +40,7 @@ struct loaded_tensor {
   std::byte* data = nullptr;
   std::uint64_t bytes = 0;
   memory_kind where = memory_kind::host;
-  int device = -1;  // CUDA ordinal (device and host_managed memory), -1 for host memory
+  int device = -1;     // CUDA ordinal (device and host_managed memory), -1 for host memory
   std::string digest;  // "sha256:<hex>" when asked for
   // With load_options::check, for decoded tensors: non-finite values and a checksum of the bits,
   // computed where the tensor lives (CUB on the GPU), the same on every backend.
@@ -70,12 +69,12 @@ class weight_set {
 };
 
 struct load_report {
-  std::string device;         // "cpu" or "cuda:N"
+  std::string device;  // "cpu" or "cuda:N"
   std::string backend;
-  std::string strategy;       // how bytes moved (e.g. "host-decode", "discrete-copy-decode")
-  std::string memory_model;   // from the platform layer
-  std::string platform;       // "live" or "profile NAME"
-  std::string plan_reason;    // why the plan chose its strategy
+  std::string strategy;      // how bytes moved (e.g. "host-decode", "discrete-copy-decode")
+  std::string memory_model;  // from the platform layer
+  std::string platform;      // "live" or "profile NAME"
+  std::string plan_reason;   // why the plan chose its strategy
   std::uint64_t predicted_peak_device_bytes = 0;
   std::uint64_t predicted_peak_host_bytes = 0;
   bool host_stands_in = false;  // a GPU plan run on the CPU (no GPU here)
@@ -84,7 +83,7 @@ struct load_report {
   std::uint64_t peak_rss_bytes = 0;
   std::uint64_t page_cache_bytes_after = 0;
   std::size_t tensor_count = 0;
-  std::string digest;         // "sha256:<hex>" over "<name> <hex>\n" lines sorted by name
+  std::string digest;            // "sha256:<hex>" over "<name> <hex>\n" lines sorted by name
   std::uint64_t non_finite = 0;  // with check: non-finite values over every decoded tensor
 };
 

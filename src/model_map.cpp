@@ -84,7 +84,8 @@ model_map build(const checkpoint& ckpt, std::vector<std::string>* problems) {
     const auto& ss = scales->entry->shape;
     bool ok = true;
     if (ref.entry->type != dtype::U8) {
-      check.report(where(ref) + ": blocks must be U8, found " + std::string(to_string(ref.entry->type)));
+      check.report(where(ref) + ": blocks must be U8, found " +
+                   std::string(to_string(ref.entry->type)));
       ok = false;
     }
     if (scales->entry->type != dtype::U8) {
@@ -119,8 +120,8 @@ model_map build(const checkpoint& ckpt, std::vector<std::string>* problems) {
     pair.groups = bs[2];
     if (config) {
       const std::uint64_t in = pair.in_features();
-      const std::uint64_t want = pair.proj == projection::down ? config->intermediate_size
-                                                               : config->hidden_size;
+      const std::uint64_t want =
+          pair.proj == projection::down ? config->intermediate_size : config->hidden_size;
       if (want != 0 && in != want && in != config->hidden_size && in != config->intermediate_size) {
         check.report(where(ref) + ": groups * 32 = " + std::to_string(in) +
                      " matches neither hidden_size " + std::to_string(config->hidden_size) +

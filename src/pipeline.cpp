@@ -60,8 +60,9 @@ std::vector<work_item> make_items(const std::vector<output_tensor>& outputs,
       const auto& pair = *out.pair;
       const std::uint64_t blocks_per = pair.rows * pair.groups * 16;
       const std::uint64_t scales_per = pair.rows * pair.groups;
-      const std::uint64_t out_per = pair.rows * pair.groups * 32 * element_bytes(
-          options.dtype == output_dtype::f32 ? out_dtype::f32 : out_dtype::bf16);
+      const std::uint64_t out_per =
+          pair.rows * pair.groups * 32 *
+          element_bytes(options.dtype == output_dtype::f32 ? out_dtype::f32 : out_dtype::bf16);
       const std::uint64_t step = std::max<std::uint64_t>(1, capacity / (blocks_per + scales_per));
       for (std::uint64_t e = out.expert_begin; e < out.expert_end; e += step) {
         const std::uint64_t n = std::min(step, out.expert_end - e);
@@ -103,8 +104,13 @@ std::vector<work_item> make_items(const std::vector<output_tensor>& outputs,
 class staging_ring {
  public:
   staging_ring(const checkpoint& ckpt, const std::vector<work_item>& items,
-               const pipeline_options& options, backend& engine, const output_sink& sink, bool direct)
-      : ckpt_(ckpt), items_(items), engine_(engine), sink_(sink), slots_(std::max(2, options.slots)),
+               const pipeline_options& options, backend& engine, const output_sink& sink,
+               bool direct)
+      : ckpt_(ckpt),
+        items_(items),
+        engine_(engine),
+        sink_(sink),
+        slots_(std::max(2, options.slots)),
         direct_(direct) {
     for (const auto& shard : ckpt.shards) files_.push_back(file::open_read(shard.path, direct));
     for (const auto& f : files_) {
@@ -113,7 +119,8 @@ class staging_ring {
     }
     // Reads straight into a destination have no alignment to offer O_DIRECT: they go buffered.
     if (direct_)
-      for (const auto& shard : ckpt.shards) plain_files_.push_back(file::open_read(shard.path, false));
+      for (const auto& shard : ckpt.shards)
+        plain_files_.push_back(file::open_read(shard.path, false));
     capacity_ = round_up(options.slot_bytes, align_) + 8 * align_;
     check_sizes();
     buffers_.resize(slots_, nullptr);
@@ -142,8 +149,8 @@ class staging_ring {
       const std::uint64_t now = files_[s].size();
       if (now != ckpt_.shards[s].file_size)
         throw io_error(ckpt_.shards[s].path.string() + ": file changed size during the load (" +
-                       std::to_string(ckpt_.shards[s].file_size) + " bytes when its header was read, " +
-                       std::to_string(now) + " now)");
+                       std::to_string(ckpt_.shards[s].file_size) +
+                       " bytes when its header was read, " + std::to_string(now) + " now)");
     }
   }
 
@@ -217,7 +224,8 @@ class staging_ring {
       } catch (...) {
         failure = std::current_exception();
       }
-      read_nanos_ += std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count();
+      read_nanos_ +=
+          std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count();
       {
         std::lock_guard lock(mutex_);
         data_[s] = staged;
@@ -274,7 +282,8 @@ class staging_ring {
 
 [[noreturn]] void refuse_nan_scale(const checkpoint& ckpt, const expert_pair& pair,
                                    const work_item& item, std::int64_t at) {
-  const std::uint64_t index = item.expert_first * pair.rows * pair.groups + static_cast<std::uint64_t>(at);
+  const std::uint64_t index =
+      item.expert_first * pair.rows * pair.groups + static_cast<std::uint64_t>(at);
   const std::uint64_t expert = index / (pair.rows * pair.groups);
   const std::uint64_t row = index / pair.groups % pair.rows;
   const std::uint64_t group = index % pair.groups;
@@ -312,7 +321,8 @@ io_mode parse_io_mode(std::string_view text) {
   if (text == "auto") return io_mode::automatic;
   if (text == "direct") return io_mode::direct;
   if (text == "buffered") return io_mode::buffered;
-  throw usage_error("unknown I/O mode '" + std::string(text) + "' (expected auto, direct or buffered)");
+  throw usage_error("unknown I/O mode '" + std::string(text) +
+                    "' (expected auto, direct or buffered)");
 }
 
 layout parse_layout(std::string_view text) {
@@ -321,8 +331,7 @@ layout parse_layout(std::string_view text) {
   throw usage_error("unknown layout '" + std::string(text) + "' (expected hf or native)");
 }
 
-std::vector<output_tensor> plan_outputs(const model_map& map,
-                                        const pipeline_options& options) {
+std::vector<output_tensor> plan_outputs(const model_map& map, const pipeline_options& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
     throw usage_error("rank " + std::to_string(options.rank) + " is outside world size " +
                       std::to_string(options.world_size));
@@ -458,7 +467,8 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
       for (int k = 0; k < item.sources; ++k) {
         const auto& r = item.src[k];
         const std::uint64_t first = round_down(r.offset, page_bytes);
-        ring.shard_file(r.shard).drop_cache(first, round_up(r.offset + r.bytes, page_bytes) - first);
+        ring.shard_file(r.shard).drop_cache(first,
+                                            round_up(r.offset + r.bytes, page_bytes) - first);
       }
     produced += item.out_bytes;
     if (i + 1 == items.size() || items[i + 1].tensor != item.tensor) ++tensors_done;
@@ -469,7 +479,8 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
   ring.stop();
   ring.check_sizes();
   if (drop)
-    for (std::size_t s = 0; s < ckpt.shards.size(); ++s) ring.shard_file(s).drop_cache(0, ckpt.shards[s].file_size);
+    for (std::size_t s = 0; s < ckpt.shards.size(); ++s)
+      ring.shard_file(s).drop_cache(0, ckpt.shards[s].file_size);
   const auto b = engine.stats();
   stats.copy_seconds = b.copy_seconds;
   stats.decode_seconds = b.decode_seconds;
@@ -501,7 +512,7 @@ std::uint64_t resident_page_cache_bytes(const checkpoint& ckpt) {
 }
 
 std::uint64_t peak_rss_bytes() {
-  struct rusage usage{};
+  struct rusage usage {};
   ::getrusage(RUSAGE_SELF, &usage);
   return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;
 }

@@ -31,7 +31,7 @@ io_mode parse_io_mode(std::string_view text);            // throws usage_error
 layout parse_layout(std::string_view text);              // throws usage_error
 
 struct progress_event {
-  std::uint64_t bytes_done = 0;   // output bytes produced so far
+  std::uint64_t bytes_done = 0;  // output bytes produced so far
   std::uint64_t bytes_total = 0;
   std::size_t tensors_done = 0;
   std::size_t tensors_total = 0;
@@ -43,11 +43,11 @@ struct pipeline_options {
   output_dtype dtype = output_dtype::bf16;
   bool allow_nan_scales = false;
   io_mode io = io_mode::automatic;
-  bool keep_page_cache = false;   // benchmarks only: leave consumed input pages cached
+  bool keep_page_cache = false;  // benchmarks only: leave consumed input pages cached
   std::size_t slot_bytes = 64ull << 20;
   int slots = 4;
   int readers = 2;
-  int rank = 0;                   // expert-parallel slice: this rank's contiguous experts
+  int rank = 0;  // expert-parallel slice: this rank's contiguous experts
   int world_size = 1;
   std::function<void(const progress_event&)> on_progress;
 };
@@ -61,15 +61,14 @@ struct output_tensor {
   int layer = -1;
   const expert_pair* pair = nullptr;  // decoded from this pair; null: copied from `source`
   tensor_ref source;
-  std::uint64_t expert_begin = 0;     // the experts this rank holds (sliced tensors)
+  std::uint64_t expert_begin = 0;  // the experts this rank holds (sliced tensors)
   std::uint64_t expert_end = 0;
-  bool sliced = false;                // tensor under .mlp.experts., cut to the rank's experts
+  bool sliced = false;  // tensor under .mlp.experts., cut to the rank's experts
 };
 
 // The tensors a load or convert produces, in streaming order (non-layer tensors, then layers).
 // Throws usage_error when the experts do not divide by world_size.
-std::vector<output_tensor> plan_outputs(const model_map& map,
-                                        const pipeline_options& options);
+std::vector<output_tensor> plan_outputs(const model_map& map, const pipeline_options& options);
 
 // Where each item's output goes. `destination` is asked before the backend runs; `commit` after.
 class output_sink {
@@ -89,12 +88,12 @@ class output_sink {
 
 struct pipeline_stats {
   double seconds = 0;
-  double read_seconds = 0;   // summed over reader threads
+  double read_seconds = 0;  // summed over reader threads
   double copy_seconds = 0;
   double decode_seconds = 0;
-  std::uint64_t bytes_read = 0;      // from files, including alignment padding
+  std::uint64_t bytes_read = 0;  // from files, including alignment padding
   std::uint64_t bytes_produced = 0;
-  std::uint64_t quantized_bytes = 0; // MXFP4 bytes decoded
+  std::uint64_t quantized_bytes = 0;  // MXFP4 bytes decoded
   std::size_t items = 0;
   std::size_t slot_bytes = 0;
   int slots = 0;

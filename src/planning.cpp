@@ -11,7 +11,8 @@ std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
   std::vector<platform::stored_tensor> out;
   out.reserve(ckpt.tensors.size());
   for (const auto& [name, ref] : ckpt.tensors)
-    out.push_back({name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
+    out.push_back(
+        {name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
   return out;
 }
 
@@ -58,8 +59,9 @@ platform::platform_info choose_platform(const platform_choice& choice) {
   if (choice.memory_model) {
     const auto model = platform::parse_memory_model(*choice.memory_model);
     if (!model)
-      throw usage_error("--platform '" + *choice.memory_model +
-                        "' is not a memory model (host, discrete, discrete-hmm, coherent, integrated)");
+      throw usage_error(
+          "--platform '" + *choice.memory_model +
+          "' is not a memory model (host, discrete, discrete-hmm, coherent, integrated)");
     info = platform::with_model(std::move(info), *model);
   }
   return info;
@@ -72,7 +74,8 @@ platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_
   demand_options.dtype = options.dtype == output_dtype::f32    ? platform::output_dtype::f32
                          : options.dtype == output_dtype::keep ? platform::output_dtype::keep
                                                                : platform::output_dtype::bf16;
-  demand_options.layout = options.order == layout::hf ? platform::output_layout::hf : platform::output_layout::native;
+  demand_options.layout =
+      options.order == layout::hf ? platform::output_layout::hf : platform::output_layout::native;
   demand_options.rank = options.rank;
   demand_options.world_size = options.world_size;
   std::string label = ckpt.source.filename().string();

@@ -23,7 +23,7 @@ struct platform_choice {
   std::optional<std::string> topology;      // hwloc XML or "synthetic:..."
   std::optional<std::uint64_t> device_memory_bytes;
   std::optional<std::uint64_t> host_memory_bytes;
-  std::optional<int> device;                // the CUDA ordinal to examine (default_cuda_ordinal)
+  std::optional<int> device;  // the CUDA ordinal to examine (default_cuda_ordinal)
 };
 
 // Which processor decodes: the host, or CUDA device `ordinal`.

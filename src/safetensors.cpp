@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "kernels/error.hpp"
 #include "src/file.hpp"
@@ -67,11 +66,13 @@ tensor_entry parse_entry(const std::string& name, const nlohmann::json& value,
   const auto shape = value.find("shape");
   if (shape == value.end() || !shape->is_array()) fail(path, name, "missing or non-array 'shape'");
   if (shape->size() > max_tensor_rank)
-    fail(path, name, "rank " + std::to_string(shape->size()) + " exceeds the limit of " +
-                         std::to_string(max_tensor_rank));
+    fail(path, name,
+         "rank " + std::to_string(shape->size()) + " exceeds the limit of " +
+             std::to_string(max_tensor_rank));
   for (const auto& d : *shape) {
     std::uint64_t dim = 0;
-    if (!to_u64(d, dim)) fail(path, name, "shape holds " + d.dump() + ", not a non-negative integer");
+    if (!to_u64(d, dim))
+      fail(path, name, "shape holds " + d.dump() + ", not a non-negative integer");
     t.shape.push_back(dim);
   }
 
@@ -81,8 +82,9 @@ tensor_entry parse_entry(const std::string& name, const nlohmann::json& value,
   if (!to_u64((*offsets)[0], t.begin) || !to_u64((*offsets)[1], t.end))
     fail(path, name, "'data_offsets' holds " + offsets->dump() + ", not non-negative integers");
   if (t.end < t.begin)
-    fail(path, name, "data_offsets end " + std::to_string(t.end) + " is before begin " +
-                         std::to_string(t.begin));
+    fail(path, name,
+         "data_offsets end " + std::to_string(t.end) + " is before begin " +
+             std::to_string(t.begin));
 
   // product(shape) * bits / 8 must equal end - begin, without overflow.
   unsigned __int128 total_bits = element_bits(t.type);
@@ -92,13 +94,15 @@ tensor_entry parse_entry(const std::string& name, const nlohmann::json& value,
       fail(path, name, "shape " + shape->dump() + " is absurdly large (byte size overflows)");
   }
   if (total_bits % 8 != 0)
-    fail(path, name, "shape " + shape->dump() + " of " + std::string(to_string(t.type)) +
-                         " does not fill whole bytes");
+    fail(path, name,
+         "shape " + shape->dump() + " of " + std::string(to_string(t.type)) +
+             " does not fill whole bytes");
   const auto expected = static_cast<std::uint64_t>(total_bits / 8);
   if (expected != t.bytes())
-    fail(path, name, "size mismatch: shape " + shape->dump() + " of " +
-                         std::string(to_string(t.type)) + " needs " + std::to_string(expected) +
-                         " bytes, data_offsets span " + std::to_string(t.bytes()));
+    fail(path, name,
+         "size mismatch: shape " + shape->dump() + " of " + std::string(to_string(t.type)) +
+             " needs " + std::to_string(expected) + " bytes, data_offsets span " +
+             std::to_string(t.bytes()));
   return t;
 }
 
@@ -134,7 +138,8 @@ const tensor_entry* safetensors_header::find(std::string_view name) const {
   return nullptr;
 }
 
-safetensors_header parse_safetensors_header(std::span<const std::byte> json, std::uint64_t file_size,
+safetensors_header parse_safetensors_header(std::span<const std::byte> json,
+                                            std::uint64_t file_size,
                                             const std::filesystem::path& path) {
   safetensors_header header;
   header.path = path;
@@ -142,13 +147,13 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> json, std
   header.header_bytes = json.size();
   header.data_offset = 8 + json.size();
   if (header.data_offset > file_size)
-    fail(path, "", "header of " + std::to_string(json.size()) + " bytes runs past the end of the " +
-                       std::to_string(file_size) + "-byte file");
+    fail(path, "",
+         "header of " + std::to_string(json.size()) + " bytes runs past the end of the " +
+             std::to_string(file_size) + "-byte file");
   const auto* text = reinterpret_cast<const char*>(json.data());
   std::size_t first = 0;
   while (first < json.size() && text[first] == ' ') ++first;
-  if (first == json.size() || text[first] != '{')
-    fail(path, "", "header does not start with '{'");
+  if (first == json.size() || text[first] != '{') fail(path, "", "header does not start with '{'");
 
   // Duplicate top-level keys and nesting depth are checked while parsing: nlohmann keeps the last
   // duplicate silently, and no valid header nests deeper than 3.
@@ -189,23 +194,25 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> json, std
   std::string previous;
   for (const auto& t : header.tensors) {
     if (t.begin > cursor)
-      fail(path, t.name, "gap: data begins at " + std::to_string(t.begin) + " but the previous " +
-                             (previous.empty() ? std::string("data") : "tensor '" + previous + "'") +
-                             " ends at " + std::to_string(cursor));
+      fail(path, t.name,
+           "gap: data begins at " + std::to_string(t.begin) + " but the previous " +
+               (previous.empty() ? std::string("data") : "tensor '" + previous + "'") +
+               " ends at " + std::to_string(cursor));
     if (t.begin < cursor)
-      fail(path, t.name, "overlap: data begins at " + std::to_string(t.begin) +
-                             " inside tensor '" + previous + "' which ends at " +
-                             std::to_string(cursor));
+      fail(path, t.name,
+           "overlap: data begins at " + std::to_string(t.begin) + " inside tensor '" + previous +
+               "' which ends at " + std::to_string(cursor));
     cursor = t.end;
     previous = t.name;
   }
   if (cursor < buffer)
-    fail(path, previous, "trailing bytes: tensors end at " + std::to_string(cursor) +
-                             " but the data buffer holds " + std::to_string(buffer) + " bytes");
+    fail(path, previous,
+         "trailing bytes: tensors end at " + std::to_string(cursor) +
+             " but the data buffer holds " + std::to_string(buffer) + " bytes");
   if (cursor > buffer)
-    fail(path, previous, "data ends at " + std::to_string(cursor) +
-                             " past the end of the data buffer (" + std::to_string(buffer) +
-                             " bytes; file truncated?)");
+    fail(path, previous,
+         "data ends at " + std::to_string(cursor) + " past the end of the data buffer (" +
+             std::to_string(buffer) + " bytes; file truncated?)");
   return header;
 }
 
@@ -219,11 +226,13 @@ safetensors_header read_safetensors_header(const std::filesystem::path& path) {
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | length_bytes[i];
   if (n > max_header_bytes)
-    fail(path, "", "header length " + std::to_string(n) + " exceeds the limit of " +
-                       std::to_string(max_header_bytes));
+    fail(path, "",
+         "header length " + std::to_string(n) + " exceeds the limit of " +
+             std::to_string(max_header_bytes));
   if (n > size - 8)
-    fail(path, "", "header length " + std::to_string(n) + " runs past the end of the " +
-                       std::to_string(size) + "-byte file");
+    fail(path, "",
+         "header length " + std::to_string(n) + " runs past the end of the " +
+             std::to_string(size) + "-byte file");
   std::vector<std::byte> json(n);
   f.read_exact(json.data(), n, 8);
   return parse_safetensors_header(json, size, path);

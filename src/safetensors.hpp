@@ -18,8 +18,26 @@
 namespace umload {
 
 enum class dtype : std::uint8_t {
-  BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64,
-  C64, F4, F6_E2M3, F6_E3M2
+  BOOL,
+  U8,
+  I8,
+  F8_E5M2,
+  F8_E4M3,
+  F8_E8M0,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  F64,
+  I64,
+  U64,
+  C64,
+  F4,
+  F6_E2M3,
+  F6_E3M2
 };
 
 std::string_view to_string(dtype d);
@@ -44,8 +62,8 @@ struct tensor_entry {
 struct safetensors_header {
   std::filesystem::path path;
   std::uint64_t file_size = 0;
-  std::uint64_t header_bytes = 0;  // N, the JSON length
-  std::uint64_t data_offset = 0;   // 8 + N
+  std::uint64_t header_bytes = 0;     // N, the JSON length
+  std::uint64_t data_offset = 0;      // 8 + N
   std::vector<tensor_entry> tensors;  // sorted by begin
   std::map<std::string, std::string> metadata;
 
@@ -55,7 +73,8 @@ struct safetensors_header {
 
 // Parses and validates a header given its JSON text and the size of the whole file. Pure: reads
 // no file. Throws format_error naming `path`, the tensor and the broken rule.
-safetensors_header parse_safetensors_header(std::span<const std::byte> json, std::uint64_t file_size,
+safetensors_header parse_safetensors_header(std::span<const std::byte> json,
+                                            std::uint64_t file_size,
                                             const std::filesystem::path& path);
 
 // Reads the 8-byte length and the header of a file, then parses it. Throws io_error on a failed

@@ -1,11 +1,10 @@
 #include "src/synth.hpp"
 
-#include <algorithm>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.hpp"
@@ -84,7 +83,8 @@ void fill_range(void* dst, std::uint64_t bytes, fill_kind kind, std::uint64_t ba
     const std::uint64_t word = content_word(kind, base, w);
     const std::uint64_t from = pos % 8;
     const std::uint64_t n = std::min<std::uint64_t>(8 - from, end - pos);
-    for (std::uint64_t i = 0; i < n; ++i) out[pos - first_byte + i] = (word >> (8 * (from + i))) & 0xFF;
+    for (std::uint64_t i = 0; i < n; ++i)
+      out[pos - first_byte + i] = (word >> (8 * (from + i))) & 0xFF;
     pos += n;
   }
 }
@@ -113,14 +113,21 @@ std::vector<synth_tensor> model_tensors(const synth_shape& s, bool edge) {
     const std::string e = p + "mlp.experts.";
     const fill_kind scales = edge ? fill_kind::edge_scales : fill_kind::scales;
     bf16(e + "gate_up_proj_bias", {s.experts, 2 * s.intermediate});
-    t.push_back({e + "gate_up_proj_blocks", dtype::U8,
-                 {s.experts, 2 * s.intermediate, s.hidden / 32, 16}, fill_kind::blocks});
-    t.push_back({e + "gate_up_proj_scales", dtype::U8,
-                 {s.experts, 2 * s.intermediate, s.hidden / 32}, scales});
+    t.push_back({e + "gate_up_proj_blocks",
+                 dtype::U8,
+                 {s.experts, 2 * s.intermediate, s.hidden / 32, 16},
+                 fill_kind::blocks});
+    t.push_back({e + "gate_up_proj_scales",
+                 dtype::U8,
+                 {s.experts, 2 * s.intermediate, s.hidden / 32},
+                 scales});
     bf16(e + "down_proj_bias", {s.experts, s.hidden});
-    t.push_back({e + "down_proj_blocks", dtype::U8,
-                 {s.experts, s.hidden, s.intermediate / 32, 16}, fill_kind::blocks});
-    t.push_back({e + "down_proj_scales", dtype::U8, {s.experts, s.hidden, s.intermediate / 32}, scales});
+    t.push_back({e + "down_proj_blocks",
+                 dtype::U8,
+                 {s.experts, s.hidden, s.intermediate / 32, 16},
+                 fill_kind::blocks});
+    t.push_back(
+        {e + "down_proj_scales", dtype::U8, {s.experts, s.hidden, s.intermediate / 32}, scales});
   }
   bf16("model.norm.weight", {s.hidden});
   bf16("lm_head.weight", {s.vocab, s.hidden});
@@ -131,44 +138,48 @@ nlohmann::json make_config(const synth_shape& s) {
   nlohmann::json layer_types = nlohmann::json::array();
   for (std::uint64_t l = 0; l < s.layers; ++l)
     layer_types.push_back(l % 2 == 0 ? "sliding_attention" : "full_attention");
-  return {
-      {"architectures", {"GptOssForCausalLM"}},
-      {"model_type", "gpt_oss"},
-      {"attention_bias", true},
-      {"attention_dropout", 0.0},
-      {"eos_token_id", 200002},
-      {"pad_token_id", 199999},
-      {"experts_per_token", std::min<std::uint64_t>(4, s.experts)},
-      {"num_experts_per_tok", std::min<std::uint64_t>(4, s.experts)},
-      {"head_dim", s.head_dim},
-      {"hidden_act", "silu"},
-      {"hidden_size", s.hidden},
-      {"initial_context_length", 4096},
-      {"initializer_range", 0.02},
-      {"intermediate_size", s.intermediate},
-      {"layer_types", layer_types},
-      {"max_position_embeddings", 131072},
-      {"num_attention_heads", s.heads},
-      {"num_hidden_layers", s.layers},
-      {"num_key_value_heads", s.kv_heads},
-      {"num_local_experts", s.experts},
-      {"output_router_logits", false},
-      {"rms_norm_eps", 1e-05},
-      {"rope_scaling",
-       {{"beta_fast", 32.0}, {"beta_slow", 1.0}, {"factor", 32.0},
-        {"original_max_position_embeddings", 4096}, {"rope_type", "yarn"}, {"truncate", false}}},
-      {"rope_theta", 150000},
-      {"router_aux_loss_coef", 0.9},
-      {"sliding_window", 128},
-      {"swiglu_limit", 7.0},
-      {"tie_word_embeddings", false},
-      {"transformers_version", "4.55.0.dev0"},
-      {"use_cache", true},
-      {"vocab_size", s.vocab},
-      {"quantization_config",
-       {{"quant_method", "mxfp4"},
-        {"modules_to_not_convert",
-         {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"}}}}};
+  return {{"architectures", {"GptOssForCausalLM"}},
+          {"model_type", "gpt_oss"},
+          {"attention_bias", true},
+          {"attention_dropout", 0.0},
+          {"eos_token_id", 200002},
+          {"pad_token_id", 199999},
+          {"experts_per_token", std::min<std::uint64_t>(4, s.experts)},
+          {"num_experts_per_tok", std::min<std::uint64_t>(4, s.experts)},
+          {"head_dim", s.head_dim},
+          {"hidden_act", "silu"},
+          {"hidden_size", s.hidden},
+          {"initial_context_length", 4096},
+          {"initializer_range", 0.02},
+          {"intermediate_size", s.intermediate},
+          {"layer_types", layer_types},
+          {"max_position_embeddings", 131072},
+          {"num_attention_heads", s.heads},
+          {"num_hidden_layers", s.layers},
+          {"num_key_value_heads", s.kv_heads},
+          {"num_local_experts", s.experts},
+          {"output_router_logits", false},
+          {"rms_norm_eps", 1e-05},
+          {"rope_scaling",
+           {{"beta_fast", 32.0},
+            {"beta_slow", 1.0},
+            {"factor", 32.0},
+            {"original_max_position_embeddings", 4096},
+            {"rope_type", "yarn"},
+            {"truncate", false}}},
+          {"rope_theta", 150000},
+          {"router_aux_loss_coef", 0.9},
+          {"sliding_window", 128},
+          {"swiglu_limit", 7.0},
+          {"tie_word_embeddings", false},
+          {"transformers_version", "4.55.0.dev0"},
+          {"use_cache", true},
+          {"vocab_size", s.vocab},
+          {"quantization_config",
+           {{"quant_method", "mxfp4"},
+            {"modules_to_not_convert",
+             {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+              "lm_head"}}}}};
 }
 
 }  // namespace
@@ -187,7 +198,8 @@ synth_shape synth_preset(const synth_options& o) {
   else if (o.preset == "gpt-oss-120b")
     s = {36, 128, 2880, 2880, 64, 8, 64, 201088};
   else
-    throw usage_error("unknown preset '" + o.preset + "' (expected tiny, gpt-oss-20b or gpt-oss-120b)");
+    throw usage_error("unknown preset '" + o.preset +
+                      "' (expected tiny, gpt-oss-20b or gpt-oss-120b)");
   if (o.layers >= 0) s.layers = static_cast<std::uint64_t>(o.layers);
   if (o.experts > 0) s.experts = static_cast<std::uint64_t>(o.experts);
   if (o.hidden) s.hidden = o.hidden;
@@ -209,9 +221,11 @@ synth_report synthesize(const synth_options& o) {
 
   // The official 20b has 3 shards and the 120b 15 (about 4.6 GB each); tiny gets 3 so that
   // every test sees pairs straddling shards.
-  std::size_t count = o.shards > 0 ? static_cast<std::size_t>(o.shards)
-                      : o.preset == "tiny" ? 3
-                                           : std::max<std::size_t>(1, (total + (4600ull << 20) - 1) / (4600ull << 20));
+  std::size_t count =
+      o.shards > 0 ? static_cast<std::size_t>(o.shards)
+      : o.preset == "tiny"
+          ? 3
+          : std::max<std::size_t>(1, (total + (4600ull << 20) - 1) / (4600ull << 20));
   count = std::min(count, tensors.size());
   // Cut after a `_blocks` tensor once a shard's share is reached, so its scales open the next
   // shard: pairs straddle shards as in the official files.
@@ -269,7 +283,8 @@ synth_report synthesize(const synth_options& o) {
                     "{\n  \"bos_token_id\": 199998,\n  \"eos_token_id\": [200002, 199999],\n"
                     "  \"pad_token_id\": 199999\n}\n");
   write_file_atomic(o.out / "tokenizer_config.json",
-                    "{\n  \"model_max_length\": 131072,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n");
+                    "{\n  \"model_max_length\": 131072,\n  \"tokenizer_class\": "
+                    "\"PreTrainedTokenizerFast\"\n}\n");
   return {tensors.size(), shards.size(), total, o.out};
 }
 

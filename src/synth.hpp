@@ -26,9 +26,9 @@ struct synth_options {
   std::uint64_t intermediate = 0;  // override intermediate_size (a multiple of 32)
   std::uint64_t vocab = 0;         // override vocab_size
   std::uint64_t seed = 1;
-  bool edge_scales = false;        // scales cycle through every byte 0..254
-  bool holes = false;              // write headers only; data stay holes (sparse files)
-  int shards = 0;                  // 0: the preset's count
+  bool edge_scales = false;  // scales cycle through every byte 0..254
+  bool holes = false;        // write headers only; data stay holes (sparse files)
+  int shards = 0;            // 0: the preset's count
   std::filesystem::path out;
 };
 

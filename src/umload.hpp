@@ -6,8 +6,8 @@
 //   umload::load_request request;                            // device "auto", BF16, hf layout
 //   auto [weights, report] = ckpt.load(request);             // owns every tensor's memory
 //   for (const auto& t : weights->tensors()) {
-//     umload::tensor_view v = umload::view(t);               // pointer, dtype, shape, strides, device
-//     DLManagedTensor* dl = umload::to_dlpack(weights, t);   // holds `weights` alive
+//     umload::tensor_view v = umload::view(t);               // pointer, dtype, shape, strides,
+//     device DLManagedTensor* dl = umload::to_dlpack(weights, t);   // holds `weights` alive
 //     ...                                                    // give `dl` to a framework
 //   }
 //
@@ -65,12 +65,12 @@ shard resolve_shard(const shard_request& request, const platform::defaults& env)
 std::string resolve_device(std::string_view device, const platform::defaults& env);
 
 struct load_request {
-  std::string device = "auto";  // auto | cpu | cuda | cuda:N
-  layout order = layout::hf;    // hf: experts [E, in, out]; native: [E, out, in]
+  std::string device = "auto";              // auto | cpu | cuda | cuda:N
+  layout order = layout::hf;                // hf: experts [E, in, out]; native: [E, out, in]
   output_dtype dtype = output_dtype::bf16;  // bf16 | f32 | keep (MXFP4 pairs as stored)
   shard_request sharding;
-  int threads = 0;              // CPU decode threads (0: all)
-  bool digest = false;          // per-tensor SHA-256 in loaded_tensor::digest and the report
+  int threads = 0;      // CPU decode threads (0: all)
+  bool digest = false;  // per-tensor SHA-256 in loaded_tensor::digest and the report
   // The machine the load plans for: live (default; UMLOAD_PROFILE applies), a built-in profile,
   // or a forced memory model. The plan picks I/O mode, staging and where each tensor goes; a
   // plan that does not fit throws budget_error before anything is read.
@@ -96,11 +96,11 @@ struct convert_request {
   layout order = layout::hf;
   output_dtype dtype = output_dtype::bf16;  // bf16 | f32
   shard_request sharding;
-  std::uint64_t memory_budget = 0;          // 0: min(1 GiB, MemAvailable / 4)
+  std::uint64_t memory_budget = 0;  // 0: min(1 GiB, MemAvailable / 4)
   std::uint64_t shard_bytes = 4ull << 30;
-  std::string device = "auto";              // auto | cpu | cuda | cuda:N: where the decode runs
-  int threads = 0;                          // CPU decode threads (0: all)
-  bool force = false;                       // replace a destination holding another model
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N: where the decode runs
+  int threads = 0;              // CPU decode threads (0: all)
+  bool force = false;           // replace a destination holding another model
   std::function<void(const progress_event&)> on_progress;
 };
 
@@ -147,8 +147,8 @@ class model {
 platform::platform_info detect_platform(const platform_choice& choice = {});
 
 // Streams `source` into a dense checkpoint at `destination` (see src/convert.hpp).
-convert_report convert(const std::filesystem::path& source, const std::filesystem::path& destination,
-                       const convert_request& request);
+convert_report convert(const std::filesystem::path& source,
+                       const std::filesystem::path& destination, const convert_request& request);
 
 // A loaded tensor as a framework needs it. `strides` are in elements, row-major (the tensors
 // are contiguous); `data` is a host pointer when where == host, a CUDA device pointer when
@@ -180,7 +180,8 @@ DLDataType dlpack_dtype(dtype type);
 enum class managed_export : std::uint8_t { cuda_managed, cuda };
 
 // kDLCPU for host memory, kDLCUDA with the ordinal for device memory, host_managed as `managed`.
-DLDevice dlpack_device(const loaded_tensor& tensor, managed_export managed = managed_export::cuda_managed);
+DLDevice dlpack_device(const loaded_tensor& tensor,
+                       managed_export managed = managed_export::cuda_managed);
 
 // A DLManagedTensor for one tensor of `weights`. It holds a reference to `weights`, so the
 // memory stays valid until its deleter is called, even after every other reference is gone;

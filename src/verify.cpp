@@ -13,10 +13,11 @@ namespace umload {
 
 namespace {
 
-std::vector<std::byte> read_range(const checkpoint& ckpt, const tensor_ref& ref, std::uint64_t offset,
-                                  std::uint64_t bytes) {
+std::vector<std::byte> read_range(const checkpoint& ckpt, const tensor_ref& ref,
+                                  std::uint64_t offset, std::uint64_t bytes) {
   std::vector<std::byte> data(bytes);
-  file::open_read(ckpt.shard_path(ref.shard)).read_exact(data.data(), bytes, ref.file_offset + offset);
+  file::open_read(ckpt.shard_path(ref.shard))
+      .read_exact(data.data(), bytes, ref.file_offset + offset);
   return data;
 }
 

@@ -136,14 +136,13 @@ int run() {
       for (layout order : {layout::hf, layout::native}) {
         job.order = order;
         const double ms = median_ms(stream, 3, 20, [&] { cuda::decode(job, stream); });
-        rows.push_back({std::string("decode_") + to_string(order) + "_" + to_string(dtype) + "_" +
-                            s.name,
-                        double(job.block_bytes() + job.scale_bytes() + job.out_bytes()), ms});
+        rows.push_back(
+            {std::string("decode_") + to_string(order) + "_" + to_string(dtype) + "_" + s.name,
+             double(job.block_bytes() + job.scale_bytes() + job.out_bytes()), ms});
       }
       if (dtype == out_dtype::bf16 && std::string(s.name) == "gate_up") {
-        const double ms = median_ms(stream, 1, 5, [&] {
-          cuda::summarize(out, job.values(), dtype, stream);
-        });
+        const double ms =
+            median_ms(stream, 1, 5, [&] { cuda::summarize(out, job.values(), dtype, stream); });
         rows.push_back({"output_check_bf16_gate_up", double(job.out_bytes()), ms});
       }
       UMLOAD_CUDA_CHECK(cudaFree(out));

@@ -35,31 +35,36 @@ int run_demo(const std::string& dir_option, bool keep) {
   synth.edge_scales = true;
   synth.out = source;
   const auto s = synthesize(synth);
-  std::printf("1. synth    %s: a GPT-OSS-layout checkpoint, %zu tensors in %zu shards (%s), "
-              "scales covering every byte 0..254\n",
-              source.string().c_str(), s.tensors, s.shards, human_bytes(s.tensor_bytes).c_str());
+  std::printf(
+      "1. synth    %s: a GPT-OSS-layout checkpoint, %zu tensors in %zu shards (%s), "
+      "scales covering every byte 0..254\n",
+      source.string().c_str(), s.tensors, s.shards, human_bytes(s.tensor_bytes).c_str());
 
   convert_options convert;
   convert.memory_budget = 64ull << 20;
   convert.shard_bytes = 256ull << 10;
   const auto c = convert_checkpoint(source, dense, convert);
-  std::printf("2. convert  %s: %zu tensors in %zu BF16 shard(s) (%s), layout hf [E, in, out], "
-              "%.3f s, peak RSS %s\n",
-              dense.string().c_str(), c.tensors, c.shards, human_bytes(c.output_bytes).c_str(),
-              c.pipeline.seconds, human_bytes(c.peak_rss_bytes).c_str());
+  std::printf(
+      "2. convert  %s: %zu tensors in %zu BF16 shard(s) (%s), layout hf [E, in, out], "
+      "%.3f s, peak RSS %s\n",
+      dense.string().c_str(), c.tensors, c.shards, human_bytes(c.output_bytes).c_str(),
+      c.pipeline.seconds, human_bytes(c.peak_rss_bytes).c_str());
 
   const auto v = verify_conversion(source, dense, layout::hf, out_dtype::bf16);
-  std::printf("3. verify   %zu expert tensors equal the scalar oracle bit for bit (%llu values), "
-              "%zu dense tensors copied byte for byte\n",
-              v.decoded_tensors, static_cast<unsigned long long>(v.values_checked), v.dense_tensors);
+  std::printf(
+      "3. verify   %zu expert tensors equal the scalar oracle bit for bit (%llu values), "
+      "%zu dense tensors copied byte for byte\n",
+      v.decoded_tensors, static_cast<unsigned long long>(v.values_checked), v.dense_tensors);
 
   load_options load;
   load.device = "auto";
   load.digest = true;
   const auto l = load_checkpoint(source, load);
-  std::printf("4. load     %zu tensors into %s memory (%s) in %.3f s on this %s machine, digest %s\n",
-              l.report.tensor_count, l.report.device.c_str(), human_bytes(l.report.output_bytes).c_str(),
-              l.report.pipeline.seconds, l.report.memory_model.c_str(), l.report.digest.substr(0, 23).c_str());
+  std::printf(
+      "4. load     %zu tensors into %s memory (%s) in %.3f s on this %s machine, digest %s\n",
+      l.report.tensor_count, l.report.device.c_str(), human_bytes(l.report.output_bytes).c_str(),
+      l.report.pipeline.seconds, l.report.memory_model.c_str(),
+      l.report.digest.substr(0, 23).c_str());
 
   load.platform.profile = "dgx-spark";
   const auto spark = load_checkpoint(source, load);

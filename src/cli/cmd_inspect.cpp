@@ -1,5 +1,4 @@
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.hpp"
@@ -39,21 +38,30 @@ int run_inspect(const inspect_args& args) {
   out["bf16_bytes_after_decode"] = bf16_bytes;
   out["shards"] = nlohmann::json::array();
   for (const auto& s : ckpt.shards)
-    out["shards"].push_back({{"path", s.path.string()}, {"bytes", s.file_size},
-                             {"tensors", s.tensors.size()}, {"header_bytes", s.header_bytes}});
+    out["shards"].push_back({{"path", s.path.string()},
+                             {"bytes", s.file_size},
+                             {"tensors", s.tensors.size()},
+                             {"header_bytes", s.header_bytes}});
   out["pairs"] = nlohmann::json::array();
   for (const auto& g : map.groups)
     for (const auto& p : g.pairs)
-      out["pairs"].push_back({{"name", p.base}, {"layer", p.layer}, {"experts", p.experts},
-                              {"rows", p.rows}, {"in_features", p.in_features()},
+      out["pairs"].push_back({{"name", p.base},
+                              {"layer", p.layer},
+                              {"experts", p.experts},
+                              {"rows", p.rows},
+                              {"in_features", p.in_features()},
                               {"blocks_shard", ckpt.shard_path(p.blocks.shard).filename().string()},
                               {"scales_shard", ckpt.shard_path(p.scales.shard).filename().string()},
-                              {"quantized_bytes", p.quantized_bytes()}, {"bf16_bytes", p.values() * 2}});
+                              {"quantized_bytes", p.quantized_bytes()},
+                              {"bf16_bytes", p.values() * 2}});
   if (ckpt.config) {
     const auto& c = *ckpt.config;
-    out["config"] = {{"model_type", c.model_type}, {"hidden_size", c.hidden_size},
-                     {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},
-                     {"num_local_experts", c.num_local_experts}, {"vocab_size", c.vocab_size},
+    out["config"] = {{"model_type", c.model_type},
+                     {"hidden_size", c.hidden_size},
+                     {"intermediate_size", c.intermediate_size},
+                     {"num_hidden_layers", c.num_hidden_layers},
+                     {"num_local_experts", c.num_local_experts},
+                     {"vocab_size", c.vocab_size},
                      {"quant_method", c.quant_method}};
   }
   out["problems"] = problems;
@@ -63,23 +71,27 @@ int run_inspect(const inspect_args& args) {
   } else {
     std::printf("checkpoint   %s (%s)\n", ckpt.source.string().c_str(),
                 ckpt.single_file ? "single file" : "directory");
-    std::printf("shards       %zu, %s on disk\n", ckpt.shards.size(), human_bytes(ckpt.file_bytes()).c_str());
+    std::printf("shards       %zu, %s on disk\n", ckpt.shards.size(),
+                human_bytes(ckpt.file_bytes()).c_str());
     for (const auto& s : ckpt.shards)
-      std::printf("  %-40s %5zu tensors  %s\n", s.path.filename().string().c_str(), s.tensors.size(),
-                  human_bytes(s.file_size).c_str());
-    std::printf("tensors      %zu (%s)\n", ckpt.tensors.size(), human_bytes(ckpt.tensor_bytes()).c_str());
+      std::printf("  %-40s %5zu tensors  %s\n", s.path.filename().string().c_str(),
+                  s.tensors.size(), human_bytes(s.file_size).c_str());
+    std::printf("tensors      %zu (%s)\n", ckpt.tensors.size(),
+                human_bytes(ckpt.tensor_bytes()).c_str());
     std::printf("expert pairs %zu, %s MXFP4 -> %s BF16\n", map.pair_count(),
-                human_bytes(map.quantized_bytes).c_str(), human_bytes(bf16_bytes - map.dense_bytes).c_str());
+                human_bytes(map.quantized_bytes).c_str(),
+                human_bytes(bf16_bytes - map.dense_bytes).c_str());
     std::printf("dense        %s\n", human_bytes(map.dense_bytes).c_str());
     std::printf("after decode %s with experts in BF16\n", human_bytes(bf16_bytes).c_str());
     if (ckpt.config)
-      std::printf("config       %s, %llu layers, %llu experts, hidden %llu, intermediate %llu, %s\n",
-                  ckpt.config->model_type.c_str(),
-                  static_cast<unsigned long long>(ckpt.config->num_hidden_layers),
-                  static_cast<unsigned long long>(ckpt.config->num_local_experts),
-                  static_cast<unsigned long long>(ckpt.config->hidden_size),
-                  static_cast<unsigned long long>(ckpt.config->intermediate_size),
-                  ckpt.config->quant_method.empty() ? "not quantized" : ckpt.config->quant_method.c_str());
+      std::printf(
+          "config       %s, %llu layers, %llu experts, hidden %llu, intermediate %llu, %s\n",
+          ckpt.config->model_type.c_str(),
+          static_cast<unsigned long long>(ckpt.config->num_hidden_layers),
+          static_cast<unsigned long long>(ckpt.config->num_local_experts),
+          static_cast<unsigned long long>(ckpt.config->hidden_size),
+          static_cast<unsigned long long>(ckpt.config->intermediate_size),
+          ckpt.config->quant_method.empty() ? "not quantized" : ckpt.config->quant_method.c_str());
     else
       std::printf("config       none\n");
     std::printf("problems     %zu\n", problems.size());
@@ -88,7 +100,9 @@ int run_inspect(const inspect_args& args) {
   // Like every other failure, a refused checkpoint says why on stderr, in one line.
   if (!problems.empty())
     std::fprintf(stderr, "umload: error: %s%s\n", one_line(problems.front()).c_str(),
-                 problems.size() > 1 ? (" (and " + std::to_string(problems.size() - 1) + " more problems)").c_str() : "");
+                 problems.size() > 1
+                     ? (" (and " + std::to_string(problems.size() - 1) + " more problems)").c_str()
+                     : "");
   return problems.empty() ? 0 : static_cast<int>(exit_code::format);
 }
 
@@ -96,7 +110,8 @@ int run_inspect(const inspect_args& args) {
 
 void add_inspect(CLI::App& app, int& status) {
   auto args = std::make_shared<inspect_args>();
-  auto* cmd = app.add_subcommand("inspect", "Shards, tensors, expert pairs, sizes and every validation problem");
+  auto* cmd = app.add_subcommand(
+      "inspect", "Shards, tensors, expert pairs, sizes and every validation problem");
   cmd->add_option("SRC", args->source, "Checkpoint directory or .safetensors file")->required();
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args, &status] { status = run_inspect(*args); });

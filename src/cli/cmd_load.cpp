@@ -1,6 +1,5 @@
 #include <cstdio>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.hpp"
@@ -50,10 +49,12 @@ int run_load(const load_args& args) {
   if (!args.profile.empty()) options.platform.profile = args.profile;
   if (!args.platform_model.empty()) options.platform.memory_model = args.platform_model;
   if (!args.topology.empty()) options.platform.topology = args.topology;
-  if (!args.device_memory.empty()) options.platform.device_memory_bytes = platform::parse_size(args.device_memory);
-  if (!args.host_memory.empty()) options.platform.host_memory_bytes = platform::parse_size(args.host_memory);
-  options.pipeline.on_progress =
-      make_progress(args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
+  if (!args.device_memory.empty())
+    options.platform.device_memory_bytes = platform::parse_size(args.device_memory);
+  if (!args.host_memory.empty())
+    options.platform.host_memory_bytes = platform::parse_size(args.host_memory);
+  options.pipeline.on_progress = make_progress(
+      args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
   const auto result = load_checkpoint(args.source, options);
   end_progress();
   const auto& r = result.report;
@@ -73,15 +74,19 @@ int run_load(const load_args& args) {
               human_rate(p.seconds > 0 ? r.output_bytes / p.seconds : 0).c_str());
   std::printf("  platform     %s, memory model %s\n", r.platform.c_str(), r.memory_model.c_str());
   std::printf("  strategy     %s\n", r.strategy.c_str());
-  std::printf("  read         %s in %.3f s (%s I/O)\n", human_bytes(p.bytes_read).c_str(), p.read_seconds,
-              p.direct_io ? "direct" : "buffered");
+  std::printf("  read         %s in %.3f s (%s I/O)\n", human_bytes(p.bytes_read).c_str(),
+              p.read_seconds, p.direct_io ? "direct" : "buffered");
   std::printf("  copy         %.3f s\n", p.copy_seconds);
-  std::printf("  decode       %.3f s (%s MXFP4)\n", p.decode_seconds, human_bytes(p.quantized_bytes).c_str());
+  std::printf("  decode       %.3f s (%s MXFP4)\n", p.decode_seconds,
+              human_bytes(p.quantized_bytes).c_str());
   std::printf("  peak RSS     %s\n", human_bytes(r.peak_rss_bytes).c_str());
-  if (p.peak_device_bytes) std::printf("  peak device  %s\n", human_bytes(p.peak_device_bytes).c_str());
-  std::printf("  page cache   %s of the checkpoint still cached\n", human_bytes(r.page_cache_bytes_after).c_str());
-  if (options.check) std::printf("  check        %llu non-finite values in decoded tensors\n",
-                                 static_cast<unsigned long long>(r.non_finite));
+  if (p.peak_device_bytes)
+    std::printf("  peak device  %s\n", human_bytes(p.peak_device_bytes).c_str());
+  std::printf("  page cache   %s of the checkpoint still cached\n",
+              human_bytes(r.page_cache_bytes_after).c_str());
+  if (options.check)
+    std::printf("  check        %llu non-finite values in decoded tensors\n",
+                static_cast<unsigned long long>(r.non_finite));
   if (!r.digest.empty()) std::printf("  digest       %s\n", r.digest.c_str());
   return 0;
 }
@@ -90,26 +95,33 @@ int run_load(const load_args& args) {
 
 void add_load(CLI::App& app, int& status) {
   auto args = std::make_shared<load_args>();
-  auto* cmd = app.add_subcommand("load", "Load the whole model into memory as a framework would, and report");
+  auto* cmd = app.add_subcommand(
+      "load", "Load the whole model into memory as a framework would, and report");
   cmd->add_option("SRC", args->source, "Checkpoint directory or .safetensors file")->required();
   cmd->add_option("--device", args->device, "auto, cpu, cuda or cuda:N");
-  auto* profile = cmd->add_option("--profile", args->profile,
-                                  "Behave as on a built-in machine profile (see umload platform --help)");
+  auto* profile =
+      cmd->add_option("--profile", args->profile,
+                      "Behave as on a built-in machine profile (see umload platform --help)");
   cmd->add_option("--platform", args->platform_model,
                   "Force the memory model: host, discrete, discrete-hmm, coherent, integrated")
       ->excludes(profile);
   cmd->add_option("--topology", args->topology, "hwloc XML file or synthetic:DESC");
-  cmd->add_option("--device-memory", args->device_memory, "Device memory the plan may use, e.g. 80G");
+  cmd->add_option("--device-memory", args->device_memory,
+                  "Device memory the plan may use, e.g. 80G");
   cmd->add_option("--host-memory", args->host_memory, "Host memory the plan may use, e.g. 64G");
   add_decode_options(*cmd, args->decode, true);
-  cmd->add_option("--io", args->io, "auto, direct or buffered")->check(CLI::IsMember({"auto", "direct", "buffered"}));
+  cmd->add_option("--io", args->io, "auto, direct or buffered")
+      ->check(CLI::IsMember({"auto", "direct", "buffered"}));
   cmd->add_option("--slot-size", args->slot_size, "Staging slot size, e.g. 64M");
   cmd->add_option("--slots", args->slots, "Staging slots in the ring")->check(CLI::Range(2, 64));
-  cmd->add_flag("--keep-cache", args->keep_cache, "Leave consumed input pages in the page cache (benchmarks)");
+  cmd->add_flag("--keep-cache", args->keep_cache,
+                "Leave consumed input pages in the page cache (benchmarks)");
   cmd->add_option("--report", args->report_file, "Also write the JSON report to FILE");
-  cmd->add_flag("--digest", args->digest, "SHA-256 of every tensor as loaded, and of the whole set");
-  cmd->add_flag("--check", args->check,
-                "Count non-finite values and checksum every decoded tensor where it lives (CUB on GPUs)");
+  cmd->add_flag("--digest", args->digest,
+                "SHA-256 of every tensor as loaded, and of the whole set");
+  cmd->add_flag(
+      "--check", args->check,
+      "Count non-finite values and checksum every decoded tensor where it lives (CUB on GPUs)");
   cmd->add_option("--progress", args->progress, "auto (bar on terminals), none, or json lines")
       ->check(CLI::IsMember({"auto", "none", "json"}));
   cmd->add_flag("--json", args->json, "Print the report as JSON");

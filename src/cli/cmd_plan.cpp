@@ -57,9 +57,11 @@ int run_plan(const plan_args& args) {
   if (!args.profile.empty()) choice.profile = args.profile;
   if (!args.model.empty()) choice.memory_model = args.model;
   if (!args.topology.empty()) choice.topology = args.topology;
-  if (!args.device_memory.empty()) choice.device_memory_bytes = platform::parse_size(args.device_memory);
+  if (!args.device_memory.empty())
+    choice.device_memory_bytes = platform::parse_size(args.device_memory);
   if (!args.host_memory.empty()) choice.host_memory_bytes = platform::parse_size(args.host_memory);
-  const platform::placement_plan plan = plan_checkpoint(ckpt, options, choose_platform(choice), choice);
+  const platform::placement_plan plan =
+      plan_checkpoint(ckpt, options, choose_platform(choice), choice);
   if (args.json) {
     std::printf("%s\n", platform::to_json(plan).dump(2).c_str());
     return plan.fits ? 0 : static_cast<int>(exit_code::budget);
@@ -73,27 +75,34 @@ int run_plan(const plan_args& args) {
 
 void add_plan(CLI::App& app, int& status) {
   auto args = std::make_shared<plan_args>();
-  auto* cmd = app.add_subcommand("plan", "Plan where every tensor goes on this machine or a profile, "
-                                         "reading headers only; exits 5 when it does not fit");
+  auto* cmd = app.add_subcommand("plan",
+                                 "Plan where every tensor goes on this machine or a profile, "
+                                 "reading headers only; exits 5 when it does not fit");
   cmd->add_option("source", args->source, "Checkpoint directory or .safetensors file")->required();
   std::string profiles;
   for (const auto& n : platform::profile_names()) profiles += (profiles.empty() ? "" : ", ") + n;
-  auto* profile = cmd->add_option("--profile", args->profile,
-                                  "Plan for a built-in profile: " + profiles + " (default: $UMLOAD_PROFILE)");
-  auto* model = cmd->add_option("--platform", args->model,
-                                "Force the memory model: host, discrete, discrete-hmm, coherent, integrated");
+  auto* profile =
+      cmd->add_option("--profile", args->profile,
+                      "Plan for a built-in profile: " + profiles + " (default: $UMLOAD_PROFILE)");
+  auto* model =
+      cmd->add_option("--platform", args->model,
+                      "Force the memory model: host, discrete, discrete-hmm, coherent, integrated");
   profile->excludes(model);
   cmd->add_option("--topology", args->topology, "hwloc XML file or synthetic:DESC");
-  cmd->add_option("--device-memory", args->device_memory, "Device memory the plan may use (e.g. 80G)");
+  cmd->add_option("--device-memory", args->device_memory,
+                  "Device memory the plan may use (e.g. 80G)");
   cmd->add_option("--host-memory", args->host_memory, "Host memory the plan may use (e.g. 256G)");
   cmd->add_option("--dtype", args->dtype, "bf16 (default), f32, or keep (MXFP4 pairs as stored)")
       ->check(CLI::IsMember({"bf16", "f32", "keep"}));
   cmd->add_option("--layout", args->layout, "hf ([E, in, out], default) or native ([E, out, in])")
       ->check(CLI::IsMember({"hf", "native"}));
-  cmd->add_option("--rank", args->rank, "Expert-parallel rank (default: $RANK)")->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--world-size", args->world_size, "Expert-parallel world size (default: $WORLD_SIZE)")
+  cmd->add_option("--rank", args->rank, "Expert-parallel rank (default: $RANK)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--world-size", args->world_size,
+                  "Expert-parallel world size (default: $WORLD_SIZE)")
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_flag("--json", args->json, "Print JSON (fits, memory_model, io_mode, peaks, placements)");
+  cmd->add_flag("--json", args->json,
+                "Print JSON (fits, memory_model, io_mode, peaks, placements)");
   cmd->add_flag("--tensors", args->tensors, "List every tensor's placement");
   cmd->callback([args, &status] { status = run_plan(*args); });
 }

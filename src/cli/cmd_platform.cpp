@@ -30,14 +30,16 @@ std::string profile_list() {
 
 void add_platform(CLI::App& app, int& status) {
   auto args = std::make_shared<platform_args>();
-  auto* cmd = app.add_subcommand("platform", "Show the detected platform: GPU attributes, memory model, "
-                                             "topology and the memory a plan may use");
+  auto* cmd = app.add_subcommand("platform",
+                                 "Show the detected platform: GPU attributes, memory model, "
+                                 "topology and the memory a plan may use");
   cmd->add_flag("--json", args->json, "Print JSON (keys include memory_model)");
   cmd->add_option("--topology", args->topology,
                   "hwloc XML file (format 2.0) or synthetic:DESC instead of the live topology "
                   "(default: $UMLOAD_TOPOLOGY)");
-  cmd->add_option("--profile", args->profile, "Behave as on a built-in profile: " + profile_list() +
-                                                  " (default: $UMLOAD_PROFILE)");
+  cmd->add_option(
+      "--profile", args->profile,
+      "Behave as on a built-in profile: " + profile_list() + " (default: $UMLOAD_PROFILE)");
   cmd->callback([args, &status] {
     auto options = platform::detect_options::from(platform::process_defaults());
     options.device = default_cuda_ordinal(platform::process_defaults());

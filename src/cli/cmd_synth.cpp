@@ -1,5 +1,4 @@
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "src/cli/commands.hpp"
@@ -21,25 +20,29 @@ void add_synth(CLI::App& app, int& status) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--seed", options->seed, "Generator seed");
   cmd->add_option("--hidden", options->hidden, "Override hidden_size (multiple of 32)");
-  cmd->add_option("--intermediate", options->intermediate, "Override intermediate_size (multiple of 32)");
+  cmd->add_option("--intermediate", options->intermediate,
+                  "Override intermediate_size (multiple of 32)");
   cmd->add_option("--vocab", options->vocab, "Override vocab_size");
   cmd->add_option("--shards", options->shards, "Number of shards (default: the preset's)")
       ->check(CLI::Range(1, 10000));
   cmd->add_flag("--edge-scales", options->edge_scales, "Scales cycle through every byte 0..254");
-  cmd->add_flag("--holes", options->holes, "Headers only; tensor data left as holes (sparse files)");
+  cmd->add_flag("--holes", options->holes,
+                "Headers only; tensor data left as holes (sparse files)");
   cmd->add_option("--out", *out, "Output directory")->required();
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([options, json, out, &status] {
     options->out = *out;
     const auto r = synthesize(*options);
     if (*json)
-      std::printf("%s\n", nlohmann::json{{"directory", r.directory.string()}, {"tensors", r.tensors},
-                                         {"shards", r.shards}, {"tensor_bytes", r.tensor_bytes}}
+      std::printf("%s\n", nlohmann::json{{"directory", r.directory.string()},
+                                         {"tensors", r.tensors},
+                                         {"shards", r.shards},
+                                         {"tensor_bytes", r.tensor_bytes}}
                               .dump(2)
                               .c_str());
     else
-      std::printf("wrote %s: %zu tensors in %zu shards, %s\n", r.directory.string().c_str(), r.tensors,
-                  r.shards, human_bytes(r.tensor_bytes).c_str());
+      std::printf("wrote %s: %zu tensors in %zu shards, %s\n", r.directory.string().c_str(),
+                  r.tensors, r.shards, human_bytes(r.tensor_bytes).c_str());
     status = 0;
   });
 }

@@ -12,13 +12,18 @@ void add_decode_options(CLI::App& cmd, decode_args& args, bool allow_keep) {
     cmd.add_option("--dtype", args.dtype, "bf16 (default), f32, or keep (MXFP4 pairs as stored)")
         ->check(CLI::IsMember({"bf16", "f32", "keep"}));
   else
-    cmd.add_option("--dtype", args.dtype, "bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
-  cmd.add_option("--threads", args.threads, "CPU decode threads (0: all cores)")->check(CLI::Range(0, 4096));
-  cmd.add_option("--isa", args.isa, "CPU decode path: scalar, portable, avx2, avx512 (default: best)");
+    cmd.add_option("--dtype", args.dtype, "bf16 (default) or f32")
+        ->check(CLI::IsMember({"bf16", "f32"}));
+  cmd.add_option("--threads", args.threads, "CPU decode threads (0: all cores)")
+      ->check(CLI::Range(0, 4096));
+  cmd.add_option("--isa", args.isa,
+                 "CPU decode path: scalar, portable, avx2, avx512 (default: best)");
   cmd.add_flag("--allow-nan-scales", args.allow_nan_scales,
                "Decode scale byte 255 to NaN (OCP MX) instead of refusing it");
-  cmd.add_option("--rank", args.rank, "Expert-parallel rank (default: $RANK)")->check(CLI::Range(0, 1 << 20));
-  cmd.add_option("--world-size", args.world_size, "Expert-parallel world size (default: $WORLD_SIZE)")
+  cmd.add_option("--rank", args.rank, "Expert-parallel rank (default: $RANK)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd.add_option("--world-size", args.world_size,
+                 "Expert-parallel world size (default: $WORLD_SIZE)")
       ->check(CLI::Range(1, 1 << 20));
 }
 

@@ -1,10 +1,9 @@
 // Options that load, convert and plan share, parsed the same way everywhere.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "src/pipeline.hpp"
 

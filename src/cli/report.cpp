@@ -31,11 +31,12 @@ std::function<void(const progress_event&)> make_progress(bool enabled, bool json
   if (!enabled) return {};
   if (json)
     return [](const progress_event& e) {
-      std::printf("{\"progress\":{\"bytes_done\":%llu,\"bytes_total\":%llu,\"tensors_done\":%zu,"
-                  "\"tensors_total\":%zu,\"seconds\":%.3f}}\n",
-                  static_cast<unsigned long long>(e.bytes_done),
-                  static_cast<unsigned long long>(e.bytes_total), e.tensors_done, e.tensors_total,
-                  e.seconds);
+      std::printf(
+          "{\"progress\":{\"bytes_done\":%llu,\"bytes_total\":%llu,\"tensors_done\":%zu,"
+          "\"tensors_total\":%zu,\"seconds\":%.3f}}\n",
+          static_cast<unsigned long long>(e.bytes_done),
+          static_cast<unsigned long long>(e.bytes_total), e.tensors_done, e.tensors_total,
+          e.seconds);
       std::fflush(stdout);
     };
   if (!::isatty(STDERR_FILENO)) return {};

@@ -3,17 +3,15 @@
 // with no copy; each tensor keeps the loaded weight set alive until the last one is freed.
 // Without torch the values are numpy arrays (host memory only; BF16 as uint16 bit patterns).
 // docs/python.md is the user's guide.
+#include <Python.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
-#include <Python.h>
-
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "platform/profiles.hpp"
 #include "platform/units.hpp"
@@ -132,8 +130,9 @@ std::function<void(const progress_event&)> progress_hook(const py::object* callb
 
 void check_callback(const py::object& progress) {
   if (!progress.is_none() && !PyCallable_Check(progress.ptr()))
-    throw usage_error("progress must be a callable taking (bytes_done, bytes_total, tensors_done, "
-                      "tensors_total), or None");
+    throw usage_error(
+        "progress must be a callable taking (bytes_done, bytes_total, tensors_done, "
+        "tensors_total), or None");
 }
 
 enum class framework { torch, numpy };
@@ -184,30 +183,32 @@ py::dtype numpy_dtype(dtype type) {
     case dtype::U64: return py::dtype("uint64");
     case dtype::I64: return py::dtype("int64");
     case dtype::F64: return py::dtype("float64");
-    default: throw usage_error("dtype " + std::string(to_string(type)) + " has no numpy equivalent");
+    default:
+      throw usage_error("dtype " + std::string(to_string(type)) + " has no numpy equivalent");
   }
 }
 
 py::object numpy_array(const std::shared_ptr<const weight_set>& weights, const loaded_tensor& t) {
   if (t.where != memory_kind::host)
-    throw usage_error("tensor '" + t.name + "' is in GPU memory, which numpy cannot hold: install "
+    throw usage_error("tensor '" + t.name +
+                      "' is in GPU memory, which numpy cannot hold: install "
                       "torch, or load with device=\"cpu\"");
   const py::dtype dt = numpy_dtype(t.type);
   std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
   std::vector<py::ssize_t> strides;
   for (const auto s : contiguous_strides(t.shape)) strides.push_back(s * dt.itemsize());
   // The array's base owns one reference to the weight set.
-  py::capsule owner(new std::shared_ptr<const weight_set>(weights), [](void* p) {
-    delete static_cast<std::shared_ptr<const weight_set>*>(p);
-  });
+  py::capsule owner(new std::shared_ptr<const weight_set>(weights),
+                    [](void* p) { delete static_cast<std::shared_ptr<const weight_set>*>(p); });
   return py::array(dt, shape, strides, t.data, owner);
 }
 
 py::object report_dict(const load_report& r) { return from_json(to_json(r)); }
 
-py::object load(const std::filesystem::path& path, const std::string& device, const std::string& layout_name,
-                const std::string& dtype_name, std::optional<int> rank, std::optional<int> world_size,
-                const py::object& progress, const std::optional<std::string>& profile, int threads, bool digest,
+py::object load(const std::filesystem::path& path, const std::string& device,
+                const std::string& layout_name, const std::string& dtype_name,
+                std::optional<int> rank, std::optional<int> world_size, const py::object& progress,
+                const std::optional<std::string>& profile, int threads, bool digest,
                 const std::string& framework_name, bool with_report) {
   check_callback(progress);
   load_request request;
@@ -230,15 +231,16 @@ py::object load(const std::filesystem::path& path, const std::string& device, co
   const std::shared_ptr<const weight_set> weights = std::move(result.weights);
   py::dict state;
   for (const auto& t : weights->tensors())
-    state[py::str(t.name)] = fw == framework::torch ? torch_tensor(weights, t, from_dlpack)
-                                                    : numpy_array(weights, t);
+    state[py::str(t.name)] =
+        fw == framework::torch ? torch_tensor(weights, t, from_dlpack) : numpy_array(weights, t);
   if (with_report) return py::make_tuple(state, report_dict(result.report));
   return state;
 }
 
 py::object plan(const std::filesystem::path& path, const std::optional<std::string>& profile,
-                const std::string& dtype_name, const std::string& layout_name, std::optional<int> rank,
-                std::optional<int> world_size, const py::object& device_memory, const py::object& host_memory) {
+                const std::string& dtype_name, const std::string& layout_name,
+                std::optional<int> rank, std::optional<int> world_size,
+                const py::object& device_memory, const py::object& host_memory) {
   plan_request request;
   request.platform.profile = profile;
   request.dtype = parse_output_dtype(dtype_name);
@@ -292,9 +294,10 @@ py::object inspect(const std::filesystem::path& path) {
 }
 
 py::object convert(const std::filesystem::path& source, const std::filesystem::path& destination,
-                   const std::string& layout_name, const std::string& dtype_name, std::optional<int> rank,
-                   std::optional<int> world_size, const py::object& memory_budget, const py::object& shard_size,
-                   bool force, const std::string& device, int threads, const py::object& progress) {
+                   const std::string& layout_name, const std::string& dtype_name,
+                   std::optional<int> rank, std::optional<int> world_size,
+                   const py::object& memory_budget, const py::object& shard_size, bool force,
+                   const std::string& device, int threads, const py::object& progress) {
   check_callback(progress);
   convert_request request;
   request.order = parse_layout(layout_name);
@@ -339,20 +342,24 @@ PYBIND11_MODULE(umload, m) {
   errors.base = make_error_class(m, "Error", plain, u::exit_code::internal,
                                  "Every umload failure; `kind` and `exit_code` say which.");
   py::handle base(errors.base);
-  errors.format = make_error_class(m, "FormatError", py::make_tuple(base), u::exit_code::format,
-                                   "A bad or corrupt checkpoint (file, tensor, field, value, limit).");
-  errors.io = make_error_class(m, "IoError", py::make_tuple(base, py::handle(PyExc_OSError)), u::exit_code::io,
-                               "A failed system call; errno and path.");
-  errors.device = make_error_class(m, "CudaError", py::make_tuple(base), u::exit_code::device,
-                                   "A CUDA failure, or a GPU asked of a build or machine without one.");
+  errors.format =
+      make_error_class(m, "FormatError", py::make_tuple(base), u::exit_code::format,
+                       "A bad or corrupt checkpoint (file, tensor, field, value, limit).");
+  errors.io = make_error_class(m, "IoError", py::make_tuple(base, py::handle(PyExc_OSError)),
+                               u::exit_code::io, "A failed system call; errno and path.");
+  errors.device =
+      make_error_class(m, "CudaError", py::make_tuple(base), u::exit_code::device,
+                       "A CUDA failure, or a GPU asked of a build or machine without one.");
   errors.budget = make_error_class(m, "BudgetError", py::make_tuple(base), u::exit_code::budget,
                                    "The load cannot fit the memory available.");
-  errors.usage = make_error_class(m, "UsageError", py::make_tuple(base, py::handle(PyExc_ValueError)),
-                                  u::exit_code::usage, "Bad arguments.");
-  errors.conflict = make_error_class(m, "ConflictError", py::make_tuple(base), u::exit_code::conflict,
-                                     "The destination holds something not asked to be replaced.");
-  errors.mismatch = make_error_class(m, "MismatchError", py::make_tuple(base), u::exit_code::mismatch,
-                                     "Results that should agree do not.");
+  errors.usage =
+      make_error_class(m, "UsageError", py::make_tuple(base, py::handle(PyExc_ValueError)),
+                       u::exit_code::usage, "Bad arguments.");
+  errors.conflict =
+      make_error_class(m, "ConflictError", py::make_tuple(base), u::exit_code::conflict,
+                       "The destination holds something not asked to be replaced.");
+  errors.mismatch = make_error_class(m, "MismatchError", py::make_tuple(base),
+                                     u::exit_code::mismatch, "Results that should agree do not.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -361,10 +368,10 @@ PYBIND11_MODULE(umload, m) {
     }
   });
 
-  m.def("load", &load, py::arg("path"), py::kw_only(), py::arg("device") = "auto", py::arg("layout") = "hf",
-        py::arg("dtype") = "bf16", py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
-        py::arg("progress") = py::none(), py::arg("profile") = py::none(), py::arg("threads") = 0,
-        py::arg("digest") = false,
+  m.def("load", &load, py::arg("path"), py::kw_only(), py::arg("device") = "auto",
+        py::arg("layout") = "hf", py::arg("dtype") = "bf16", py::arg("rank") = py::none(),
+        py::arg("world_size") = py::none(), py::arg("progress") = py::none(),
+        py::arg("profile") = py::none(), py::arg("threads") = 0, py::arg("digest") = false,
         py::arg("framework") = "auto", py::arg("with_report") = false,
         R"(Load a checkpoint; returns {name: tensor}.
 
@@ -379,14 +386,20 @@ importable, else numpy), "torch" or "numpy". with_report: return (state_dict, re
         py::arg("dtype") = "bf16", py::arg("layout") = "hf", py::arg("rank") = py::none(),
         py::arg("world_size") = py::none(), py::arg("device_memory") = py::none(),
         py::arg("host_memory") = py::none(),
-        "Where every tensor would go on this machine or a profile (headers only); a dict as `umload plan --json`.");
+        "Where every tensor would go on this machine or a profile (headers only); a dict as "
+        "`umload plan --json`.");
   m.def("platform", &platform_dict, py::arg("profile") = py::none(),
         "This machine (or a profile) as a dict, as `umload platform --json`.");
-  m.def("profiles", [] { return u::platform::profile_names(); }, "Names of the built-in machine profiles.");
-  m.def("inspect", &inspect, py::arg("path"), "Config, shards and every stored tensor (headers only).");
-  m.def("convert", &convert, py::arg("source"), py::arg("destination"), py::kw_only(), py::arg("layout") = "hf",
-        py::arg("dtype") = "bf16", py::arg("rank") = py::none(), py::arg("world_size") = py::none(),
-        py::arg("memory_budget") = py::none(), py::arg("shard_size") = py::none(), py::arg("force") = false,
-        py::arg("device") = "auto", py::arg("threads") = 0, py::arg("progress") = py::none(),
-        "Write a dense (BF16 or F32 experts) checkpoint that HF transformers loads; returns a report dict.");
+  m.def(
+      "profiles", [] { return u::platform::profile_names(); },
+      "Names of the built-in machine profiles.");
+  m.def("inspect", &inspect, py::arg("path"),
+        "Config, shards and every stored tensor (headers only).");
+  m.def("convert", &convert, py::arg("source"), py::arg("destination"), py::kw_only(),
+        py::arg("layout") = "hf", py::arg("dtype") = "bf16", py::arg("rank") = py::none(),
+        py::arg("world_size") = py::none(), py::arg("memory_budget") = py::none(),
+        py::arg("shard_size") = py::none(), py::arg("force") = false, py::arg("device") = "auto",
+        py::arg("threads") = 0, py::arg("progress") = py::none(),
+        "Write a dense (BF16 or F32 experts) checkpoint that HF transformers loads; returns a "
+        "report dict.");
 }

@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
 
     const auto plan = ckpt.plan({});  // this machine, BF16, hf layout, rank from $RANK
     std::printf("plan: %s memory model, fits: %s\n",
-                std::string(umload::platform::to_string(plan.model)).c_str(), plan.fits ? "yes" : "no");
+                std::string(umload::platform::to_string(plan.model)).c_str(),
+                plan.fits ? "yes" : "no");
 
     umload::load_request request;  // device "auto": the GPU $LOCAL_RANK names when there is one
     auto [weights, report] = ckpt.load(request);
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
       const umload::tensor_view v = umload::view(t);
       if (v.shape.size() != 3) continue;  // the decoded experts: [E, in, out]
       std::printf("%s: [%llu, %llu, %llu], strides [%lld, %lld, %lld]\n", t.name.c_str(),
-                  static_cast<unsigned long long>(v.shape[0]), static_cast<unsigned long long>(v.shape[1]),
+                  static_cast<unsigned long long>(v.shape[0]),
+                  static_cast<unsigned long long>(v.shape[1]),
                   static_cast<unsigned long long>(v.shape[2]), static_cast<long long>(v.strides[0]),
                   static_cast<long long>(v.strides[1]), static_cast<long long>(v.strides[2]));
     }

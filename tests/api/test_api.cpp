@@ -2,13 +2,12 @@
 // the lifetime its deleter carries, and the docs' example program (built, run, and identical to
 // the text docs/api.md shows).
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -27,8 +26,9 @@ class temp_dir {
  public:
   temp_dir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() / ("umload-api-" + std::string(info ? info->name() : "suite") + "-" +
-                                         std::to_string(::getpid()));
+    path_ =
+        fs::temp_directory_path() / ("umload-api-" + std::string(info ? info->name() : "suite") +
+                                     "-" + std::to_string(::getpid()));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -83,10 +83,12 @@ TEST(api_defaults, shard_follows_torchrun_variables) {
 
 TEST(api_defaults, device_follows_local_rank) {
   const auto env = env_of({{"LOCAL_RANK", "3"}});
-  // A process that sees one GPU (one CUDA_VISIBLE_DEVICES entry per rank) takes it whatever its rank.
+  // A process that sees one GPU (one CUDA_VISIBLE_DEVICES entry per rank) takes it whatever its
+  // rank.
   const std::string by_rank = cuda_device_count() == 1 ? "cuda:0" : "cuda:3";
   EXPECT_EQ(resolve_device("cuda", env), by_rank);
-  EXPECT_EQ(resolve_device("cuda", env_of({{"LOCAL_RANK", "3"}, {"UMLOAD_DEVICE", "1"}})), "cuda:1");
+  EXPECT_EQ(resolve_device("cuda", env_of({{"LOCAL_RANK", "3"}, {"UMLOAD_DEVICE", "1"}})),
+            "cuda:1");
   EXPECT_EQ(resolve_device("cuda:2", env), "cuda:2");
   EXPECT_EQ(resolve_device("cpu", env), "cpu");
   EXPECT_EQ(resolve_device("auto", env), cuda_available() ? by_rank : "cpu");
@@ -194,7 +196,8 @@ TEST_F(api_load, views_are_contiguous_row_major) {
   const auto* t = result.weights->find("model.layers.0.mlp.experts.gate_up_proj");
   ASSERT_NE(t, nullptr);
   const tensor_view v = view(*t);
-  EXPECT_EQ(std::vector<std::uint64_t>(v.shape.begin(), v.shape.end()), (std::vector<std::uint64_t>{4, 64, 128}));
+  EXPECT_EQ(std::vector<std::uint64_t>(v.shape.begin(), v.shape.end()),
+            (std::vector<std::uint64_t>{4, 64, 128}));
   EXPECT_EQ(v.strides, (std::vector<std::int64_t>{64 * 128, 128, 1}));
   EXPECT_EQ(v.type, dtype::BF16);
   EXPECT_EQ(v.where, memory_kind::host);
@@ -221,9 +224,18 @@ TEST_F(api_load, dlpack_describes_each_dtype) {
       for (int i = 0; i < d.ndim; ++i) EXPECT_EQ(d.strides[i], strides[i]);
       EXPECT_EQ(d.dtype.lanes, 1);
       switch (t.type) {
-        case dtype::BF16: EXPECT_EQ(d.dtype.code, kDLBfloat); EXPECT_EQ(d.dtype.bits, 16); break;
-        case dtype::F32: EXPECT_EQ(d.dtype.code, kDLFloat); EXPECT_EQ(d.dtype.bits, 32); break;
-        case dtype::U8: EXPECT_EQ(d.dtype.code, kDLUInt); EXPECT_EQ(d.dtype.bits, 8); break;
+        case dtype::BF16:
+          EXPECT_EQ(d.dtype.code, kDLBfloat);
+          EXPECT_EQ(d.dtype.bits, 16);
+          break;
+        case dtype::F32:
+          EXPECT_EQ(d.dtype.code, kDLFloat);
+          EXPECT_EQ(d.dtype.bits, 32);
+          break;
+        case dtype::U8:
+          EXPECT_EQ(d.dtype.code, kDLUInt);
+          EXPECT_EQ(d.dtype.bits, 8);
+          break;
         default: ADD_FAILURE() << t.name << " has an unexpected dtype";
       }
       dl->deleter(dl);
@@ -257,7 +269,8 @@ TEST_F(api_load, dlpack_refuses_what_it_cannot_describe) {
   EXPECT_THROW(to_dlpack(one.weights, "no.such.tensor"), usage_error);
   EXPECT_THROW(to_dlpack(one.weights, other.weights->tensors().front()), usage_error);
   EXPECT_THROW(to_dlpack(nullptr, "model.norm.weight"), usage_error);
-  for (const auto dt : {dtype::BOOL, dtype::F8_E4M3, dtype::F8_E5M2, dtype::F8_E8M0, dtype::F4, dtype::C64})
+  for (const auto dt :
+       {dtype::BOOL, dtype::F8_E4M3, dtype::F8_E5M2, dtype::F8_E8M0, dtype::F4, dtype::C64})
     EXPECT_THROW(dlpack_dtype(dt), usage_error) << to_string(dt);
   EXPECT_EQ(dlpack_dtype(dtype::I64).code, kDLInt);
   EXPECT_EQ(dlpack_dtype(dtype::I64).bits, 64);
@@ -315,7 +328,8 @@ TEST(api_convert, dense_checkpoint_loads_the_same) {
   load_request r;
   r.device = "cpu";
   r.digest = true;
-  EXPECT_EQ(model::open(src).load(r).report.digest, model::open(dir / "bf16").load(r).report.digest);
+  EXPECT_EQ(model::open(src).load(r).report.digest,
+            model::open(dir / "bf16").load(r).report.digest);
   c.dtype = output_dtype::keep;
   EXPECT_THROW(convert(src, dir / "keep", c), usage_error);
 }
@@ -346,11 +360,14 @@ TEST(api_docs, example_program_runs) {
   EXPECT_EQ(status, 0) << out;
   EXPECT_NE(out.find("4 MXFP4 expert pairs"), std::string::npos) << out;
   EXPECT_NE(out.find("loaded 37 tensors"), std::string::npos) << out;
-  EXPECT_NE(out.find("model.layers.0.mlp.experts.gate_up_proj: [4, 64, 128], strides [8192, 128, 1]"),
-            std::string::npos) << out;
+  EXPECT_NE(
+      out.find("model.layers.0.mlp.experts.gate_up_proj: [4, 64, 128], strides [8192, 128, 1]"),
+      std::string::npos)
+      << out;
   EXPECT_NE(out.find("DLPack: ndim 3, dtype code 4 bits 16"), std::string::npos) << out;
 
-  const std::string bad = std::string(UMLOAD_API_EXAMPLE) + " " + (dir / "absent").string() + " >/dev/null 2>&1";
+  const std::string bad =
+      std::string(UMLOAD_API_EXAMPLE) + " " + (dir / "absent").string() + " >/dev/null 2>&1";
   const int missing = std::system(bad.c_str());
   EXPECT_EQ(WEXITSTATUS(missing), static_cast<int>(exit_code::io));
 }

@@ -12,8 +12,8 @@ namespace umload::test {
 
 cli_result run_cli(const std::string& args) {
   static int counter = 0;
-  const fs::path base = fs::temp_directory_path() /
-                        ("umload-cli-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  const fs::path base = fs::temp_directory_path() / ("umload-cli-" + std::to_string(::getpid()) +
+                                                     "-" + std::to_string(counter++));
   const std::string out = base.string() + ".out", err = base.string() + ".err";
   const std::string command = std::string(UMLOAD_CLI) + " " + args + " >" + out + " 2>" + err;
   const int raw = std::system(command.c_str());
@@ -36,7 +36,8 @@ std::map<std::string, std::string> file_digests(const fs::path& dir) {
   return files;
 }
 
-fs::path synth_tiny(const fs::path& dir, int layers, int experts, bool edge_scales, std::uint64_t seed) {
+fs::path synth_tiny(const fs::path& dir, int layers, int experts, bool edge_scales,
+                    std::uint64_t seed) {
   synth_options o;
   o.preset = "tiny";
   o.layers = layers;

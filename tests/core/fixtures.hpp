@@ -8,11 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "src/pipeline.hpp"
 
@@ -25,8 +24,8 @@ class temp_dir {
  public:
   temp_dir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string(info ? info->test_suite_name() : "t") + "." +
-                       (info ? info->name() : "x");
+    std::string name =
+        std::string(info ? info->test_suite_name() : "t") + "." + (info ? info->name() : "x");
     for (auto& c : name)
       if (c == '/') c = '_';
     path_ = fs::temp_directory_path() / ("umload-test-" + name + "-" + std::to_string(::getpid()));
@@ -61,9 +60,10 @@ inline std::string le64(std::uint64_t n) {
 }
 
 // A safetensors file from a header text and a data buffer of `data_bytes` bytes.
-inline void write_safetensors(const fs::path& path, const std::string& header, std::uint64_t data_bytes,
-                              unsigned char fill = 0x11) {
-  write_bytes(path, le64(header.size()) + header + std::string(data_bytes, static_cast<char>(fill)));
+inline void write_safetensors(const fs::path& path, const std::string& header,
+                              std::uint64_t data_bytes, unsigned char fill = 0x11) {
+  write_bytes(path,
+              le64(header.size()) + header + std::string(data_bytes, static_cast<char>(fill)));
 }
 
 // Runs the CLI; returns the exit status and fills stdout/stderr.
@@ -80,7 +80,9 @@ cli_result run_cli(const std::string& args);
 // that only care whether a run fails.
 struct discard_sink : output_sink {
   std::vector<std::byte> buffer = std::vector<std::byte>(64 << 20);
-  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return buffer.data(); }
+  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override {
+    return buffer.data();
+  }
   void commit(std::size_t, std::uint64_t, std::uint64_t) override {}
 };
 

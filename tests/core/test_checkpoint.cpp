@@ -42,8 +42,8 @@ void rename_tensor(const fs::path& dir, const std::string& from, const std::stri
   });
 }
 
-void expect_format_error(const fs::path& dir, const std::string& needle, const std::string& file_part,
-                         const std::string& tensor_part = "") {
+void expect_format_error(const fs::path& dir, const std::string& needle,
+                         const std::string& file_part, const std::string& tensor_part = "") {
   try {
     const auto ckpt = open_checkpoint(dir);
     build_model_map(ckpt);
@@ -171,7 +171,8 @@ TEST(checkpoint, index_entry_absent_from_its_shard) {
   edit_json(dir / "m" / "model.safetensors.index.json", [](nlohmann::json& idx) {
     idx["weight_map"]["model.ghost.weight"] = "model-00000-of-00002.safetensors";
   });
-  expect_format_error(dir / "m", "does not hold it", "model.safetensors.index.json", "model.ghost.weight");
+  expect_format_error(dir / "m", "does not hold it", "model.safetensors.index.json",
+                      "model.ghost.weight");
 }
 
 TEST(checkpoint, shard_tensor_missing_from_the_index) {
@@ -193,22 +194,25 @@ TEST(model_map, blocks_without_scales) {
   temp_dir dir;
   synth_tiny(dir / "m");
   rename_tensor(dir / "m", layer0 + "down_proj_scales", layer0 + "down_proj_scalez");
-  expect_format_error(dir / "m", "blocks without their scales", ".safetensors", layer0 + "down_proj_blocks");
+  expect_format_error(dir / "m", "blocks without their scales", ".safetensors",
+                      layer0 + "down_proj_blocks");
 }
 
 TEST(model_map, scales_without_blocks) {
   temp_dir dir;
   synth_tiny(dir / "m");
   rename_tensor(dir / "m", layer0 + "down_proj_blocks", layer0 + "down_proj_blockz");
-  expect_format_error(dir / "m", "scales without their blocks", ".safetensors", layer0 + "down_proj_scales");
+  expect_format_error(dir / "m", "scales without their blocks", ".safetensors",
+                      layer0 + "down_proj_scales");
 }
 
 TEST(model_map, scales_shape_disagrees_with_blocks) {
   temp_dir dir;
   synth_tiny(dir / "m");
   const std::string name = layer0 + "gate_up_proj_scales";  // [4, 128, 2]
-  edit_shard_header(shard_holding(dir / "m", name),
-                    [&](nlohmann::json& h) { h[name]["shape"] = {4, 64, 4}; });
+  edit_shard_header(shard_holding(dir / "m", name), [&](nlohmann::json& h) {
+    h[name]["shape"] = {4, 64, 4};
+  });
   expect_format_error(dir / "m", "does not match blocks shape", ".safetensors", name);
 }
 
@@ -216,8 +220,9 @@ TEST(model_map, blocks_last_dim_not_16) {
   temp_dir dir;
   synth_tiny(dir / "m");
   const std::string name = layer0 + "gate_up_proj_blocks";  // [4, 128, 2, 16]
-  edit_shard_header(shard_holding(dir / "m", name),
-                    [&](nlohmann::json& h) { h[name]["shape"] = {4, 128, 4, 8}; });
+  edit_shard_header(shard_holding(dir / "m", name), [&](nlohmann::json& h) {
+    h[name]["shape"] = {4, 128, 4, 8};
+  });
   expect_format_error(dir / "m", "must be [experts, rows, groups, 16]", ".safetensors", name);
 }
 
@@ -225,7 +230,8 @@ TEST(model_map, pair_dtype_not_u8) {
   temp_dir dir;
   synth_tiny(dir / "m");
   const std::string name = layer0 + "down_proj_scales";
-  edit_shard_header(shard_holding(dir / "m", name), [&](nlohmann::json& h) { h[name]["dtype"] = "I8"; });
+  edit_shard_header(shard_holding(dir / "m", name),
+                    [&](nlohmann::json& h) { h[name]["dtype"] = "I8"; });
   expect_format_error(dir / "m", "scales must be U8, found I8", ".safetensors", name);
 }
 
@@ -260,7 +266,8 @@ TEST(model_map, validate_lists_every_problem) {
   synth_tiny(dir / "m");
   rename_tensor(dir / "m", layer0 + "down_proj_scales", layer0 + "down_proj_scalez");
   const std::string name = "model.layers.1.mlp.experts.gate_up_proj_scales";
-  edit_shard_header(shard_holding(dir / "m", name), [&](nlohmann::json& h) { h[name]["dtype"] = "I8"; });
+  edit_shard_header(shard_holding(dir / "m", name),
+                    [&](nlohmann::json& h) { h[name]["dtype"] = "I8"; });
   const auto problems = validate_model(open_checkpoint(dir / "m"));
   EXPECT_EQ(problems.size(), 2u);
 }

@@ -20,24 +20,31 @@ TEST(cli, exit_codes_follow_the_documented_table) {
   const auto bad = run_cli("inspect " + (dir / "bad.safetensors").string());
   EXPECT_EQ(bad.status, 3);
   EXPECT_NE(bad.err.find("bad.safetensors"), std::string::npos) << bad.err;
-  EXPECT_EQ(run_cli("convert " + (dir / "m").string() + " --out " + (dir / "m" / "x").string()).status, 2);
+  EXPECT_EQ(
+      run_cli("convert " + (dir / "m").string() + " --out " + (dir / "m" / "x").string()).status,
+      2);
   synth_tiny(dir / "other", 2, 4, false, 9);
-  EXPECT_EQ(run_cli("convert " + (dir / "m").string() + " --out " + (dir / "other").string()).status, 7);
+  EXPECT_EQ(
+      run_cli("convert " + (dir / "m").string() + " --out " + (dir / "other").string()).status, 7);
   if (!cuda_available()) {
     EXPECT_EQ(run_cli("load " + (dir / "m").string() + " --device cuda").status, 6);
   }
   EXPECT_EQ(run_cli("convert " + (dir / "m").string() + " --out " + (dir / "o").string() +
-                    " --memory-budget 1K").status, 5);
+                    " --memory-budget 1K")
+                .status,
+            5);
 }
 
 TEST(cli, convert_decodes_where_asked_and_a_missing_gpu_leaves_no_output) {
   temp_dir dir;
   synth_tiny(dir / "m");
   const auto convert = [&](const std::string& out, const std::string& options) {
-    return run_cli("convert --json " + options + " " + (dir / "m").string() + " --out " + (dir / out).string());
+    return run_cli("convert --json " + options + " " + (dir / "m").string() + " --out " +
+                   (dir / out).string());
   };
   // A refused run names the problem and leaves no destination behind.
-  const auto refused = [&](const std::string& out, const std::string& options, int status, const std::string& says) {
+  const auto refused = [&](const std::string& out, const std::string& options, int status,
+                           const std::string& says) {
     const auto r = convert(out, options);
     EXPECT_EQ(r.status, status) << options;
     EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
@@ -49,7 +56,8 @@ TEST(cli, convert_decodes_where_asked_and_a_missing_gpu_leaves_no_output) {
   EXPECT_EQ(cpu.json()["device"], "cpu");
   EXPECT_EQ(cpu.json()["backend"], "host");
   EXPECT_EQ(cpu.json()["peak_device_bytes"], 0);
-  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present (tests/cuda covers convert there)";
+  if (cuda_available())
+    GTEST_SKIP() << "a CUDA device is present (tests/cuda covers convert there)";
   refused("g", "--device cuda", 6, "no usable CUDA GPU");
   const auto automatic = convert("auto", "");
   ASSERT_EQ(automatic.status, 0) << automatic.err;
@@ -75,27 +83,36 @@ TEST(cli, inspect_reports_pairs_sizes_and_problems) {
 
 TEST(cli, convert_peak_rss_stays_within_the_budget_on_a_larger_checkpoint) {
   temp_dir dir;
-  ASSERT_EQ(run_cli("synth --preset tiny --layers 4 --experts 32 --hidden 512 --intermediate 512 --vocab 1024 --out " +
-                    (dir / "m").string()).status, 0);
+  ASSERT_EQ(run_cli("synth --preset tiny --layers 4 --experts 32 --hidden 512 --intermediate 512 "
+                    "--vocab 1024 --out " +
+                    (dir / "m").string())
+                .status,
+            0);
   // On the CPU: a CUDA context's own host memory would come on top of the budget.
-  const auto r = run_cli("convert --json --device cpu --memory-budget 32M " + (dir / "m").string() + " --out " +
-                         (dir / "d").string());
+  const auto r = run_cli("convert --json --device cpu --memory-budget 32M " + (dir / "m").string() +
+                         " --out " + (dir / "d").string());
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.json();
   const std::uint64_t budget = 32ull << 20;
-  EXPECT_GT(j["output_bytes"].get<std::uint64_t>(), 4 * budget);  // the model is larger than the budget
+  EXPECT_GT(j["output_bytes"].get<std::uint64_t>(),
+            4 * budget);  // the model is larger than the budget
   EXPECT_LE(j["peak_rss_bytes"].get<std::uint64_t>(), budget + (64ull << 20));
 }
 
 TEST(cli, cpu_load_peak_rss_is_output_plus_staging_not_the_quantized_model) {
   temp_dir dir;
-  ASSERT_EQ(run_cli("synth --preset tiny --layers 6 --experts 32 --hidden 512 --intermediate 512 --vocab 1024 --out " +
-                    (dir / "m").string()).status, 0);
-  const auto r = run_cli("load --json --device cpu --slot-size 4M --slots 3 " + (dir / "m").string());
+  ASSERT_EQ(run_cli("synth --preset tiny --layers 6 --experts 32 --hidden 512 --intermediate 512 "
+                    "--vocab 1024 --out " +
+                    (dir / "m").string())
+                .status,
+            0);
+  const auto r =
+      run_cli("load --json --device cpu --slot-size 4M --slots 3 " + (dir / "m").string());
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.json();
   const std::uint64_t output = j["bytes_produced"];
-  const std::uint64_t staging = j["slot_bytes"].get<std::uint64_t>() * j["slots"].get<std::uint64_t>();
+  const std::uint64_t staging =
+      j["slot_bytes"].get<std::uint64_t>() * j["slots"].get<std::uint64_t>();
   const std::uint64_t quantized = j["quantized_bytes"];
   EXPECT_GT(quantized, 4 * staging);  // the quantized model is far larger than the ring
   EXPECT_LE(j["peak_rss_bytes"].get<std::uint64_t>(), output + staging + (48ull << 20));
@@ -105,13 +122,13 @@ TEST(cli, cpu_load_peak_rss_is_output_plus_staging_not_the_quantized_model) {
 TEST(cli, load_json_reports_every_stage) {
   temp_dir dir;
   synth_tiny(dir / "m");
-  const auto r = run_cli("load --json --digest --device cpu " + (dir / "m").string() + " --report " +
-                         (dir / "report.json").string());
+  const auto r = run_cli("load --json --digest --device cpu " + (dir / "m").string() +
+                         " --report " + (dir / "report.json").string());
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = r.json();
-  for (const char* key : {"device", "strategy", "seconds", "read_seconds", "copy_seconds", "decode_seconds",
-                          "bytes_read", "bytes_produced", "peak_rss_bytes", "page_cache_bytes_after", "digest",
-                          "tensors"})
+  for (const char* key : {"device", "strategy", "seconds", "read_seconds", "copy_seconds",
+                          "decode_seconds", "bytes_read", "bytes_produced", "peak_rss_bytes",
+                          "page_cache_bytes_after", "digest", "tensors"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["device"], "cpu");
   EXPECT_EQ(j["tensors"].size(), 3u + 2 * 17);  // 41 stored, each pair becomes one tensor
@@ -120,15 +137,18 @@ TEST(cli, load_json_reports_every_stage) {
 
 TEST(cli, full_disk_while_converting_leaves_no_output) {
   temp_dir dir;
-  ASSERT_EQ(run_cli("synth --preset tiny --layers 4 --experts 16 --out " + (dir / "m").string()).status, 0);
+  ASSERT_EQ(
+      run_cli("synth --preset tiny --layers 4 --experts 16 --out " + (dir / "m").string()).status,
+      0);
   const std::string before = read_bytes(dir / "m" / "model-00001-of-00002.safetensors");
   // RLIMIT_FSIZE of 512 KiB: writes past it fail with EFBIG, as on a full disk.
-  const std::string cmd = "bash -c 'ulimit -f 512; exec " + std::string(UMLOAD_CLI) + " convert --shard-size 4M " +
-                          (dir / "m").string() + " --out " + (dir / "d").string() + "' >/dev/null 2>" +
-                          (dir / "err").string();
+  const std::string cmd = "bash -c 'ulimit -f 512; exec " + std::string(UMLOAD_CLI) +
+                          " convert --shard-size 4M " + (dir / "m").string() + " --out " +
+                          (dir / "d").string() + "' >/dev/null 2>" + (dir / "err").string();
   const int raw = std::system(cmd.c_str());
   EXPECT_EQ(WEXITSTATUS(raw), 4) << read_bytes(dir / "err");
-  EXPECT_NE(read_bytes(dir / "err").find("write failed"), std::string::npos) << read_bytes(dir / "err");
+  EXPECT_NE(read_bytes(dir / "err").find("write failed"), std::string::npos)
+      << read_bytes(dir / "err");
   EXPECT_FALSE(fs::exists(dir / "d" / "model.safetensors.index.json"));
   for (const auto& e : fs::directory_iterator(dir / "d")) {
     const auto name = e.path().filename().string();

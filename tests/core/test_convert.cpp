@@ -51,10 +51,12 @@ TEST(convert, writes_an_hf_loadable_layout) {
   const auto r = convert_checkpoint(dir / "src", dir / "dst", small_shards());
   EXPECT_EQ(file_digests(dir / "src"), before);  // input never modified
 
-  const auto index = nlohmann::json::parse(read_bytes(dir / "dst" / "model.safetensors.index.json"));
+  const auto index =
+      nlohmann::json::parse(read_bytes(dir / "dst" / "model.safetensors.index.json"));
   std::uint64_t total = 0;
   std::set<std::string> files;
-  for (const auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+  for (const auto& [name, file] : index["weight_map"].items())
+    files.insert(file.get<std::string>());
   EXPECT_EQ(files.size(), r.shards);
   for (std::size_t i = 1; i <= r.shards; ++i) {
     char want[64];
@@ -76,7 +78,8 @@ TEST(convert, writes_an_hf_loadable_layout) {
   EXPECT_FALSE(config.contains("quantization_config"));
   EXPECT_EQ(config["torch_dtype"], "bfloat16");
   EXPECT_EQ(config["model_type"], "gpt_oss");
-  EXPECT_EQ(read_bytes(dir / "dst" / "tokenizer_config.json"), read_bytes(dir / "src" / "tokenizer_config.json"));
+  EXPECT_EQ(read_bytes(dir / "dst" / "tokenizer_config.json"),
+            read_bytes(dir / "src" / "tokenizer_config.json"));
   EXPECT_EQ(read_bytes(dir / "dst" / "generation_config.json"),
             read_bytes(dir / "src" / "generation_config.json"));
   for (const auto& e : fs::directory_iterator(dir / "dst"))

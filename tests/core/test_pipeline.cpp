@@ -2,9 +2,8 @@
 // dtype, the same digest whatever the slots, I/O mode, threads or CPU path, expert-parallel
 // slices that add up to the whole, and failures (EIO, short reads, NaN scales) that surface as
 // errors rather than results.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,10 +11,10 @@
 
 #include "kernels/cpu_decode.hpp"
 #include "kernels/error.hpp"
+#include "platform/profiles.hpp"
 #include "src/file.hpp"
 #include "src/loader.hpp"
 #include "src/model_map.hpp"
-#include "platform/profiles.hpp"
 #include "src/synth.hpp"
 #include "tests/core/fixtures.hpp"
 
@@ -29,15 +28,17 @@ load_options host_options() {
   return o;
 }
 
-std::vector<std::byte> read_tensor(const checkpoint& ckpt, const tensor_ref& ref, std::uint64_t offset,
-                                   std::uint64_t bytes) {
+std::vector<std::byte> read_tensor(const checkpoint& ckpt, const tensor_ref& ref,
+                                   std::uint64_t offset, std::uint64_t bytes) {
   std::vector<std::byte> data(bytes);
-  file::open_read(ckpt.shard_path(ref.shard)).read_exact(data.data(), bytes, ref.file_offset + offset);
+  file::open_read(ckpt.shard_path(ref.shard))
+      .read_exact(data.data(), bytes, ref.file_offset + offset);
   return data;
 }
 
 // Every output of a load equals the source (dense) or the scalar oracle (experts).
-void expect_matches_oracle(const fs::path& src, const weight_set& weights, layout order, out_dtype dt) {
+void expect_matches_oracle(const fs::path& src, const weight_set& weights, layout order,
+                           out_dtype dt) {
   const auto ckpt = open_checkpoint(src);
   const auto map = build_model_map(ckpt);
   std::size_t checked = 0;
@@ -141,8 +142,8 @@ TEST(pipeline, every_profile_runs_its_own_strategy_with_the_same_digest) {
     EXPECT_EQ(r.report.digest, reference) << name;
     EXPECT_EQ(r.report.platform, "profile " + name);
     EXPECT_EQ(r.report.host_stands_in, name != "host") << name;
-    strategies.insert(r.report.memory_model + "/" + std::to_string(r.report.pipeline.direct_io) + "/" +
-                      std::to_string(r.report.pipeline.slot_bytes));
+    strategies.insert(r.report.memory_model + "/" + std::to_string(r.report.pipeline.direct_io) +
+                      "/" + std::to_string(r.report.pipeline.slot_bytes));
     if (r.report.memory_model == "integrated") {
       EXPECT_TRUE(r.report.pipeline.direct_io) << name;  // no page cache beside the one pool
     }
@@ -187,7 +188,8 @@ TEST(pipeline, check_counts_non_finite_values_of_decoded_tensors) {
   const auto r = load_checkpoint(dir / "m", o);
   std::uint64_t total = 0;
   for (const auto& t : r.weights->tensors()) {
-    if (t.name.find("_bias") != std::string::npos || t.name.find(".mlp.experts.") == std::string::npos) {
+    if (t.name.find("_bias") != std::string::npos ||
+        t.name.find(".mlp.experts.") == std::string::npos) {
       EXPECT_FALSE(t.checksum.has_value()) << t.name;  // only decoded tensors are checked
       continue;
     }
@@ -227,7 +229,8 @@ TEST(pipeline, expert_parallel_slices_add_up_to_the_whole) {
   const std::uint64_t quantized = whole.report.pipeline.quantized_bytes;
   std::uint64_t expert_bias_bytes = 0;
   for (const auto& [name, ref] : open_checkpoint(dir / "m").tensors)
-    if (name.find(".mlp.experts.") != std::string::npos && name.ends_with("_bias")) expert_bias_bytes += ref.bytes();
+    if (name.find(".mlp.experts.") != std::string::npos && name.ends_with("_bias"))
+      expert_bias_bytes += ref.bytes();
   for (int world : {2, 4}) {
     std::uint64_t read_total = 0;
     for (int rank = 0; rank < world; ++rank) {
@@ -240,7 +243,8 @@ TEST(pipeline, expert_parallel_slices_add_up_to_the_whole) {
       // Each rank reads its share of the experts and all of the rest.
       EXPECT_EQ(part.report.pipeline.quantized_bytes * world, quantized);
       EXPECT_EQ(whole.report.pipeline.bytes_read - part.report.pipeline.bytes_read,
-                quantized - part.report.pipeline.quantized_bytes + expert_bias_bytes * (world - 1) / world);
+                quantized - part.report.pipeline.quantized_bytes +
+                    expert_bias_bytes * (world - 1) / world);
       for (const auto& t : part.weights->tensors()) {
         const auto* full = whole.weights->find(t.name);
         ASSERT_NE(full, nullptr);
@@ -252,7 +256,8 @@ TEST(pipeline, expert_parallel_slices_add_up_to_the_whole) {
         // Experts are the leading dimension in every layout: rank r holds a contiguous share.
         ASSERT_EQ(t.bytes * world, full->bytes) << t.name;
         EXPECT_EQ(t.shape[0] * world, full->shape[0]);
-        EXPECT_EQ(std::memcmp(t.data, full->data + rank * t.bytes, t.bytes), 0) << t.name << " rank " << rank;
+        EXPECT_EQ(std::memcmp(t.data, full->data + rank * t.bytes, t.bytes), 0)
+            << t.name << " rank " << rank;
       }
     }
     EXPECT_GT(read_total, whole.report.pipeline.bytes_read);  // shared tensors read by every rank
@@ -268,7 +273,8 @@ TEST(pipeline, experts_that_do_not_divide_are_refused) {
     load_checkpoint(dir / "m", o);
     FAIL();
   } catch (const usage_error& e) {
-    EXPECT_NE(std::string(e.what()).find("do not divide evenly over world size 4"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("do not divide evenly over world size 4"),
+              std::string::npos);
   }
 }
 
@@ -307,13 +313,15 @@ TEST(pipeline, file_truncated_after_open_is_detected) {
   auto options = host_options().pipeline;
   const auto outputs = plan_outputs(map, options);
   // The file shrinks between reading headers and reading data, as a concurrent writer would do.
-  ASSERT_EQ(::truncate(ckpt.shard_path(1).c_str(), static_cast<off_t>(ckpt.shards[1].file_size / 2)), 0);
+  ASSERT_EQ(
+      ::truncate(ckpt.shard_path(1).c_str(), static_cast<off_t>(ckpt.shards[1].file_size / 2)), 0);
   auto engine = make_host_backend(1, cpu::isa::portable);
   discard_sink sink;
   EXPECT_THROW(run_pipeline(ckpt, outputs, options, *engine, sink), io_error);
 }
 
-void set_scale_byte(const fs::path& dir, const std::string& tensor, std::uint64_t index, unsigned char value) {
+void set_scale_byte(const fs::path& dir, const std::string& tensor, std::uint64_t index,
+                    unsigned char value) {
   const auto ckpt = open_checkpoint(dir);
   const auto& ref = ckpt.tensor(tensor);
   const int fd = ::open(ckpt.shard_path(ref.shard).c_str(), O_WRONLY);
@@ -326,7 +334,7 @@ TEST(pipeline, scale_255_is_refused_with_tensor_and_position) {
   temp_dir dir;
   synth_tiny(dir / "m");
   const std::string scales = "model.layers.1.mlp.experts.down_proj_scales";  // [4, 64, 2]
-  set_scale_byte(dir / "m", scales, 2 * 64 * 2 + 5 * 2 + 1, 255);       // expert 2, row 5, group 1
+  set_scale_byte(dir / "m", scales, 2 * 64 * 2 + 5 * 2 + 1, 255);  // expert 2, row 5, group 1
   try {
     load_checkpoint(dir / "m", host_options());
     FAIL();

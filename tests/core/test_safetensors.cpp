@@ -26,40 +26,47 @@ std::vector<bad_file> bad_files() {
       {"truncated", "abc", "", "too short"},
       {"header_past_eof", le64(500) + "{}", "", "runs past the end"},
       {"huge_header_length", le64(200'000'000) + std::string(16, ' '), "", "exceeds the limit"},
-      {"bad_utf8", file_of("{\"a\xff\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1), "",
+      {"bad_utf8",
+       file_of("{\"a\xff\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1), "",
        "not valid UTF-8 JSON"},
       {"bad_json", file_of("{\"a\":{\"dtype\":", 0), "", "not valid UTF-8 JSON"},
       {"not_object", file_of("[1,2,3]", 0), "", "does not start with '{'"},
       {"unknown_dtype", file_of(R"({"a":{"dtype":"Q4","shape":[4],"data_offsets":[0,4]}})", 4), "a",
        "unknown dtype 'Q4'"},
-      {"gap", file_of("{" + ok_a + R"(,"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}})", 12), "b", "gap"},
-      {"overlap", file_of("{" + ok_a + R"(,"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", 6), "b",
+      {"gap", file_of("{" + ok_a + R"(,"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}})", 12),
+       "b", "gap"},
+      {"overlap",
+       file_of("{" + ok_a + R"(,"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", 6), "b",
        "overlap"},
-      {"size_mismatch", file_of(R"({"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,4]}})", 4), "a",
-       "size mismatch"},
+      {"size_mismatch", file_of(R"({"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,4]}})", 4),
+       "a", "size mismatch"},
       {"trailing_bytes", file_of("{" + ok_a + "}", 9), "a", "trailing bytes"},
-      {"data_past_eof", file_of(R"({"a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}})", 8), "a",
-       "past the end of the data buffer"},
+      {"data_past_eof", file_of(R"({"a":{"dtype":"U8","shape":[16],"data_offsets":[0,16]}})", 8),
+       "a", "past the end of the data buffer"},
       {"duplicate_name", file_of("{" + ok_a + "," + ok_a + "}", 4), "a", "appears twice"},
       {"absurd_dims",
-       file_of(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})", 4),
+       file_of(
+           R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})",
+           4),
        "a", "absurdly large"},
       {"negative_dim", file_of(R"({"a":{"dtype":"U8","shape":[-4],"data_offsets":[0,4]}})", 4), "a",
        "not a non-negative integer"},
       {"float_dim", file_of(R"({"a":{"dtype":"U8","shape":[4.5],"data_offsets":[0,4]}})", 4), "a",
        "not a non-negative integer"},
-      {"end_before_begin", file_of(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 4), "a",
-       "before begin"},
+      {"end_before_begin", file_of(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}})", 4),
+       "a", "before begin"},
       {"sub_byte", file_of(R"({"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2), "a",
        "whole bytes"},
       {"missing_offsets", file_of(R"({"a":{"dtype":"U8","shape":[4]}})", 4), "a", "data_offsets"},
-      {"unknown_field", file_of(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":1}})", 4), "a",
+      {"unknown_field",
+       file_of(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":1}})", 4), "a",
        "unknown field"},
       {"metadata_not_string", file_of(R"({"__metadata__":{"k":1}})", 0), "", "not a string"},
-      {"too_deep", file_of(R"({"a":{"dtype":"U8","shape":[[[[[1]]]]],"data_offsets":[0,1]}})", 1), "",
-       "nests deeper"},
-      {"rank_limit", file_of(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})", 1),
-       "a", "exceeds the limit"},
+      {"too_deep", file_of(R"({"a":{"dtype":"U8","shape":[[[[[1]]]]],"data_offsets":[0,1]}})", 1),
+       "", "nests deeper"},
+      {"rank_limit",
+       file_of(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})", 1), "a",
+       "exceeds the limit"},
   };
   return cases;
 }
@@ -109,7 +116,8 @@ TEST(safetensors, reads_a_valid_file_with_padding_metadata_and_zero_size_tensors
 TEST(safetensors, writer_output_is_read_back_aligned_and_padded) {
   temp_dir dir;
   const std::string header = make_safetensors_header(
-      {{"w", dtype::F32, {3}, 12}, {"b", dtype::BF16, {2}, 4}, {"u", dtype::U8, {5}, 5}}, {{"format", "pt"}});
+      {{"w", dtype::F32, {3}, 12}, {"b", dtype::BF16, {2}, 4}, {"u", dtype::U8, {5}, 5}},
+      {{"format", "pt"}});
   EXPECT_EQ((header.size() - 8) % 8, 0u);
   write_bytes(dir / "w.safetensors", header + std::string(21, '\0'));
   const auto h = read_safetensors_header(dir / "w.safetensors");
@@ -120,8 +128,9 @@ TEST(safetensors, writer_output_is_read_back_aligned_and_padded) {
 }
 
 TEST(safetensors, every_dtype_parses_and_has_its_width) {
-  for (const char* name : {"BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16", "BF16",
-                           "I32", "U32", "F32", "F64", "I64", "U64", "C64", "F4", "F6_E2M3", "F6_E3M2"}) {
+  for (const char* name : {"BOOL", "U8",  "I8",   "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
+                           "U16",  "F16", "BF16", "I32",     "U32",     "F32",     "F64",
+                           "I64",  "U64", "C64",  "F4",      "F6_E2M3", "F6_E3M2"}) {
     const auto d = parse_dtype(name);
     ASSERT_TRUE(d) << name;
     EXPECT_EQ(to_string(*d), name);

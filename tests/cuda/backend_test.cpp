@@ -4,6 +4,8 @@
 // strategies, and peak device memory must stay within one layer's outputs plus two scratch slots
 // however many layers pass. Skips without a usable device (except the no-device test, which
 // skips with one).
+#include "src/backend.hpp"
+
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "kernels/cuda_check.hpp"
-#include "src/backend.hpp"
 #include "tests/cuda/test_data.hpp"
 
 namespace umload {
@@ -80,7 +81,8 @@ void stream_layers(backend& engine, int layers, layout order, out_dtype dtype,
     }
     // A dense BF16 tensor, copied as it is.
     std::vector<std::uint8_t> dense(100003);
-    for (std::size_t i = 0; i < dense.size(); ++i) dense[i] = static_cast<std::uint8_t>(i * 31 + layer);
+    for (std::size_t i = 0; i < dense.size(); ++i)
+      dense[i] = static_cast<std::uint8_t>(i * 31 + layer);
     std::byte* dense_out = engine.allocate_output(dense.size(), memory_kind::device);
     layer_bytes += dense.size();
     std::memcpy(slots[next_slot], dense.data(), dense.size());
@@ -124,7 +126,8 @@ TEST_P(CudaBackend, OutputsEqualOracleAndDevicePeakStaysPerLayer) {
   const backend_stats stats = engine->stats();
   // Largest layer: the f32 one. Scratch: two slots at most, each as large as a staging slot.
   std::uint64_t f32_layer = 0;
-  for (const mxfp4_shape s : {mxfp4_shape{4, 576, 9}, mxfp4_shape{4, 289, 18}}) f32_layer += s.values() * 4;
+  for (const mxfp4_shape s : {mxfp4_shape{4, 576, 9}, mxfp4_shape{4, 289, 18}})
+    f32_layer += s.values() * 4;
   f32_layer += 100003;
   const std::uint64_t scratch = zero_copy() ? 0 : 2 * round_up(slot_bytes, 256);
   EXPECT_LE(stats.peak_device_bytes, f32_layer + scratch);
@@ -138,7 +141,8 @@ INSTANTIATE_TEST_SUITE_P(Strategies, CudaBackend, ::testing::Values(false, true)
 
 // One decode item of `job`'s shape staged in `slot` (blocks, then scales a page later), writing
 // to `out`.
-staged_item staged_decode(decode_job job, const test::mxfp4_data& d, std::byte* slot, std::byte* out) {
+staged_item staged_decode(decode_job job, const test::mxfp4_data& d, std::byte* slot,
+                          std::byte* out) {
   std::memcpy(slot, d.blocks.data(), job.block_bytes());
   std::memcpy(slot + round_up(job.block_bytes(), 4096), d.scales.data(), job.scale_bytes());
   job.blocks = reinterpret_cast<const std::uint8_t*>(slot);
@@ -192,7 +196,8 @@ TEST(CudaBackendMemory, PageableHostOutputIsRefusedWhereTheGpuCannotWriteIt) {
   engine->synchronize();
   std::vector<std::uint8_t> got(job.out_bytes());
   engine->read_back(got.data(), device, got.size(), memory_kind::device);
-  EXPECT_EQ(test::first_difference(got, test::oracle(job, d.blocks.data(), d.scales.data()), 2), -1);
+  EXPECT_EQ(test::first_difference(got, test::oracle(job, d.blocks.data(), d.scales.data()), 2),
+            -1);
   engine->release_output(device, job.out_bytes(), memory_kind::device);
   engine->release_output(host, job.out_bytes(), memory_kind::host);
   engine->release_staging(slot, slot_bytes);

@@ -3,11 +3,12 @@
 // ordinal past the count is refused before the destination is touched. Also which device a load
 // takes under a host-only plan. Skips without a usable device (the no-device behaviour is tested
 // in tests/core/test_cli.cpp).
+#include "src/convert.hpp"
+
 #include <gtest/gtest.h>
 
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
-#include "src/convert.hpp"
 #include "src/planning.hpp"
 #include "tests/core/fixtures.hpp"
 
@@ -46,7 +47,8 @@ TEST_P(CudaConvert, WritesTheSameFilesAsTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(LayoutsAndDtypes, CudaConvert,
                          ::testing::Combine(::testing::Values(layout::hf, layout::native),
-                                            ::testing::Values(output_dtype::bf16, output_dtype::f32)));
+                                            ::testing::Values(output_dtype::bf16,
+                                                              output_dtype::f32)));
 
 TEST(CudaConvertDevice, OrdinalPastTheCountIsRefusedAndLeavesNothing) {
   if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";

@@ -54,7 +54,8 @@ class CudaDecode : public ::testing::Test {
     device_buffer out(expected.size() + out_offset);
     UMLOAD_CUDA_CHECK(cudaMemcpy(blocks.get() + in_offset, d.blocks.data(), d.blocks.size(),
                                  cudaMemcpyHostToDevice));
-    UMLOAD_CUDA_CHECK(cudaMemcpy(scales.get(), d.scales.data(), d.scales.size(), cudaMemcpyHostToDevice));
+    UMLOAD_CUDA_CHECK(
+        cudaMemcpy(scales.get(), d.scales.data(), d.scales.size(), cudaMemcpyHostToDevice));
     // Poison: 0xFFFF is a NaN no decode produces (the NaN scale gives 0x7FC0).
     UMLOAD_CUDA_CHECK(cudaMemset(out.get(), 0xFF, out.bytes()));
     job.blocks = blocks.get() + in_offset;
@@ -64,7 +65,8 @@ class CudaDecode : public ::testing::Test {
     UMLOAD_CUDA_CHECK(cudaDeviceSynchronize());
 
     std::vector<std::uint8_t> got(expected.size());
-    UMLOAD_CUDA_CHECK(cudaMemcpy(got.data(), out.get() + out_offset, got.size(), cudaMemcpyDeviceToHost));
+    UMLOAD_CUDA_CHECK(
+        cudaMemcpy(got.data(), out.get() + out_offset, got.size(), cudaMemcpyDeviceToHost));
     const std::int64_t at = test::first_difference(got, expected, element_bytes(dtype));
     EXPECT_EQ(at, -1) << "first differing element " << at;
 

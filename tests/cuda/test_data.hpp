@@ -49,8 +49,10 @@ inline mxfp4_data clustered_data(const mxfp4_shape& s, std::uint64_t seed) {
   std::mt19937_64 rng(seed ^ 0x5bd1e995u);
   for (auto& sc : d.scales) sc = static_cast<std::uint8_t>(118 + rng() % 12);
   const std::uint8_t edge[] = {0, 1, 253, 254, 255};
-  for (std::size_t i = 0; i < sizeof(edge) && i < d.scales.size(); ++i) d.scales[i * 7 % d.scales.size()] = edge[i];
-  for (std::size_t i = 0; i < 256 && i < d.blocks.size(); ++i) d.blocks[i] = static_cast<std::uint8_t>(i);
+  for (std::size_t i = 0; i < sizeof(edge) && i < d.scales.size(); ++i)
+    d.scales[i * 7 % d.scales.size()] = edge[i];
+  for (std::size_t i = 0; i < 256 && i < d.blocks.size(); ++i)
+    d.blocks[i] = static_cast<std::uint8_t>(i);
   return d;
 }
 

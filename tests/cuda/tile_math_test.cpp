@@ -99,8 +99,10 @@ struct recording_sink {
   }
   void store_vec(std::uint64_t index, const std::uint32_t w[4]) {
     constexpr std::uint64_t n = 16 / sizeof(Out);
-    if (index % n != 0) return fail("16-byte store not 16-byte aligned at " + std::to_string(index));
-    if (index + n > out.size()) return fail("16-byte store out of bounds at " + std::to_string(index));
+    if (index % n != 0)
+      return fail("16-byte store not 16-byte aligned at " + std::to_string(index));
+    if (index + n > out.size())
+      return fail("16-byte store out of bounds at " + std::to_string(index));
     std::memcpy(&out[index], w, 16);
     for (std::uint64_t i = 0; i < n; ++i) ++writes[index + i];
   }
@@ -116,8 +118,8 @@ std::string name_of(const shape& s) {
 
 // Random codes; scales cycle through all 256 bytes in a shuffled order, so each appears when the
 // shape has at least 256 blocks.
-void fill_input(const shape& s, std::vector<std::uint8_t>& blocks, std::vector<std::uint8_t>& scales,
-                unsigned seed) {
+void fill_input(const shape& s, std::vector<std::uint8_t>& blocks,
+                std::vector<std::uint8_t>& scales, unsigned seed) {
   std::mt19937 rng(seed);
   const std::uint64_t n = s.experts * s.rows * s.groups;
   blocks.resize(n * 16 + 16);
@@ -158,9 +160,9 @@ void check_against_oracle(const shape& s, layout order, const recording_sink<Out
   EXPECT_EQ(sink.errors, 0) << what;
 }
 
-const shape shapes[] = {{1, 1, 1},   {1, 2, 1},   {3, 5, 3},   {2, 7, 2},  {1, 127, 5},
-                        {2, 128, 4}, {1, 129, 9}, {3, 130, 1}, {2, 256, 8}, {1, 300, 90},
-                        {2, 64, 90}, {4, 136, 6}};
+const shape shapes[] = {{1, 1, 1},   {1, 2, 1},    {3, 5, 3},   {2, 7, 2},
+                        {1, 127, 5}, {2, 128, 4},  {1, 129, 9}, {3, 130, 1},
+                        {2, 256, 8}, {1, 300, 90}, {2, 64, 90}, {4, 136, 6}};
 
 template <typename Out>
 void run_native(const shape& s, bool aligned_blocks, bool vector_out) {

@@ -13,22 +13,23 @@
 
 #include "src/synth.hpp"
 
-#define UMLOAD_FUZZ_REQUIRE(cond)                                                   \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "fuzz invariant broken: %s (%s:%d)\n", #cond, __FILE__, \
-                   __LINE__);                                                       \
-      std::abort();                                                                 \
-    }                                                                               \
+#define UMLOAD_FUZZ_REQUIRE(cond)                                                             \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      std::fprintf(stderr, "fuzz invariant broken: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)
 
 namespace umload::fuzz {
 
 // A fresh tiny GPT-OSS checkpoint (1 layer, 2 experts) at `root`/`sub`, in a temporary folder
 // named for the target and this process; returns `root`.
-inline std::filesystem::path synth_tiny_checkpoint(const std::string& target, const std::string& sub = "") {
+inline std::filesystem::path synth_tiny_checkpoint(const std::string& target,
+                                                   const std::string& sub = "") {
   namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("umload-fuzz-" + target + "-" + std::to_string(::getpid()));
+  const fs::path root =
+      fs::temp_directory_path() / ("umload-fuzz-" + target + "-" + std::to_string(::getpid()));
   fs::remove_all(root);
   synth_options o;
   o.preset = "tiny";

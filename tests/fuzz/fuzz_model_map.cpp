@@ -13,10 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "kernels/error.hpp"
 #include "src/checkpoint.hpp"
@@ -61,7 +60,8 @@ struct reader {
 bool safe_name(const std::string& name) {
   if (name.empty() || name == "." || name == "..") return false;
   for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'))
+      return false;
   return true;
 }
 
@@ -72,15 +72,16 @@ void retile(std::string& content, std::uint64_t& tail) {
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(content[i]);
   if (n > content.size() - 8) return;
-  nlohmann::json doc = nlohmann::json::parse(content.begin() + 8, content.begin() + 8 + static_cast<std::ptrdiff_t>(n),
-                                             nullptr, false);
+  nlohmann::json doc = nlohmann::json::parse(
+      content.begin() + 8, content.begin() + 8 + static_cast<std::ptrdiff_t>(n), nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return;
   std::uint64_t offset = 0;
   for (auto& [name, entry] : doc.items()) {
     if (name == "__metadata__" || !entry.is_object()) continue;
     const auto dt = entry.find("dtype");
     const auto shape = entry.find("shape");
-    if (dt == entry.end() || !dt->is_string() || shape == entry.end() || !shape->is_array()) continue;
+    if (dt == entry.end() || !dt->is_string() || shape == entry.end() || !shape->is_array())
+      continue;
     const auto type = umload::parse_dtype(dt->get<std::string>());
     if (!type) continue;
     unsigned __int128 bits = umload::element_bits(*type);

@@ -48,12 +48,8 @@ input make_input(const shape& s, fill kind, std::uint32_t seed) {
   for (auto& b : in.blocks) b = static_cast<std::uint8_t>(gen());
   for (std::uint64_t i = 0; i < blocks; ++i) {
     switch (kind) {
-      case fill::random:
-        in.scales[i] = static_cast<std::uint8_t>(gen());
-        break;
-      case fill::every_scale:
-        in.scales[i] = static_cast<std::uint8_t>(i * 7 % 256);
-        break;
+      case fill::random: in.scales[i] = static_cast<std::uint8_t>(gen()); break;
+      case fill::every_scale: in.scales[i] = static_cast<std::uint8_t>(i * 7 % 256); break;
       case fill::edge: {
         static const std::uint8_t edges[] = {0, 1, 2, 126, 127, 128, 252, 253, 254, 255};
         in.scales[i] = edges[gen() % std::size(edges)];

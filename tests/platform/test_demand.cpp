@@ -103,7 +103,8 @@ TEST(Demand, ExpertsShardOverRanks) {
   std::uint64_t shared = 0, experts = 0;
   for (const auto& t : whole.tensors) (t.sharded ? experts : shared) += t.bytes_output;
   for (int rank = 0; rank < 4; ++rank) {
-    const auto part = up::gpt_oss_demand(gpt_oss_preset::gpt_oss_120b, opts(output_dtype::bf16, rank, 4));
+    const auto part =
+        up::gpt_oss_demand(gpt_oss_preset::gpt_oss_120b, opts(output_dtype::bf16, rank, 4));
     EXPECT_EQ(part.bytes_output(), shared + experts / 4);
     for (const auto& t : part.tensors) {
       if (t.kind == up::tensor_kind::router) {  // every rank loads the router
@@ -114,8 +115,10 @@ TEST(Demand, ExpertsShardOverRanks) {
 }
 
 TEST(Demand, BadRanks) {
-  EXPECT_THROW(up::gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, opts(output_dtype::bf16, 0, 0)), umload::usage_error);
-  EXPECT_THROW(up::gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, opts(output_dtype::bf16, 2, 2)), umload::usage_error);
+  EXPECT_THROW(up::gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, opts(output_dtype::bf16, 0, 0)),
+               umload::usage_error);
+  EXPECT_THROW(up::gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, opts(output_dtype::bf16, 2, 2)),
+               umload::usage_error);
   try {
     up::gpt_oss_demand(gpt_oss_preset::gpt_oss_20b, opts(output_dtype::bf16, 0, 3));
     FAIL();

@@ -8,9 +8,12 @@ namespace up = umload::platform;
 using up::memory_model;
 
 namespace {
-std::string fixture(const std::string& name) { return std::string(UMLOAD_PLATFORM_FIXTURES) + "/" + name; }
+std::string fixture(const std::string& name) {
+  return std::string(UMLOAD_PLATFORM_FIXTURES) + "/" + name;
+}
 
-up::detect_options faked(const up::device_query& q, const std::string& topology, const std::string& meminfo) {
+up::detect_options faked(const up::device_query& q, const std::string& topology,
+                         const std::string& meminfo) {
   up::detect_options o;
   o.query = &q;
   o.topology = fixture(topology);

@@ -1,9 +1,8 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <unistd.h>
 
 #include "kernels/error.hpp"
 #include "platform/meminfo.hpp"
@@ -25,7 +24,8 @@ TEST(Meminfo, HugePages) {
 }
 
 TEST(Meminfo, MissingMemAvailableFallsBackToTheOldEstimate) {
-  const auto m = up::read_meminfo(std::string(UMLOAD_PLATFORM_FIXTURES) + "/meminfo_old_kernel.txt");
+  const auto m =
+      up::read_meminfo(std::string(UMLOAD_PLATFORM_FIXTURES) + "/meminfo_old_kernel.txt");
   EXPECT_FALSE(m.available);
   EXPECT_TRUE(m.available_is_estimate());
   EXPECT_EQ(m.available_bytes(), (1000000ull + 200000 + 3000000) * 1024);
@@ -58,7 +58,8 @@ TEST(Cgroup, MemoryMaxValues) {
 }
 
 TEST(Cgroup, DirFromProcSelfCgroup) {
-  EXPECT_EQ(*up::cgroup_dir_from("0::/user.slice/job\n", "/sys/fs/cgroup"), "/sys/fs/cgroup/user.slice/job");
+  EXPECT_EQ(*up::cgroup_dir_from("0::/user.slice/job\n", "/sys/fs/cgroup"),
+            "/sys/fs/cgroup/user.slice/job");
   EXPECT_EQ(*up::cgroup_dir_from("0::/\n", "/sys/fs/cgroup"), "/sys/fs/cgroup");
   EXPECT_FALSE(up::cgroup_dir_from("4:memory:/docker/abc\n", "/sys/fs/cgroup"));  // v1
 }

@@ -27,7 +27,9 @@ up::placement_plan plan(const std::string& profile, gpt_oss_preset p, output_dty
   return up::make_plan(up::profile_platform(profile), demand(p, d, 0, world), b);
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 void expect_consistent(const up::placement_plan& p) {
   std::uint64_t sum = 0;
@@ -112,8 +114,9 @@ TEST(Plan, OneTwentyBBf16FitsFourH100SxmRanks) {
   std::uint64_t shared = 0, experts = 0;
   for (const auto& t : whole.tensors) (t.sharded ? experts : shared) += t.bytes_output;
   for (int rank = 0; rank < 4; ++rank) {
-    const auto p = up::make_plan(up::profile_platform("h100-sxm"),
-                                 demand(gpt_oss_preset::gpt_oss_120b, output_dtype::bf16, rank, 4), {});
+    const auto p =
+        up::make_plan(up::profile_platform("h100-sxm"),
+                      demand(gpt_oss_preset::gpt_oss_120b, output_dtype::bf16, rank, 4), {});
     expect_consistent(p);
     EXPECT_TRUE(p.fits) << p.message;
     EXPECT_EQ(p.peak_device_bytes, shared + experts / 4 + p.staging_bytes);
@@ -122,7 +125,8 @@ TEST(Plan, OneTwentyBBf16FitsFourH100SxmRanks) {
 
 TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
   const auto platform = up::profile_platform("gh200");
-  const auto p = up::make_plan(platform, demand(gpt_oss_preset::gpt_oss_120b, output_dtype::bf16), {});
+  const auto p =
+      up::make_plan(platform, demand(gpt_oss_preset::gpt_oss_120b, output_dtype::bf16), {});
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::coherent);
@@ -138,7 +142,8 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
     EXPECT_EQ(pl.numa_node, 0);  // Grace's LPDDR5X, never the HBM node
     EXPECT_TRUE(pl.preferred_location_host);
     EXPECT_TRUE(pl.accessed_by_device);
-    EXPECT_TRUE(pl.kind == up::tensor_kind::expert_weight || pl.kind == up::tensor_kind::expert_bias)
+    EXPECT_TRUE(pl.kind == up::tensor_kind::expert_weight ||
+                pl.kind == up::tensor_kind::expert_bias)
         << pl.tensor;  // embeddings, attention and routers all stay in HBM
     smallest_spilled = std::min(smallest_spilled, pl.bytes);
     spilled.push_back(pl.tensor);
@@ -146,7 +151,8 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
   ASSERT_FALSE(spilled.empty());
   EXPECT_GT(p.device_resident_bytes + smallest_spilled, room);  // HBM is as full as it can be
   EXPECT_EQ(p.host_resident_bytes, bf16_120b - p.device_resident_bytes);
-  EXPECT_DOUBLE_EQ(p.spill_fraction, static_cast<double>(p.host_resident_bytes) / static_cast<double>(bf16_120b));
+  EXPECT_DOUBLE_EQ(p.spill_fraction,
+                   static_cast<double>(p.host_resident_bytes) / static_cast<double>(bf16_120b));
   EXPECT_GT(p.spill_fraction, 0.55);
   EXPECT_LT(p.spill_fraction, 0.65);
   EXPECT_EQ(p.prefetch, spilled);  // hints for the spilled part, in order of use

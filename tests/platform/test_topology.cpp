@@ -69,7 +69,8 @@ TEST(Topology, UnknownGpuIsReportedNotThrown) {
 }
 
 TEST(Topology, Synthetic) {
-  const auto t = up::load_topology(up::topology_source::parse("synthetic:pack:2 numa:1(memory=1GB) core:3 pu:2"));
+  const auto t = up::load_topology(
+      up::topology_source::parse("synthetic:pack:2 numa:1(memory=1GB) core:3 pu:2"));
   EXPECT_EQ(t.packages, 2u);
   EXPECT_EQ(t.cores, 6u);
   EXPECT_EQ(t.pus, 12u);
@@ -79,7 +80,8 @@ TEST(Topology, Synthetic) {
 }
 
 TEST(Topology, Errors) {
-  EXPECT_THROW(up::load_topology(up::topology_source::parse("synthetic:pack:x")), umload::usage_error);
+  EXPECT_THROW(up::load_topology(up::topology_source::parse("synthetic:pack:x")),
+               umload::usage_error);
   EXPECT_THROW(up::load_topology(fixture("no_such_file.xml")), umload::io_error);
   up::topology_source junk;
   junk.what = up::topology_source::kind::xml_text;

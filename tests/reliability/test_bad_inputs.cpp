@@ -25,7 +25,8 @@ fs::path shard_holding(const fs::path& dir, const std::string& tensor) {
 }
 
 // Rewrites a shard's header JSON and data buffer through `edit`.
-void edit_shard(const fs::path& path, const std::function<void(nlohmann::json&, std::string&)>& edit) {
+void edit_shard(const fs::path& path,
+                const std::function<void(nlohmann::json&, std::string&)>& edit) {
   const std::string bytes = read_bytes(path);
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
@@ -52,7 +53,8 @@ std::string last_tensor(const nlohmann::json& header) {
   std::string last;
   std::uint64_t begin = 0;
   for (const auto& [name, entry] : header.items())
-    if (name != "__metadata__" && (last.empty() || entry["data_offsets"][0].get<std::uint64_t>() >= begin)) {
+    if (name != "__metadata__" &&
+        (last.empty() || entry["data_offsets"][0].get<std::uint64_t>() >= begin)) {
       last = name;
       begin = entry["data_offsets"][0];
     }
@@ -61,8 +63,10 @@ std::string last_tensor(const nlohmann::json& header) {
 
 // Re-lays a shard out back to back after its entries' shapes, dtypes or names changed, and fixes
 // the index's total_size, so the one intended defect is the only one.
-void relayout(const fs::path& dir, const fs::path& shard,
-              const std::function<void(std::map<std::string, std::pair<nlohmann::json, std::string>>&)>& edit) {
+void relayout(
+    const fs::path& dir, const fs::path& shard,
+    const std::function<void(std::map<std::string, std::pair<nlohmann::json, std::string>>&)>&
+        edit) {
   std::map<std::string, std::pair<nlohmann::json, std::string>> tensors;  // name -> (entry, data)
   edit_shard(shard, [&](nlohmann::json& h, std::string& data) {
     for (const auto& [name, e] : h.items())
@@ -102,9 +106,9 @@ void rename_everywhere(const fs::path& dir, const std::string& from, const std::
 struct defect {
   std::string name;
   std::function<void(const fs::path&)> apply;
-  std::string file;    // part of the file name the message must carry
-  std::string tensor;  // the tensor the message must carry ("" where none is involved)
-  std::string phrase;  // what the message must say
+  std::string file;             // part of the file name the message must carry
+  std::string tensor;           // the tensor the message must carry ("" where none is involved)
+  std::string phrase;           // what the message must say
   bool inspect_sees_it = true;  // false: only reading the data finds it (inspect reads headers)
 };
 
@@ -120,16 +124,19 @@ const std::string gate_scales = layer0 + "gate_up_proj_scales";
 std::vector<defect> defects() {
   const auto set_entry = [](std::string tensor, std::string key, nlohmann::json value) {
     return [=](const fs::path& d) {
-      edit_shard(shard_holding(d, tensor), [&](nlohmann::json& h, std::string&) { h[tensor][key] = value; });
+      edit_shard(shard_holding(d, tensor),
+                 [&](nlohmann::json& h, std::string&) { h[tensor][key] = value; });
     };
   };
   return {
       // safetensors rules
-      {"empty_file", [](const fs::path& d) { write_bytes(d / shard0, ""); }, shard0, "", "too short"},
-      {"truncated_header", [](const fs::path& d) { fs::resize_file(d / shard0, 5); }, shard0, "", "too short"},
+      {"empty_file", [](const fs::path& d) { write_bytes(d / shard0, ""); }, shard0, "",
+       "too short"},
+      {"truncated_header", [](const fs::path& d) { fs::resize_file(d / shard0, 5); }, shard0, "",
+       "too short"},
       {"truncated_data",
-       [](const fs::path& d) { fs::resize_file(d / shard0, fs::file_size(d / shard0) - 100); }, shard0, "",
-       "past the end of the data buffer"},
+       [](const fs::path& d) { fs::resize_file(d / shard0, fs::file_size(d / shard0) - 100); },
+       shard0, "", "past the end of the data buffer"},
       {"header_past_eof",
        [](const fs::path& d) {
          std::string b = read_bytes(d / shard0);
@@ -145,16 +152,22 @@ std::vector<defect> defects() {
        },
        shard0, "", "exceeds the limit"},
       {"bad_utf8",
-       [](const fs::path& d) { edit_header_text(d / shard0, [](std::string& t) { t[t.find("model.") ] = '\xff'; }); },
+       [](const fs::path& d) {
+         edit_header_text(d / shard0, [](std::string& t) { t[t.find("model.")] = '\xff'; });
+       },
        shard0, "", "not valid UTF-8 JSON"},
       {"bad_json",
-       [](const fs::path& d) { edit_header_text(d / shard0, [](std::string& t) { t[t.rfind('}')] = ' '; }); },
+       [](const fs::path& d) {
+         edit_header_text(d / shard0, [](std::string& t) { t[t.rfind('}')] = ' '; });
+       },
        shard0, "", "not valid UTF-8 JSON"},
       {"not_an_object",
-       [](const fs::path& d) { edit_header_text(d / shard0, [](std::string& t) { t[0] = '['; }); }, shard0, "",
-       "does not start with '{'"},
-      {"unknown_dtype", set_entry(down_blocks, "dtype", "Q4"), ".safetensors", down_blocks, "unknown dtype 'Q4'"},
-      {"size_mismatch", set_entry(down_blocks, "shape", {4, 64, 2, 17}), ".safetensors", down_blocks, "size mismatch"},
+       [](const fs::path& d) { edit_header_text(d / shard0, [](std::string& t) { t[0] = '['; }); },
+       shard0, "", "does not start with '{'"},
+      {"unknown_dtype", set_entry(down_blocks, "dtype", "Q4"), ".safetensors", down_blocks,
+       "unknown dtype 'Q4'"},
+      {"size_mismatch", set_entry(down_blocks, "shape", {4, 64, 2, 17}), ".safetensors",
+       down_blocks, "size mismatch"},
       {"gap",
        [](const fs::path& d) {
          edit_shard(d / shard0, [](nlohmann::json& h, std::string& data) {
@@ -175,20 +188,27 @@ std::vector<defect> defects() {
          });
        },
        shard0, "", "overlap"},
-      {"trailing_bytes", [](const fs::path& d) { write_bytes(d / shard0, read_bytes(d / shard0) + "12345678"); },
+      {"trailing_bytes",
+       [](const fs::path& d) { write_bytes(d / shard0, read_bytes(d / shard0) + "12345678"); },
        shard0, "", "trailing bytes"},
-      {"negative_dim", set_entry(down_blocks, "shape", {-4, 64, 2, 16}), ".safetensors", down_blocks, "non-negative"},
-      {"float_dim", set_entry(down_blocks, "shape", {4.5, 64, 2, 16}), ".safetensors", down_blocks, "non-negative"},
-      {"absurd_dims", set_entry(down_blocks, "shape", {4294967296ull, 4294967296ull, 4294967296ull, 16}), "",
+      {"negative_dim", set_entry(down_blocks, "shape", {-4, 64, 2, 16}), ".safetensors",
+       down_blocks, "non-negative"},
+      {"float_dim", set_entry(down_blocks, "shape", {4.5, 64, 2, 16}), ".safetensors", down_blocks,
+       "non-negative"},
+      {"absurd_dims",
+       set_entry(down_blocks, "shape", {4294967296ull, 4294967296ull, 4294967296ull, 16}), "",
        down_blocks, "absurdly large"},
-      {"rank_over_8", set_entry(down_blocks, "shape", {1, 1, 1, 1, 1, 1, 1, 1, 1}), ".safetensors", down_blocks,
-       "exceeds the limit"},
-      {"nesting_too_deep", set_entry(down_blocks, "shape", nlohmann::json::parse("[[[[[1]]]]]")), ".safetensors", "",
-       "nests deeper"},
-      {"unknown_field", set_entry(down_blocks, "offsets", 1), ".safetensors", down_blocks, "unknown field"},
+      {"rank_over_8", set_entry(down_blocks, "shape", {1, 1, 1, 1, 1, 1, 1, 1, 1}), ".safetensors",
+       down_blocks, "exceeds the limit"},
+      {"nesting_too_deep", set_entry(down_blocks, "shape", nlohmann::json::parse("[[[[[1]]]]]")),
+       ".safetensors", "", "nests deeper"},
+      {"unknown_field", set_entry(down_blocks, "offsets", 1), ".safetensors", down_blocks,
+       "unknown field"},
       {"metadata_not_string",
        [](const fs::path& d) {
-         edit_shard(d / shard0, [](nlohmann::json& h, std::string&) { h["__metadata__"] = {{"format", 1}}; });
+         edit_shard(d / shard0, [](nlohmann::json& h, std::string&) {
+           h["__metadata__"] = {{"format", 1}};
+         });
        },
        shard0, "", "not a string"},
       {"duplicate_name_in_one_header",
@@ -205,7 +225,8 @@ std::vector<defect> defects() {
          const fs::path home = shard_holding(d, "model.norm.weight");
          const auto header = read_safetensors_header(home);
          const auto* entry = header.find("model.norm.weight");
-         const fs::path other = home.filename() == shard0 ? d / "model-00002-of-00002.safetensors" : d / shard0;
+         const fs::path other =
+             home.filename() == shard0 ? d / "model-00002-of-00002.safetensors" : d / shard0;
          relayout(d, other, [&](auto& t) {
            t["model.norm.weight"] = {nlohmann::json{{"dtype", "BF16"}, {"shape", entry->shape}},
                                      std::string(entry->bytes(), '\0')};
@@ -216,17 +237,23 @@ std::vector<defect> defects() {
       {"name_escaping_with_dotdot",
        [](const fs::path& d) {
          write_bytes(d.parent_path() / "outside.safetensors", read_bytes(d / shard0));
-         edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"]["model.norm.weight"] = "../outside.safetensors"; });
+         edit_json(d / index_name, [](nlohmann::json& i) {
+           i["weight_map"]["model.norm.weight"] = "../outside.safetensors";
+         });
        },
        index_name, "model.norm.weight", "escapes the checkpoint directory"},
       {"absolute_name",
        [](const fs::path& d) {
-         edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"]["model.norm.weight"] = "/etc/hostname"; });
+         edit_json(d / index_name, [](nlohmann::json& i) {
+           i["weight_map"]["model.norm.weight"] = "/etc/hostname";
+         });
        },
        index_name, "model.norm.weight", "absolute path"},
       {"sub_folder_name",
        [](const fs::path& d) {
-         edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"]["model.norm.weight"] = "sub/x.safetensors"; });
+         edit_json(d / index_name, [](nlohmann::json& i) {
+           i["weight_map"]["model.norm.weight"] = "sub/x.safetensors";
+         });
        },
        index_name, "model.norm.weight", "sub-folder"},
       {"symlink_out_of_the_folder",
@@ -247,7 +274,8 @@ std::vector<defect> defects() {
          fs::create_symlink(d.parent_path() / "secret.txt", d / "tokenizer.json");
        },
        "tokenizer.json", "", "symbolic link"},
-      {"missing_shard", [](const fs::path& d) { fs::remove(d / "model-00001-of-00002.safetensors"); },
+      {"missing_shard",
+       [](const fs::path& d) { fs::remove(d / "model-00001-of-00002.safetensors"); },
        "model-00001-of-00002.safetensors", "", "does not exist"},
       {"shard_is_a_folder",
        [](const fs::path& d) {
@@ -257,42 +285,64 @@ std::vector<defect> defects() {
        "model-00001-of-00002.safetensors", "", "not a regular file"},
       {"index_entry_absent_from_its_shard",
        [](const fs::path& d) {
-         edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"]["model.ghost.weight"] = shard0; });
+         edit_json(d / index_name,
+                   [](nlohmann::json& i) { i["weight_map"]["model.ghost.weight"] = shard0; });
        },
        index_name, "model.ghost.weight", "does not hold it"},
       {"index_names_the_wrong_shard",
        [](const fs::path& d) {
          edit_json(d / index_name, [](nlohmann::json& i) {
            const std::string f = i["weight_map"]["model.norm.weight"];
-           i["weight_map"]["model.norm.weight"] = f == shard0 ? "model-00002-of-00002.safetensors" : shard0;
+           i["weight_map"]["model.norm.weight"] =
+               f == shard0 ? "model-00002-of-00002.safetensors" : shard0;
          });
        },
        index_name, "model.norm.weight", "does not hold it"},
       {"shard_tensor_not_in_the_index",
-       [](const fs::path& d) { edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"].erase("model.norm.weight"); }); },
+       [](const fs::path& d) {
+         edit_json(d / index_name,
+                   [](nlohmann::json& i) { i["weight_map"].erase("model.norm.weight"); });
+       },
        ".safetensors", "model.norm.weight", "is not listed"},
       {"total_size_mismatch",
-       [](const fs::path& d) { edit_json(d / index_name, [](nlohmann::json& i) { i["metadata"]["total_size"] = 12345; }); },
+       [](const fs::path& d) {
+         edit_json(d / index_name, [](nlohmann::json& i) { i["metadata"]["total_size"] = 12345; });
+       },
        index_name, "", "total_size is 12345"},
-      {"index_not_json", [](const fs::path& d) { write_bytes(d / index_name, "{\"weight_map\": "); }, index_name, "",
+      {"index_not_json",
+       [](const fs::path& d) { write_bytes(d / index_name, "{\"weight_map\": "); }, index_name, "",
        "not valid UTF-8 JSON"},
       {"weight_map_value_not_a_string",
-       [](const fs::path& d) { edit_json(d / index_name, [](nlohmann::json& i) { i["weight_map"]["model.norm.weight"] = 3; }); },
+       [](const fs::path& d) {
+         edit_json(d / index_name,
+                   [](nlohmann::json& i) { i["weight_map"]["model.norm.weight"] = 3; });
+       },
        index_name, "model.norm.weight", "not a file name"},
       // GPT-OSS pair rules
-      {"blocks_without_scales", [](const fs::path& d) { rename_everywhere(d, down_scales, layer0 + "down_proj_scalez"); },
+      {"blocks_without_scales",
+       [](const fs::path& d) { rename_everywhere(d, down_scales, layer0 + "down_proj_scalez"); },
        ".safetensors", down_blocks, "blocks without their scales"},
-      {"scales_without_blocks", [](const fs::path& d) { rename_everywhere(d, down_blocks, layer0 + "down_proj_blockz"); },
+      {"scales_without_blocks",
+       [](const fs::path& d) { rename_everywhere(d, down_blocks, layer0 + "down_proj_blockz"); },
        ".safetensors", down_scales, "scales without their blocks"},
       {"scales_shape_disagrees",
-       [](const fs::path& d) { relayout(d, shard_holding(d, gate_scales), [](auto& t) { t[gate_scales].first["shape"] = {4, 64, 4}; }); },
+       [](const fs::path& d) {
+         relayout(d, shard_holding(d, gate_scales), [](auto& t) {
+           t[gate_scales].first["shape"] = {4, 64, 4};
+         });
+       },
        ".safetensors", gate_scales, "does not match blocks shape"},
       {"blocks_last_dim_not_16",
-       [](const fs::path& d) { relayout(d, shard_holding(d, gate_blocks), [](auto& t) { t[gate_blocks].first["shape"] = {4, 128, 4, 8}; }); },
+       [](const fs::path& d) {
+         relayout(d, shard_holding(d, gate_blocks), [](auto& t) {
+           t[gate_blocks].first["shape"] = {4, 128, 4, 8};
+         });
+       },
        ".safetensors", gate_blocks, "[experts, rows, groups, 16]"},
-      {"scales_dtype_not_u8", set_entry(down_scales, "dtype", "I8"), ".safetensors", down_scales, "scales must be U8, found I8"},
-      {"blocks_dtype_not_u8", set_entry(down_blocks, "dtype", "F8_E4M3"), ".safetensors", down_blocks,
-       "blocks must be U8, found F8_E4M3"},
+      {"scales_dtype_not_u8", set_entry(down_scales, "dtype", "I8"), ".safetensors", down_scales,
+       "scales must be U8, found I8"},
+      {"blocks_dtype_not_u8", set_entry(down_blocks, "dtype", "F8_E4M3"), ".safetensors",
+       down_blocks, "blocks must be U8, found F8_E4M3"},
       {"zero_size_experts",
        [](const fs::path& d) {
          for (const auto& name : {down_blocks, down_scales})
@@ -304,44 +354,58 @@ std::vector<defect> defects() {
        ".safetensors", down_blocks, "zero dimension"},
       {"groups_disagree_with_config",
        [](const fs::path& d) {
-         edit_json(d / "config.json", [](nlohmann::json& c) { c["hidden_size"] = 96; c["intermediate_size"] = 96; });
+         edit_json(d / "config.json", [](nlohmann::json& c) {
+           c["hidden_size"] = 96;
+           c["intermediate_size"] = 96;
+         });
        },
        ".safetensors", "_blocks", "matches neither hidden_size 96"},
       {"experts_disagree_with_config",
-       [](const fs::path& d) { edit_json(d / "config.json", [](nlohmann::json& c) { c["num_local_experts"] = 3; }); },
+       [](const fs::path& d) {
+         edit_json(d / "config.json", [](nlohmann::json& c) { c["num_local_experts"] = 3; });
+       },
        ".safetensors", "_blocks", "num_local_experts = 3"},
       {"config_not_gpt_oss",
-       [](const fs::path& d) { edit_json(d / "config.json", [](nlohmann::json& c) { c["model_type"] = "llama"; }); },
+       [](const fs::path& d) {
+         edit_json(d / "config.json", [](nlohmann::json& c) { c["model_type"] = "llama"; });
+       },
        "config.json", "", "not 'gpt_oss'"},
-      {"config_not_json", [](const fs::path& d) { write_bytes(d / "config.json", "{\"model_type\": gpt_oss}"); },
+      {"config_not_json",
+       [](const fs::path& d) { write_bytes(d / "config.json", "{\"model_type\": gpt_oss}"); },
        "config.json", "", "not valid UTF-8 JSON"},
       {"config_nested_100000_deep",
        [](const fs::path& d) {
-         write_bytes(d / "config.json", "{\"rope_scaling\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+         write_bytes(d / "config.json", "{\"rope_scaling\": " + std::string(100000, '[') +
+                                            std::string(100000, ']') + "}");
        },
        "config.json", "", "nests deeper"},
       {"index_nested_100000_deep",
        [](const fs::path& d) {
-         write_bytes(d / index_name, "{\"metadata\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+         write_bytes(d / index_name,
+                     "{\"metadata\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
        },
        index_name, "", "nests deeper"},
-      {"config_an_array", [](const fs::path& d) { write_bytes(d / "config.json", "[1, 2]"); }, "config.json", "",
-       "not a JSON object"},
+      {"config_an_array", [](const fs::path& d) { write_bytes(d / "config.json", "[1, 2]"); },
+       "config.json", "", "not a JSON object"},
       {"config_size_a_string",
-       [](const fs::path& d) { edit_json(d / "config.json", [](nlohmann::json& c) { c["hidden_size"] = "64"; }); },
+       [](const fs::path& d) {
+         edit_json(d / "config.json", [](nlohmann::json& c) { c["hidden_size"] = "64"; });
+       },
        "config.json", "", "not a non-negative integer"},
       // Only reading the data finds these.
       {"scale_byte_255",
        [](const fs::path& d) {
-         relayout(d, shard_holding(d, down_scales), [](auto& t) { t[down_scales].second[5] = '\xff'; });
+         relayout(d, shard_holding(d, down_scales),
+                  [](auto& t) { t[down_scales].second[5] = '\xff'; });
        },
        ".safetensors", down_scales, "255", false},
       // A name with a newline must not break the one-line message.
       {"newline_in_a_tensor_name",
        [](const fs::path& d) {
          rename_everywhere(d, "model.norm.weight", "model.norm\nweight");
-         edit_shard(shard_holding(d, "model.norm\nweight"),
-                    [](nlohmann::json& h, std::string&) { h["model.norm\nweight"]["dtype"] = "Q4"; });
+         edit_shard(shard_holding(d, "model.norm\nweight"), [](nlohmann::json& h, std::string&) {
+           h["model.norm\nweight"]["dtype"] = "Q4";
+         });
        },
        ".safetensors", "model.norm", "unknown dtype"},
   };
@@ -360,7 +424,8 @@ void expect_one_line_error(const cli_result& r, const defect& c, const std::stri
     EXPECT_NE(r.err.find(c.file), std::string::npos) << where << r.err;
   }
   if (!c.tensor.empty()) {
-    EXPECT_NE(r.err.find(c.tensor.substr(0, c.tensor.find('\n'))), std::string::npos) << where << r.err;
+    EXPECT_NE(r.err.find(c.tensor.substr(0, c.tensor.find('\n'))), std::string::npos)
+        << where << r.err;
   }
   EXPECT_NE(r.err.find(c.phrase), std::string::npos) << where << r.err;
 }
@@ -388,7 +453,8 @@ INSTANTIATE_TEST_SUITE_P(corpus, bad_checkpoint, ::testing::ValuesIn(defects()),
 
 TEST(bad_single_file, a_lone_safetensors_file_is_checked_the_same_way) {
   temp_dir dir;
-  const std::string text = R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}})";
+  const std::string text =
+      R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}})";
   write_bytes(dir / "one.safetensors", le64(text.size()) + text + std::string(12, 'x'));
   for (const std::string cmd : {"inspect ", "load --device cpu "}) {
     const auto r = run_cli(cmd + (dir / "one.safetensors").string());

@@ -3,7 +3,6 @@
 // incomplete), a full disk at several sizes (RLIMIT_FSIZE), shard files that change size during a
 // load, and an output folder that holds something else. Every test proves its input untouched.
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -24,15 +23,17 @@ constexpr const char* index_name = "model.safetensors.index.json";
 // A checkpoint whose conversion takes about a second here: 12 output shards, many pipeline items,
 // so random kills land in every phase (planning, shard writes, renames, small files, index).
 fs::path make_source(const fs::path& dir) {
-  const auto r = run_cli("synth --preset tiny --layers 4 --experts 16 --hidden 256 --intermediate 256 "
-                         "--vocab 512 --seed 7 --out " + dir.string());
+  const auto r = run_cli(
+      "synth --preset tiny --layers 4 --experts 16 --hidden 256 --intermediate 256 "
+      "--vocab 512 --seed 7 --out " +
+      dir.string());
   EXPECT_EQ(r.status, 0) << r.err;
   return dir;
 }
 
 std::vector<std::string> convert_args(const fs::path& src, const fs::path& dst) {
-  return {"convert", "--shard-size", "1M", "--memory-budget", "16M", "--threads", "1", src.string(),
-          "--out", dst.string()};
+  return {"convert", "--shard-size", "1M",    "--memory-budget", "16M", "--threads",
+          "1",       src.string(),   "--out", dst.string()};
 }
 
 std::string join(const std::vector<std::string>& args) {
@@ -60,7 +61,8 @@ converted_source convert_cleanly(const fs::path& dir) {
 
 // What a killed or failed run may leave: no index unless everything it names is complete and
 // identical to the clean conversion.
-void expect_no_false_completion(const fs::path& dst, const std::map<std::string, std::string>& clean,
+void expect_no_false_completion(const fs::path& dst,
+                                const std::map<std::string, std::string>& clean,
                                 const std::string& when) {
   if (!fs::exists(dst / index_name)) return;
   const auto now = file_digests(dst);
@@ -78,7 +80,8 @@ TEST(faults, kill_9_at_random_points_then_rerun_is_bit_exact) {
 
   const auto t0 = std::chrono::steady_clock::now();
   const auto clean_run = run_cli(join(convert_args(src, dir / "clean")));
-  const double clean_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double clean_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(clean_run.status, 0) << clean_run.err;
   const auto clean = file_digests(dir / "clean");
   ASSERT_TRUE(clean.count(index_name));
@@ -94,13 +97,15 @@ TEST(faults, kill_9_at_random_points_then_rerun_is_bit_exact) {
       std::this_thread::sleep_for(std::chrono::duration<double>(delay));
       killed_while_running += child.kill_and_wait();
     }
-    const std::string label = "round " + std::to_string(round) + ", kill after " + std::to_string(delay) + " s";
+    const std::string label =
+        "round " + std::to_string(round) + ", kill after " + std::to_string(delay) + " s";
     expect_no_false_completion(dir / "dst", clean, label);
     // Every third round, and at the end, a rerun completes and equals the clean run byte for byte.
     if (round % 3 == 2 || round == 9) {
       const auto rerun = run_cli(join(convert_args(src, dir / "dst")));
       ASSERT_EQ(rerun.status, 0) << label << ": " << rerun.err;
-      EXPECT_TRUE(file_digests(dir / "dst") == clean) << label << ": rerun differs from the clean conversion";
+      EXPECT_TRUE(file_digests(dir / "dst") == clean)
+          << label << ": rerun differs from the clean conversion";
     }
     EXPECT_TRUE(file_digests(src) == input) << label << ": input changed";
   }
@@ -115,8 +120,9 @@ TEST(faults, full_disk_at_several_sizes_leaves_nothing_then_rerun_is_bit_exact) 
 
   // RLIMIT_FSIZE (in KiB for ulimit -f): a write past it fails with EFBIG, as on a full disk.
   for (const int kib : {1, 64, 700}) {
-    const std::string cmd = "bash -c 'ulimit -f " + std::to_string(kib) + "; exec " + UMLOAD_CLI + " " +
-                            join(convert_args(src, dir / "dst")) + "' >/dev/null 2>" + (dir / "err").string();
+    const std::string cmd = "bash -c 'ulimit -f " + std::to_string(kib) + "; exec " + UMLOAD_CLI +
+                            " " + join(convert_args(src, dir / "dst")) + "' >/dev/null 2>" +
+                            (dir / "err").string();
     const int raw = std::system(cmd.c_str());
     const std::string err = read_bytes(dir / "err");
     EXPECT_EQ(WEXITSTATUS(raw), 4) << kib << " KiB: " << err;
