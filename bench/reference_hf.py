@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The reference MXFP4 -> BF16 algorithm of HF transformers' convert_moe_packed_tensors and NeMo
-Automodel, written from the published facts (docs: ../shared/reference/gpt-oss-mxfp4.md), timed
+Automodel, written from the published facts (docs/formats.md), timed
 on the same synthetic data as bench/bench_decode.cpp.
 
 Steps, as those loaders take them: a BF16 lookup table of the 16 FP4 values; the blocks and

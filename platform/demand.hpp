@@ -90,7 +90,7 @@ model_demand make_demand(std::vector<stored_tensor> tensors, const demand_option
 // Bytes per element of a safetensors dtype string; 0 for unknown or sub-byte types.
 std::uint64_t element_bytes(std::string_view dtype);
 
-// The published gpt-oss shapes (../shared/reference/gpt-oss-mxfp4.md), for tests and docs.
+// The published gpt-oss shapes (docs/formats.md gives their sources), for tests and docs.
 enum class gpt_oss_preset : std::uint8_t { gpt_oss_20b, gpt_oss_120b };
 std::string_view to_string(gpt_oss_preset p);  // "gpt-oss-20b"
 std::optional<gpt_oss_preset> parse_gpt_oss_preset(

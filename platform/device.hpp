@@ -18,7 +18,8 @@
 
 namespace umload::platform {
 
-// How the GPU's memory relates to the host's (../shared/reference/platforms.md):
+// How the GPU's memory relates to the host's (CUDA Programming Guide, unified memory;
+// docs/platforms.md):
 //   host         no usable GPU: everything in host memory, decoded on CPU cores
 //   discrete     separate device memory behind PCIe/NVLink (H100, H200)
 //   discrete_hmm discrete, and the GPU can touch pageable memory through HMM (software coherence)

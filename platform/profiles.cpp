@@ -1,7 +1,5 @@
 #include "platform/profiles.hpp"
 
-#include <cmath>
-
 #include "kernels/error.hpp"
 
 namespace umload::platform {
@@ -52,17 +50,39 @@ topology_source embedded(const std::string& name) {
   return s;
 }
 
-constexpr attrs discrete_x86{0, 0, 0, 1, 0, 0, 0, -1, 0};
+// Attribute sets: {integrated, pageable, host page tables, concurrent managed, direct managed
+// access from host, host native atomics, NumaConfig, NumaId, HostNumaId}.
+// discrete_hmm: an x86 server on the open kernel modules with Linux >= 6.1.24, where HMM makes
+// PageableMemoryAccess 1 (CUDA Programming Guide, "System-Allocated Memory"; unconfirmed on
+// these machines, whose driver and kernel vary).
+constexpr attrs discrete_hmm{0, 1, 0, 1, 0, 0, 0, -1, 0};
+// coherent_c2c: GH200/GB200 in NUMA mode, ATS over NVLink-C2C (CUDA Programming Guide, unified
+// memory on hardware-coherent systems).
 constexpr attrs coherent_c2c{0, 1, 1, 1, 1, 1, 1, 1, 0};
 
-const std::vector<std::string> sxm_sources{
-    "H100 SXM5 80GB HBM3, 132 SMs, compute 9.0: NVIDIA H100 Tensor Core GPU datasheet and "
-    "architecture whitepaper",
-    "DGX H100/H200 host: 2 x Intel Xeon Platinum 8480C (56 cores each), 2 TB DDR5: NVIDIA DGX "
-    "H100/H200 user guide",
-    "CUDA-visible memory 81559 MiB: as nvidia-smi prints it for H100 80GB in public logs "
-    "(unconfirmed)",
-};
+// Sources, one per figure; docs/platforms.md lists the same with the table they feed.
+constexpr const char* src_hmm =
+    "PageableMemoryAccess=1 (discrete-hmm): likely with the open kernel modules on Linux >= 6.1.24 "
+    "(CUDA Programming Guide, system-allocated memory); 0 with the proprietary modules "
+    "(unconfirmed)";
+constexpr const char* src_dgx_numa =
+    "DGX H100/H200 NUMA node 0 = CPUs 0-55,112-167, node 1 = 56-111,168-223, GPUs 0-3 on node 0: "
+    "NVIDIA's MLPerf Inference configs for H100_SXM_80GBx8 (numa_config "
+    "\"0-3:0-55,112-167&4-7:56-111,168-223\", github.com/mlcommons/inference_results_v4.0, "
+    "closed/NVIDIA/configs; the exact file is unconfirmed)";
+constexpr const char* src_dgx_host =
+    "DGX H100/H200 host: 2 x Xeon Platinum 8480C (56 cores, 2 threads each), 2 TB, 8 GPUs: NVIDIA "
+    "DGX H100/H200 user guide (docs.nvidia.com/dgx/dgxh100-user-guide); 1 TiB per node and "
+    "MemAvailable 1900 GiB assumed";
+constexpr const char* src_grace_node =
+    "Grace LPDDR5X node 490,037 MiB (513,841,037,312 B) as Linux shows 480 GB; a GH200 "
+    "benchmark host records 490,300 MB per node (github.com/dawnex3/SIGMOD2025Contest-Kirara "
+    "include/hardware__ga01.h); MemAvailable 450 GiB assumed";
+constexpr const char* src_spark_dump =
+    "DGX Spark topology, CPU kinds and NUMA node 0 of 128,520,671,232 B: hwloc's dump of a DGX "
+    "Spark (github.com/open-mpi/hwloc tests/hwloc/linux/nvidia-dgx-gb10.output, commit "
+    "93e22d5597f607475f7882cf7e81bf754588203d): Cortex-A725 (CPUPart 0xd87, capacity 718) on "
+    "CPUs 0-4,10-14, Cortex-X925 (0xd85, capacity 997) on 5-9,15-19";
 
 std::vector<profile> all_profiles() {
   std::vector<profile> out;
@@ -70,9 +90,9 @@ std::vector<profile> all_profiles() {
     profile p;
     p.name = "h100-pcie";
     p.description = "NVIDIA H100 PCIe 80GB in a two-socket x86 server, GPU on socket 1";
-    auto a = discrete_x86;
+    auto a = discrete_hmm;
     a.host_numa_id = 1;
-    p.device = gpu("NVIDIA H100 PCIe", "0000:ca:00.0", 9, 0, 114, 81559 * mib, a,
+    p.device = gpu("NVIDIA H100 PCIe", "0000:ca:00.0", 9, 0, 114, 84'943'044'608, a,
                    {"TotalMemory", "HostNumaId", "PageableMemoryAccess"});
     p.topology = embedded(p.name);
     p.host_memory_bytes = 512 * gib;
@@ -80,40 +100,56 @@ std::vector<profile> all_profiles() {
     p.notes = {
         "stand-in host: 2 x 32 cores, 2 x 256 GiB; the GPU hangs off socket 1 so staging "
         "and readers belong to NUMA node 1"};
-    p.sources = {"H100 PCIe 80GB HBM2e, 114 SMs, compute 9.0, PCIe Gen5 x16: NVIDIA H100 datasheet",
-                 "host layout: a generic two-socket server (assumed)",
-                 "PageableMemoryAccess=0 assumes no HMM (proprietary driver or Linux < 6.1)"};
+    p.sources = {
+        "H100 PCIe 80GB HBM2e, 114 SMs, compute 9.0, PCIe Gen5 x16: NVIDIA H100 Tensor "
+        "Core GPU datasheet (nvidia.com/en-us/data-center/h100)",
+        "TotalMemory 84,943,044,608 B: cudaMemGetInfo's total on an H100 PCIe (nvidia-smi "
+        "prints 81,559 MiB); the exact bytes vary with the driver (unconfirmed)",
+        src_hmm, "host layout: a generic two-socket server (assumed)"};
     out.push_back(std::move(p));
   }
   {
     profile p;
     p.name = "h100-sxm";
     p.description = "NVIDIA H100 SXM5 80GB, GPU 0 of a DGX H100 (8 GPUs, 2 sockets)";
-    p.device = gpu("NVIDIA H100 80GB HBM3", "0000:1b:00.0", 9, 0, 132, 81559 * mib, discrete_x86,
+    p.device = gpu("NVIDIA H100 80GB HBM3", "0000:1b:00.0", 9, 0, 132, 85'027'979'264, discrete_hmm,
                    {"TotalMemory", "HostNumaId", "PageableMemoryAccess"});
     p.device.device_count = 8;
     p.topology = embedded(p.name);
     p.host_memory_bytes = 2048 * gib;
     p.host_available_bytes = 1900 * gib;
-    p.sources = sxm_sources;
-    p.sources.push_back(
-        "GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1): DGX "
-        "H100 user guide (unconfirmed)");
+    p.sources = {
+        "H100 SXM5 80GB HBM3, 132 SMs, compute 9.0: NVIDIA H100 datasheet; deviceQuery on "
+        "a DGX-class 8 x H100 80GB HBM3 shows 132 multiprocessors and totalGlobalMem "
+        "85,045,477,376 B with driver 12.7 (github.com/thamada/nvidia-smi "
+        "nvsim/H100SXMx8_deviceQuery.py)",
+        "TotalMemory 85,027,979,264 B: cudaMemGetInfo's total on an H100 80GB HBM3; the "
+        "exact bytes vary with the driver (unconfirmed)",
+        src_hmm,
+        src_dgx_host,
+        src_dgx_numa,
+        "GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1) (unconfirmed)"};
     out.push_back(std::move(p));
   }
   {
     profile p;
     p.name = "h200";
     p.description = "NVIDIA H200 SXM 141GB, GPU 0 of a DGX H200 (8 GPUs, 2 sockets)";
-    p.device = gpu("NVIDIA H200", "0000:1b:00.0", 9, 0, 132, 143771 * mib, discrete_x86,
+    p.device = gpu("NVIDIA H200", "0000:1b:00.0", 9, 0, 132, 150'109'945'856, discrete_hmm,
                    {"TotalMemory", "HostNumaId", "PageableMemoryAccess"});
     p.device.device_count = 8;
     p.topology = embedded(p.name);
     p.host_memory_bytes = 2048 * gib;
     p.host_available_bytes = 1900 * gib;
-    p.sources = {"H200 SXM 141 GB HBM3e, 4.8 TB/s, 132 SMs, compute 9.0: NVIDIA H200 datasheet",
-                 "DGX H200 host: 2 x Xeon Platinum 8480C, 2 TB: NVIDIA DGX H200 user guide",
-                 "CUDA-visible memory 143771 MiB: nvidia-smi in public logs (unconfirmed)"};
+    p.sources = {
+        "H200 SXM 141 GB HBM3e, 4.8 TB/s, 132 SMs, compute 9.0: NVIDIA H200 datasheet "
+        "(nvidia.com/en-us/data-center/h200)",
+        "TotalMemory 150,109,945,856 B: cudaMemGetInfo's total on an H200 (nvidia-smi "
+        "prints 143,771 MiB); the exact bytes vary with the driver (unconfirmed)",
+        src_hmm,
+        src_dgx_host,
+        src_dgx_numa,
+        "GPU PCI bus ids as h100-sxm (unconfirmed)"};
     out.push_back(std::move(p));
   }
   {
@@ -121,20 +157,22 @@ std::vector<profile> all_profiles() {
     p.name = "gh200";
     p.description = "NVIDIA GH200 Grace Hopper Superchip, 96 GB HBM3 + 480 GB LPDDR5X, NUMA mode";
     p.device = gpu(
-        "NVIDIA GH200 480GB", "0009:01:00.0", 9, 0, 132, 96'000'000'000, coherent_c2c,
+        "NVIDIA GH200 480GB", "0009:01:00.0", 9, 0, 132, 97280 * mib, coherent_c2c,
         {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
     p.topology = embedded(p.name);
-    p.host_memory_bytes = 480'000'000'000;
-    p.host_available_bytes = 450'000'000'000;
-    p.notes = {"device memory is the nominal 96 GB; the CUDA-visible amount is unconfirmed",
-               "in NUMA mode the page cache can land in HBM (NUMA node 1): direct I/O avoids it"};
+    p.host_memory_bytes = 490037 * mib;
+    p.host_available_bytes = 450 * gib;
+    p.notes = {"in NUMA mode the page cache can land in HBM (NUMA node 1): direct I/O avoids it"};
     p.sources = {
-        "GH200: 72 Arm Neoverse V2 cores, up to 480 GB LPDDR5X, 96 GB HBM3 (or 144 GB "
-        "HBM3e), NVLink-C2C 900 GB/s: NVIDIA Grace Hopper Superchip datasheet",
+        "GH200: 72 Arm Neoverse V2 cores, 480 GB LPDDR5X, 96 GB HBM3 (or 144 GB HBM3e), "
+        "NVLink-C2C 900 GB/s: NVIDIA GH200 Grace Hopper Superchip datasheet",
+        "HBM as NUMA node 1 of 97,280 MiB (102,005,473,280 B), the plan's device figure: "
+        "OpenCL reports 97280 MB on an NVIDIA GH200 480GB (github.com/mredenti/PowerCapping "
+        "configuration/OpenCL_benchmark.md); nvidia-smi prints 97,871 MiB; cudaMemGetInfo's "
+        "total is unconfirmed",
+        "PCI bus id 0009:01:00.0: nvidia-smi on GH200 480GB systems in public logs", src_grace_node,
         "attribute values (pageable=1, host page tables=1, NumaConfig=1): CUDA Programming "
-        "Guide, unified memory chapter; ../shared/reference/platforms.md",
-        "PCI bus id 0009:01:00.0 and HBM as NUMA node 1 (GPUMemory): public hwloc and "
-        "nvidia-smi output from GH200 systems (unconfirmed)"};
+        "Guide, unified memory on hardware-coherent systems (unconfirmed on hardware)"};
     out.push_back(std::move(p));
   }
   {
@@ -142,61 +180,106 @@ std::vector<profile> all_profiles() {
     p.name = "gh200-144g";
     p.description = "NVIDIA GH200 Grace Hopper Superchip, 144 GB HBM3e + 480 GB LPDDR5X, NUMA mode";
     p.device = gpu(
-        "NVIDIA GH200 144G HBM3e", "0009:01:00.0", 9, 0, 132, 144'000'000'000, coherent_c2c,
+        "NVIDIA GH200 144G HBM3e", "0009:01:00.0", 9, 0, 132, 146831 * mib, coherent_c2c,
         {"TotalMemory", "NumaConfig", "NumaId", "HostNumaId", "DirectManagedMemAccessFromHost"});
     p.topology = embedded(p.name);
-    p.host_memory_bytes = 480'000'000'000;
-    p.host_available_bytes = 450'000'000'000;
-    p.notes = {"device memory is the nominal 144 GB; the CUDA-visible amount is unconfirmed"};
-    p.sources = {"GH200 with 144 GB HBM3e: NVIDIA GH200 NVL2 / Grace Hopper datasheet",
-                 "attributes as gh200 (unconfirmed on this memory configuration)"};
+    p.host_memory_bytes = 490037 * mib;
+    p.host_available_bytes = 450 * gib;
+    p.notes = {
+        "device memory is nvidia-smi's 146,831 MiB; CUDA's figure is a few hundred MiB "
+        "less on the 96 GB part (unconfirmed here)"};
+    p.sources = {"GH200 with 144 GB HBM3e: NVIDIA GH200 Grace Hopper Superchip datasheet",
+                 "TotalMemory 146,831 MiB (153,963,462,656 B): nvidia-smi on GH200 144G HBM3e "
+                 "(unconfirmed: no public cudaMemGetInfo or NUMA node size found)",
+                 src_grace_node, "attributes as gh200 (unconfirmed on this memory configuration)"};
     out.push_back(std::move(p));
   }
   {
     profile p;
     p.name = "gb200";
     p.description =
-        "NVIDIA GB200 superchip: one B200 GPU (186 GB HBM3e) of two sharing a Grace "
-        "with 480 GB LPDDR5X";
-    p.device = gpu("NVIDIA GB200", "0008:01:00.0", 10, 0, 148, 186'000'000'000, coherent_c2c,
-                   {"TotalMemory", "MultiProcessorCount", "NumaConfig", "NumaId", "HostNumaId",
+        "NVIDIA GB200 compute tray: GPU 0 of four (two per Grace, two Graces), "
+        "189,471 MiB HBM3e each, NUMA mode";
+    auto a = coherent_c2c;
+    a.numa_id = 2;
+    p.device = gpu("NVIDIA GB200", "0008:01:00.0", 10, 0, 152, 189471 * mib, a,
+                   {"TotalMemory", "MultiProcessorCount", "NumaConfig", "HostNumaId",
                     "DirectManagedMemAccessFromHost", "HostNativeAtomicSupported"});
-    p.device.device_count = 2;
+    p.device.device_count = 4;
     p.topology = embedded(p.name);
-    p.host_memory_bytes = 480'000'000'000;
-    p.host_available_bytes = 450'000'000'000;
+    p.host_memory_bytes = 490037 * mib;
+    p.host_available_bytes = 450 * gib;
     p.notes = {
-        "the Grace memory is shared by the superchip's two GPUs: with one rank per GPU, "
-        "give each rank half with --host-memory",
-        "device memory is the nominal 186 GB (13.4 TB over 72 GPUs in GB200 NVL72); the "
-        "CUDA-visible amount is unconfirmed"};
+        "each Grace's memory is shared by two GPUs: with one rank per GPU, give each "
+        "rank half with --host-memory",
+        "with driver R580's CDMM mode the GPU memory is no NUMA node (NumaConfig 0); the "
+        "plan is the same"};
     p.sources = {
-        "GB200 NVL72: 72 Blackwell GPUs, 13.4 TB HBM3e, 36 Grace CPUs with up to 17 TB "
-        "LPDDR5X, NVLink-C2C: NVIDIA GB200 NVL72 datasheet",
-        "148 SMs, compute 10.0 for B200: public CUDA deviceQuery output (unconfirmed)",
-        "PCI bus ids 0008:01:00.0 and 0009:01:00.0: assumed by analogy with GH200"};
+        "GB200 compute tray: 2 Grace CPUs and 4 Blackwell GPUs; GB200 NVL72 = 18 trays, 72 "
+        "GPUs, 36 Grace CPUs: NVIDIA GB200 NVL72 datasheet",
+        "4 x NVIDIA GB200, compute capability 10.0, CPU affinity 0-71 for GPUs 0-1 and "
+        "72-143 for GPUs 2-3, GPU NUMA ids 2, 10, 18: nvidia-smi topo in "
+        "https://github.com/sgl-project/sglang/issues/11208 (driver 570.172.08)",
+        "TotalMemory 189,471 MiB (198,674,743,296 B) and PCI bus ids 0008:01:00.0, "
+        "0009:01:00.0: nvidia-smi on GB200 trays in public logs; GPUs 2-3 at "
+        "0018:01:00.0, 0019:01:00.0 and NUMA id 26 by analogy (unconfirmed)",
+        "152 SMs: weak public sources (unconfirmed)",
+        src_grace_node,
+        "CDMM (driver R580): NVIDIA GB200 NVL Multi-Node Tuning Guide"};
     out.push_back(std::move(p));
   }
   {
     profile p;
     p.name = "dgx-spark";
-    p.description = "NVIDIA DGX Spark (GB10): 128 GB LPDDR5X shared by CPU and GPU";
+    p.description =
+        "NVIDIA DGX Spark (GB10), the machine of hwloc's dump: 128 GB LPDDR5X shared "
+        "by CPU and GPU, 119.69 GiB to Linux";
     const attrs spark{1, 1, 1, 1, 1, 1, 0, -1, 0};
-    const auto usable = static_cast<std::uint64_t>(std::llround(121.7 * static_cast<double>(gib)));
-    p.device = gpu("NVIDIA GB10", "000f:01:00.0", 12, 1, 48, usable, spark,
+    p.device = gpu("NVIDIA GB10", "000f:01:00.0", 12, 1, 48, 128'520'671'232, spark,
                    {"TotalMemory", "MultiProcessorCount", "PageableMemoryAccessUsesHostPageTables",
                     "DirectManagedMemAccessFromHost", "HostNativeAtomicSupported", "HostNumaId"});
     p.topology = embedded(p.name);
     p.host_memory_bytes = 128'520'671'232;
-    p.host_available_bytes = usable;
-    p.notes = {"one pool: the checkpoint's page cache, staging and the weights share 128 GB",
-               "GPUDirect Storage is not available on Spark"};
+    p.host_available_bytes = std::uint64_t{121'737'812} * 1024;
+    p.notes = {
+        "one pool: the checkpoint's page cache, staging and the weights share it; "
+        "cudaMemGetInfo's free is MemFree there (page cache counts as used)",
+        "GPUDirect Storage is not available on Spark"};
     p.sources = {
         "DGX Spark: GB10 Grace Blackwell, 20 Arm cores (10 Cortex-X925 + 10 Cortex-A725), "
         "128 GB LPDDR5X unified, 273 GB/s: NVIDIA DGX Spark datasheet",
-        "one NUMA node of 128,520,671,232 B, ~121.7 GiB usable by CUDA, "
-        "cudaDevAttrIntegrated=1, pageable=1: ../shared/reference/platforms.md",
+        src_spark_dump,
+        "MemTotal 125,508,468 kB (128,520,671,232 B) and MemAvailable 121,737,812 kB "
+        "(124,659,519,488 B, 116.10 GiB): /proc/meminfo of the same dump "
+        "(nvidia-dgx-gb10.tar.bz2, same commit)",
+        "TotalMemory: taken as MemTotal; on the later Sparks CUDA's total is 58 MiB under "
+        "MemTotal (unconfirmed for this one)",
+        "integrated=1, pageable=1, free = MemFree: DGX Spark known issues, memory "
+        "reporting with unified memory (docs.nvidia.com/dgx/dgx-spark/known-issues.html)",
         "compute 12.1 (sm_121): CUDA 13.0 release notes"};
+    out.push_back(std::move(p));
+  }
+  {
+    // The same machine with the memory later units report; topology and attributes as above.
+    profile p = out.back();
+    p.name = "dgx-spark-121g";
+    p.description =
+        "NVIDIA DGX Spark (GB10) as later units report it: 121.69 GiB to Linux, "
+        "121.63 GiB to CUDA";
+    p.device.total_memory = 130'602'405'888;
+    p.host_memory_bytes = std::uint64_t{127'600'748} * 1024;
+    p.host_available_bytes = 118'476'672'860;
+    p.topology = embedded(p.name);
+    p.sources = {
+        "DGX Spark datasheet as dgx-spark; topology and CPU kinds of hwloc's dump "
+        "(profile dgx-spark) with NUMA node 0 of MemTotal",
+        "MemTotal 127,600,748 kB (130,663,165,952 B, 121.69 GiB): nvtop on a DGX Spark "
+        "shows 121.690Gi (https://github.com/Syllo/nvtop/issues/449)",
+        "TotalMemory 130,602,405,888 B (121.63 GiB): cudaDeviceProp.totalGlobalMem in a GB10 "
+        "device query posted publicly (where is not recorded: unconfirmed)",
+        "MemAvailable assumed 110.34 GiB: the free memory vLLM reads at startup on a fresh "
+        "DGX Spark (https://github.com/MiaAI-Lab/GLM-5.3-Flash-EXL3-2x-DGX-Sparks/issues/47); "
+        "MemAvailable is at least that, so the figure is conservative"};
     out.push_back(std::move(p));
   }
   {
@@ -218,7 +301,8 @@ std::vector<profile> all_profiles() {
 }  // namespace
 
 std::vector<std::string> profile_names() {
-  return {"h100-pcie", "h100-sxm", "h200", "gh200", "gh200-144g", "gb200", "dgx-spark", "host"};
+  return {"h100-pcie", "h100-sxm",  "h200",           "gh200", "gh200-144g",
+          "gb200",     "dgx-spark", "dgx-spark-121g", "host"};
 }
 
 profile find_profile(std::string_view name) {

@@ -305,7 +305,7 @@ TEST(api_plan, gpt_oss_120b_bf16_fits_four_h100_sxm) {
     r.sharding = {.rank = rank, .world_size = 4};
     const auto p = m.plan(r);
     EXPECT_TRUE(p.fits) << p.message;
-    EXPECT_EQ(p.model, platform::memory_model::discrete);
+    EXPECT_EQ(p.model, platform::memory_model::discrete_hmm);
   }
 }
 

@@ -41,6 +41,7 @@ TEST(Detect, IntegratedBudgetsComeFromMemAvailableNotCudaMemGetInfo) {
 TEST(Detect, DiscreteTrustsCudaMemGetInfo) {
   auto dev = up::find_profile("h100-pcie").device;
   dev.free_memory = 70ull << 30;
+  dev.pageable_memory_access = 0;  // the proprietary kernel modules: no HMM
   up::fixed_device_query q(dev);
   const auto info = up::detect_platform(faked(q, "two_socket.xml", "meminfo_hugepages.txt"));
   EXPECT_EQ(info.model, memory_model::discrete);

@@ -38,10 +38,15 @@ TEST(Classify, DocumentedProcedure) {
 
 TEST(Classify, EveryProfile) {
   const std::map<std::string, memory_model> expected{
-      {"h100-pcie", memory_model::discrete},   {"h100-sxm", memory_model::discrete},
-      {"h200", memory_model::discrete},        {"gh200", memory_model::coherent},
-      {"gh200-144g", memory_model::coherent},  {"gb200", memory_model::coherent},
-      {"dgx-spark", memory_model::integrated}, {"host", memory_model::host},
+      {"h100-pcie", memory_model::discrete_hmm},
+      {"h100-sxm", memory_model::discrete_hmm},
+      {"h200", memory_model::discrete_hmm},
+      {"gh200", memory_model::coherent},
+      {"gh200-144g", memory_model::coherent},
+      {"gb200", memory_model::coherent},
+      {"dgx-spark", memory_model::integrated},
+      {"dgx-spark-121g", memory_model::integrated},
+      {"host", memory_model::host},
   };
   const auto names = up::profile_names();
   ASSERT_EQ(names.size(), expected.size());

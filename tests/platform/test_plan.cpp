@@ -51,7 +51,7 @@ TEST(Plan, TwentyBBf16FitsH100SxmAtTotalPlusStaging) {
   const auto p = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
-  EXPECT_EQ(p.model, memory_model::discrete);
+  EXPECT_EQ(p.model, memory_model::discrete_hmm);  // PageableMemoryAccess=1: HMM, same policy
   EXPECT_EQ(p.io, up::io_mode::direct);
   EXPECT_TRUE(p.staging_pinned);
   EXPECT_TRUE(p.device_scratch);

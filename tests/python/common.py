@@ -1,6 +1,6 @@
 """Helpers the Python tests share: synthetic checkpoints made with the CLI, a plain-Python
 safetensors reader, and an MXFP4 decoder written from the rule in
-shared/reference/gpt-oss-mxfp4.md, independent of umload's own kernels.
+docs/formats.md, independent of umload's own kernels.
 
 The tests get the CLI from UMLOAD_CLI and import `umload` from PYTHONPATH (both set by ctest).
 """
