@@ -113,10 +113,10 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   p.staging_slots = slots;
   p.staging_bytes = slot * static_cast<std::uint64_t>(slots);
   p.device_scratch_bytes = p.device_scratch ? p.staging_bytes : 0;
-  if (is_gpu(m) && gpu.found) {
-    p.staging_numa_node = gpu.numa_node;
-    p.reader_cpuset = gpu.cpuset;
-  }
+  if (is_gpu(m) && gpu.found) p.staging_numa_node = gpu.numa_node;
+  const cpu_choice cpus = choose_worker_cpus(platform.topology, is_gpu(m));
+  p.reader_cpuset = cpus.cpuset;
+  p.reader_cpuset_reason = cpus.reason;
 
   // I/O mode.
   if (m == memory_model::host) {
@@ -427,6 +427,7 @@ nlohmann::json to_json(const placement_plan& p) {
         {"zero_copy", p.zero_copy_staging},
         {"numa_node", p.staging_numa_node}}},
       {"reader_cpuset", p.reader_cpuset},
+      {"reader_cpuset_reason", p.reader_cpuset_reason},
       {"stored_bytes", p.stored_bytes},
       {"output_bytes", p.output_bytes},
       {"device_resident_bytes", p.device_resident_bytes},
@@ -464,6 +465,7 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     << (p.staging_numa_node >= 0 ? std::to_string(p.staging_numa_node) : std::string("any"))
     << ", reader cpuset " << (p.reader_cpuset.empty() ? std::string("any") : p.reader_cpuset)
     << "\n";
+  o << "  reader CPUs: " << p.reader_cpuset_reason << "\n";
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
   for (const auto& pl : p.placements) {
     std::string key(to_string(pl.where));

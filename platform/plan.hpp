@@ -9,7 +9,7 @@
 // This header brings in the whole public surface of platform/: detection (platform.hpp), devices
 // and memory models (device.hpp), demand (demand.hpp), profiles, units and configuration.
 //
-// Rules (../shared/reference/platforms.md):
+// Rules (docs/platforms.md gives their sources):
 //   discrete / discrete-hmm: every tensor in device memory; pinned staging on the GPU-local NUMA
 //     node, copied through a device scratch slot per staging slot; direct I/O.
 //   coherent: fill device memory in order of use (embeddings, attention and norms, routers, then
@@ -102,6 +102,7 @@ struct placement_plan {
   bool zero_copy_staging = false;     // kernels read the staging slot directly
   int staging_numa_node = -1;         // -1: unknown, leave it to the OS
   std::string reader_cpuset;          // hwloc list; empty: no binding
+  std::string reader_cpuset_reason;   // why those CPUs (locality, CPU kinds): choose_worker_cpus
   std::vector<placement> placements;  // in order of use
   std::vector<std::string> prefetch;  // spilled tensors in order of use (coherent)
 

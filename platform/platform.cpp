@@ -225,6 +225,13 @@ nlohmann::json to_json(const platform_info& info) {
                      {"subtype", n.subtype},
                      {"pci_bus_id", n.pci_bus_id}});
   }
+  json kinds = json::array();
+  for (const auto& k : info.topology.cpu_kinds) {
+    json infos = json::object();
+    for (const auto& [name, value] : k.infos) infos[name] = value;
+    kinds.push_back(
+        {{"cpuset", k.cpuset}, {"pus", k.pus}, {"efficiency", k.efficiency}, {"infos", infos}});
+  }
   const gpu_locality& g = info.topology.gpu;
   json topo = {
       {"source", info.topology.source},
@@ -234,6 +241,7 @@ nlohmann::json to_json(const platform_info& info) {
       {"cpuset", info.topology.cpuset},
       {"numa_nodes", nodes},
       {"nvidia_gpus", info.topology.nvidia_gpus},
+      {"cpu_kinds", kinds},
       {"gpu",
        {{"found", g.found},
         {"pci_bus_id", g.pci_bus_id},
@@ -310,6 +318,11 @@ std::string describe(const platform_info& info) {
     } else {
       o << ", " << n.cpus << " CPUs (" << n.cpuset << ")";
     }
+    o << "\n";
+  }
+  for (const auto& k : t.cpu_kinds.size() > 1 ? t.cpu_kinds : std::vector<cpu_kind>{}) {
+    o << "  CPU kind " << k.cpuset << ": efficiency rank " << k.efficiency;
+    for (const auto& [name, value] : k.infos) o << ", " << name << " " << value;
     o << "\n";
   }
   if (d.present) {

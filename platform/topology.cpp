@@ -131,7 +131,91 @@ void locate(hwloc_topology_t topo, std::string_view bus_id, topology_info& info)
   if (!gpu.local_numa_nodes.empty()) gpu.numa_node = gpu.local_numa_nodes.front();
 }
 
+void read_cpu_kinds(hwloc_topology_t topo, topology_info& info) {
+  const int n = hwloc_cpukinds_get_nr(topo, 0);
+  if (n <= 0) return;
+  hwloc_bitmap_t set = hwloc_bitmap_alloc();
+  if (!set) return;
+  for (int i = 0; i < n; ++i) {
+    int efficiency = -1;
+    unsigned nr_infos = 0;
+    hwloc_info_s* infos = nullptr;
+    if (hwloc_cpukinds_get_info(topo, static_cast<unsigned>(i), set, &efficiency, &nr_infos, &infos,
+                                0) != 0)
+      continue;
+    cpu_kind k;
+    k.cpuset = list_string(set);
+    k.pus = static_cast<unsigned>(std::max(0, hwloc_bitmap_weight(set)));
+    k.efficiency = efficiency;
+    for (unsigned j = 0; j < nr_infos; ++j) {
+      if (infos[j].name && infos[j].value) k.infos.emplace_back(infos[j].name, infos[j].value);
+    }
+    info.cpu_kinds.push_back(std::move(k));
+  }
+  hwloc_bitmap_free(set);
+}
+
+struct bitmap_deleter {
+  void operator()(hwloc_bitmap_s* b) const noexcept { hwloc_bitmap_free(b); }
+};
+using bitmap_ptr = std::unique_ptr<hwloc_bitmap_s, bitmap_deleter>;
+
+bitmap_ptr parse_list(const std::string& list) {
+  bitmap_ptr b(hwloc_bitmap_alloc());
+  if (b && hwloc_bitmap_list_sscanf(b.get(), list.c_str()) != 0) hwloc_bitmap_zero(b.get());
+  return b;
+}
+
+std::string describe_kind(const cpu_kind& k) {
+  std::string out = k.cpuset;
+  std::string infos;
+  for (const auto& [name, value] : k.infos)
+    infos += (infos.empty() ? "" : ", ") + name + " " + value;
+  if (!infos.empty()) out += " (" + infos + ")";
+  return out;
+}
+
 }  // namespace
+
+cpu_choice choose_worker_cpus(const topology_info& t, bool near_gpu) {
+  const bool located = near_gpu && t.gpu.found && !t.gpu.cpuset.empty();
+  const std::string base = located ? t.gpu.cpuset : t.cpuset;
+  const std::string where =
+      located ? "the CPUs next to the GPU (" + base + ")" : "the machine's CPUs (" + base + ")";
+  const auto& kinds = t.cpu_kinds;
+  const bool ranked =
+      kinds.size() > 1 &&
+      std::all_of(kinds.begin(), kinds.end(), [](const cpu_kind& k) { return k.efficiency >= 0; });
+  if (!ranked) {
+    std::string why = kinds.size() > 1
+                          ? std::to_string(kinds.size()) + " CPU kinds that hwloc could not rank"
+                      : kinds.empty() ? std::string("no CPU kinds reported")
+                                      : std::string("one CPU kind");
+    if (!located) {
+      return {{},
+              std::string(near_gpu ? "GPU locality unknown" : "no GPU to stay near") + " and " +
+                  why + ": the OS places the threads"};
+    }
+    return {base, where + "; " + why};
+  }
+  const auto best = std::max_element(
+      kinds.begin(), kinds.end(),
+      [](const cpu_kind& a, const cpu_kind& b) { return a.efficiency < b.efficiency; });
+  bitmap_ptr chosen = parse_list(base);
+  bitmap_ptr fast = parse_list(best->cpuset);
+  if (!chosen || !fast) return {base, where};
+  hwloc_bitmap_and(chosen.get(), chosen.get(), fast.get());
+  const std::string kind_text = "the most performant of " + std::to_string(kinds.size()) +
+                                " CPU kinds, " + describe_kind(*best);
+  if (hwloc_bitmap_iszero(chosen.get())) {
+    return {base, where + "; " + kind_text + ", has none of them, so all are kept"};
+  }
+  std::string others;
+  for (const auto& k : kinds) {
+    if (&k != &*best) others += (others.empty() ? "" : "; ") + describe_kind(k);
+  }
+  return {list_string(chosen.get()), where + " cut to " + kind_text + "; left out: " + others};
+}
 
 topology_source topology_source::parse(std::string_view spec) {
   topology_source s;
@@ -224,6 +308,7 @@ topology_info load_topology(const topology_source& source, std::string_view gpu_
       info.nvidia_gpus.push_back(canonical_bus_id(a.domain, a.bus, a.dev, a.func));
     }
   }
+  read_cpu_kinds(t, info);
   if (!gpu_bus_id.empty()) {
     locate(t, gpu_bus_id, info);
   } else {

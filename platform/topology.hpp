@@ -8,6 +8,7 @@
 //                             "0000:1a:00.0");
 //   info.gpu.cpuset;       // "4-7": reader threads belong there
 //   info.gpu.numa_node;    // staging buffers belong there
+//   choose_worker_cpus(info, true).cpuset;  // the same, cut to the fastest CPU kind if several
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,15 @@ struct gpu_locality {
   std::string reason;                 // why not found
 };
 
+// One kind of CPU core as hwloc reports it (hwloc_cpukinds_get_info): from the OS (Linux's
+// cpu_capacity, Intel's hybrid core types), from XML <cpukind> elements, or ranked by frequency.
+struct cpu_kind {
+  std::string cpuset;  // hwloc list syntax
+  unsigned pus = 0;
+  int efficiency = -1;  // hwloc's rank, 0 = least performant; -1 when hwloc could not rank kinds
+  std::vector<std::pair<std::string, std::string>> infos;  // CoreType, CPUPart, LinuxCapacity...
+};
+
 struct topology_info {
   std::string source;
   unsigned packages = 0;
@@ -57,6 +67,7 @@ struct topology_info {
   std::vector<numa_node_info> numa_nodes;  // by os_index
   std::vector<std::string> nvidia_gpus;    // PCI bus ids of NVIDIA display/3D controllers
   gpu_locality gpu;                        // for the bus id passed to load_topology
+  std::vector<cpu_kind> cpu_kinds;         // least performant first; empty when hwloc knows none
 
   std::uint64_t cpu_memory_bytes() const;  // sum over NUMA nodes that are not GPU memory
   const numa_node_info* node(int os_index) const;
@@ -67,6 +78,18 @@ struct topology_info {
 // (unless the caller set it) so GH200's HBM node is visible. Throws io_error for an unreadable
 // file, format_error for XML hwloc rejects, usage_error for a bad synthetic description.
 topology_info load_topology(const topology_source& source, std::string_view gpu_bus_id = {});
+
+// Where reader and decode threads go, and why, in words.
+struct cpu_choice {
+  std::string cpuset;  // hwloc list; empty: no binding, the OS decides
+  std::string reason;
+};
+
+// The CPUs for reader and decode threads. Start from the GPU's cpuset when `near_gpu` and the GPU
+// was located, else from the whole machine; when the machine has several CPU kinds ranked by
+// efficiency, keep the most performant kind's CPUs among them (all of them when that kind has
+// none there). With one kind and no GPU locality there is nothing to choose: no binding. Pure.
+cpu_choice choose_worker_cpus(const topology_info& topology, bool near_gpu);
 
 // "0000:1a:00.0" or "00000009:01:00.0" -> domain, bus, device, function. False if malformed.
 bool parse_pci_bus_id(std::string_view text, unsigned& domain, unsigned& bus, unsigned& dev,

@@ -308,3 +308,31 @@ TEST(PlanText, SaysWhatItDecided) {
   EXPECT_TRUE(has(text, "spilled to host memory"));
   EXPECT_TRUE(has(text, "predicted peak"));
 }
+
+TEST(Plan, SparkReadersOnTheCortexX925CoresAndThePlanSaysWhy) {
+  const auto p = plan("dgx-spark", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
+  EXPECT_EQ(p.reader_cpuset, "5-9,15-19");
+  EXPECT_NE(p.reader_cpuset_reason.find("most performant"), std::string::npos)
+      << p.reader_cpuset_reason;
+  EXPECT_EQ(up::to_json(p)["reader_cpuset"], "5-9,15-19");
+  EXPECT_EQ(up::to_json(p)["reader_cpuset_reason"], p.reader_cpuset_reason);
+  EXPECT_TRUE(has(up::describe(p), "reader cpuset 5-9,15-19\n  reader CPUs: ")) << up::describe(p);
+  // A one-kind machine keeps the GPU-local cpuset, and says so.
+  const auto h = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
+  EXPECT_EQ(h.reader_cpuset, "0-55,112-167");
+  EXPECT_NE(h.reader_cpuset_reason.find("no CPU kinds reported"), std::string::npos)
+      << h.reader_cpuset_reason;
+}
+
+TEST(Plan, HostOnlyMachineWithTwoKindsBindsDecodeToTheFastOnes) {
+  auto platform =
+      up::profile_platform("host", std::string(UMLOAD_PLATFORM_FIXTURES) + "/two_kinds.xml");
+  const auto p =
+      up::make_plan(platform, demand(gpt_oss_preset::gpt_oss_20b, output_dtype::bf16), {});
+  EXPECT_EQ(p.model, memory_model::host);
+  EXPECT_EQ(p.reader_cpuset, "4-7");
+  EXPECT_EQ(p.staging_numa_node, -1);
+  const auto plain = plan("host", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
+  EXPECT_EQ(plain.reader_cpuset, "");  // one kind, no GPU: the OS decides, as before
+  EXPECT_NE(plain.reader_cpuset_reason.find("the OS places the threads"), std::string::npos);
+}

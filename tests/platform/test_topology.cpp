@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kernels/error.hpp"
 #include "platform/profiles.hpp"
 #include "platform/topology.hpp"
@@ -123,4 +125,69 @@ TEST(PciBusId, Parse) {
   EXPECT_FALSE(up::parse_pci_bus_id("0000:ca:00", d, b, v, f));
   EXPECT_FALSE(up::parse_pci_bus_id("0000:ca:00.0x", d, b, v, f));
   EXPECT_FALSE(up::parse_pci_bus_id("", d, b, v, f));
+}
+
+TEST(CpuKinds, SparkProfileHasHwlocsTwoKindsFastestLast) {
+  const auto p = up::find_profile("dgx-spark");
+  const auto t = up::load_topology(p.topology, p.device.pci_bus_id);
+  ASSERT_EQ(t.cpu_kinds.size(), 2u);
+  EXPECT_EQ(t.cpu_kinds[0].cpuset, "0-4,10-14");  // Cortex-A725
+  EXPECT_EQ(t.cpu_kinds[1].cpuset, "5-9,15-19");  // Cortex-X925
+  EXPECT_EQ(t.cpu_kinds[0].efficiency, 0);
+  EXPECT_EQ(t.cpu_kinds[1].efficiency, 1);
+  EXPECT_EQ(t.cpu_kinds[1].pus, 10u);
+  const auto& infos = t.cpu_kinds[1].infos;
+  EXPECT_NE(std::find(infos.begin(), infos.end(),
+                      std::make_pair(std::string("CPUPart"), std::string("0xd85"))),
+            infos.end());
+}
+
+TEST(CpuKinds, ReadersGoToTheFastKindNextToTheGpu) {
+  const auto p = up::find_profile("dgx-spark");
+  const auto t = up::load_topology(p.topology, p.device.pci_bus_id);
+  const auto c = up::choose_worker_cpus(t, true);
+  EXPECT_EQ(c.cpuset, "5-9,15-19");
+  EXPECT_NE(c.reason.find("most performant of 2 CPU kinds"), std::string::npos) << c.reason;
+  EXPECT_NE(c.reason.find("0xd85"), std::string::npos) << c.reason;
+  EXPECT_NE(c.reason.find("0-4,10-14"), std::string::npos) << c.reason;  // what was left out
+}
+
+TEST(CpuKinds, SyntheticTwoKindFixtureFromXml) {
+  const auto t = up::load_topology(fixture("two_kinds.xml"), "0000:01:00.0");
+  ASSERT_EQ(t.cpu_kinds.size(), 2u);
+  EXPECT_EQ(t.cpu_kinds[1].cpuset, "4-7");
+  const auto near = up::choose_worker_cpus(t, true);
+  EXPECT_EQ(near.cpuset, "4-7");
+  EXPECT_NE(near.reason.find("IntelCore"), std::string::npos) << near.reason;
+  // Without a GPU the whole machine is the start, and the fast kind still wins.
+  EXPECT_EQ(up::choose_worker_cpus(t, false).cpuset, "4-7");
+}
+
+TEST(CpuKinds, FastKindAwayFromTheGpuKeepsTheGpuLocalCpus) {
+  // Socket 1 holds the GPU; the fast kind lives only on socket 0.
+  const auto base = up::load_topology(fixture("two_socket.xml"), "0000:ca:00.0");
+  auto t = base;
+  t.cpu_kinds = {{"8-15", 8, 0, {{"CoreType", "slow"}}}, {"0-7", 8, 1, {{"CoreType", "fast"}}}};
+  const auto c = up::choose_worker_cpus(t, true);
+  EXPECT_EQ(c.cpuset, "8-15");
+  EXPECT_NE(c.reason.find("has none of them"), std::string::npos) << c.reason;
+  // Half the GPU's socket is fast: only that half.
+  t.cpu_kinds = {{"0-11", 12, 0, {}}, {"12-15", 4, 1, {}}};
+  EXPECT_EQ(up::choose_worker_cpus(t, true).cpuset, "12-15");
+}
+
+TEST(CpuKinds, OneKindOrUnrankedKindsChangeNothing) {
+  const auto t = up::load_topology(fixture("two_socket.xml"), "0000:ca:00.0");
+  EXPECT_TRUE(t.cpu_kinds.size() <= 1u);
+  const auto near = up::choose_worker_cpus(t, true);
+  EXPECT_EQ(near.cpuset, "8-15");
+  EXPECT_EQ(up::choose_worker_cpus(t, false).cpuset, "");  // no GPU, one kind: no binding
+  auto unranked = t;
+  unranked.cpu_kinds = {{"0-7", 8, -1, {}}, {"8-15", 8, -1, {}}};
+  const auto u = up::choose_worker_cpus(unranked, true);
+  EXPECT_EQ(u.cpuset, "8-15");
+  EXPECT_NE(u.reason.find("could not rank"), std::string::npos) << u.reason;
+  auto lost = t;
+  lost.gpu.found = false;
+  EXPECT_EQ(up::choose_worker_cpus(lost, true).cpuset, "");
 }
