@@ -6,21 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the configure needs (find_package / pkg_check_modules in the CMakeLists), their library
-# packages, pkg-config itself (the GPU image may lack it), and hwloc-dev's own dependencies.
+# What the configure needs (find_package / pkg_check_modules / find_path in the CMakeLists), their
+# library packages, pkg-config itself (the GPU image may lack it), and hwloc-dev's own
+# dependencies. No pybind11: the Python module is built with the GPU machine's own interpreter and
+# its pybind11 (`python3 -m pybind11 --cmakedir`); Debian's serves Debian's Python only.
+# tests/standin/run.sh builds from exactly these in a bare Debian 12 (make gpu-dry-run).
 packages=(
   libhwloc-dev libhwloc15 libnuma-dev libnuma1 libltdl-dev libltdl7
-  nlohmann-json3-dev libcli11-dev
+  nlohmann-json3-dev libcli11-dev libdlpack-dev
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev libbenchmark1debian
   liburing-dev liburing2
   libssl-dev libssl3
-  pybind11-dev python3-pybind11
   pkgconf pkgconf-bin libpkgconf3
 )
 
 mkdir -p .debs
 cd .debs
 rm -f ./*.deb
-apt-get download "${packages[@]}"
+apt-get download "${packages[@]}" 2> /dev/null || { apt-get update -qq && apt-get download "${packages[@]}"; }
 ls -l ./*.deb | awk '{s += $5} END {printf "%d packages, %.1f MB in .debs/\n", NR, s / 1e6}'
