@@ -19,7 +19,7 @@ ifeq ($(shell command -v nvcc 2>/dev/null),)
   endif
 endif
 
-.PHONY: all deps configure build test demo bench asan fuzz clean
+.PHONY: all deps configure build test demo bench asan fuzz gpu-dry-run clean
 
 all: build
 
@@ -70,6 +70,13 @@ fuzz: deps
 	  -DUMLOAD_TEST_AREAS=fuzz
 	cmake --build build-fuzz -j $(JOBS) --target umload_fuzzers
 	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# The GPU machine rehearsed: bench/gpu_check.sh --dry-run (unpack, configure for sm_90, build every
+# target of the GPU run, check every step) inside a bare Debian 12 root with the CUDA toolkit
+# mounted read-only and the project's packages only from .debs/. Needs root; see docs/reliability.md.
+gpu-dry-run:
+	bash bench/fetch_debs.sh
+	bash tests/standin/run.sh
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-fuzz

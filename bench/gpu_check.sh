@@ -1,295 +1,406 @@
 #!/usr/bin/env bash
-# The GPU check: one run on a machine with an NVIDIA GPU (CUDA 13, CMake, ninja, PyTorch; none of
-# our Debian packages; no network), in about 8 minutes on an H100 including the build.
+# The GPU check: one run on a lent machine with an NVIDIA GPU (CUDA 13, CMake, ninja, Python with
+# PyTorch; none of our Debian packages; no network), inside the device tool's 600 s command limit.
 #
 #   bash bench/fetch_debs.sh                 # once, on a machine with network: fills .debs/
-#   bash bench/gpu_check.sh                  # on the GPU machine, from the repository root
-#   (device tool: run(command="bash bench/gpu_check.sh", carry=[".debs"], timeout_s=600))
+#   (device tool) run(command="bash bench/gpu_check.sh", carry=[".debs"], timeout_s=600)
 #
-# Steps: unpack .debs/ into a prefix, configure for this GPU's architecture only, build the needed
-# targets, run the `gpu` tests, the GPU benchmark (device copy and pinned H2D limits, decode kernel
-# bandwidth), synthesize a 24-layer gpt-oss-20b-shaped checkpoint, load it from the page cache with
-# `umload load --device cuda`, run the PyTorch reference of HF's algorithm on the same GPU over the
-# same checkpoint, and print a table of measured values against the targets last. Every step runs
-# under a time limit; a failed step is reported in the table and the rest still run. The log and
-# the table also go to $OUT when it is set (the device tool brings that folder back).
+#   bash bench/gpu_check.sh --dry-run        # no GPU needed: unpack, configure, build every target
+#                                            # the real run builds, check every step, list the rest
+#   bash bench/gpu_check.sh --list           # the steps, their limits and what each does
 #
-# Environment: GPU_CHECK_DRY_RUN=1 stops after the configure (to test the unpack and the configure
-# on a machine without a GPU); UMLOAD_GPU_CHECK_CMAKE_ARGS adds configure arguments.
-# Nothing here asks for managed memory: every allocation on the GPU is a plain cudaMalloc.
+# Steps, correctness before timings: unpack .debs/ into a prefix; configure for this GPU's
+# architecture only; build (-k 0: one failed file loses only what depends on it); the three gtest
+# binaries with `gpu` tests, each run directly (one CUDA context per binary); GPU = CPU digests and
+# checks for every strategy, layout and dtype (and convert's files); the Python module through
+# PyTorch (DLPack hand-over without a copy; transformers' logits where umload.hf exists);
+# compute-sanitizer memcheck over the CUDA decode and backend tests; then the timings: kernel and
+# limit benchmark, a 24-layer gpt-oss-20b-shaped checkpoint loaded from the page cache, and the
+# PyTorch reference of HF's algorithm on the same GPU. Every step runs in its own process under a
+# time limit cut to what is left of the run's budget (GPU_CHECK_BUDGET_S, default 560 s); a failed,
+# unbuilt or skipped step gets its row and the rest still run. The log, the step rows and the table
+# are written to $OUT (the device tool brings that folder back) as the run goes; the table is
+# printed last.
+#
+# Environment: OUT (default /tmp/umload-gpu-check); UMLOAD_GPU_CHECK_CMAKE_ARGS adds configure
+# arguments; UMLOAD_GPU_PYTHON names the interpreter with torch (default python3).
+# Nothing here asks for managed memory except the digest step's forced integrated/coherent plans
+# on a tiny checkpoint.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+cd "$(dirname "$SELF")/.."
 ROOT=$PWD
-START=$(date +%s)
-OUT_DIR=${OUT:-/tmp/umload-gpu-check}
-mkdir -p "$OUT_DIR"
-exec > >(tee "$OUT_DIR/gpu_check.log") 2>&1
 
+# name limit_s phase what. Phase `build` runs in the dry run too; `gpu` needs the GPU.
+STEPS=(
+  "deps 60 build unpack .debs/ into the prefix"
+  "configure 120 build configure for this GPU's architecture (Python module where pybind11 is)"
+  "build 330 build build every target below (-k 0)"
+  "tile_test 30 build the kernels' per-thread work on the host (CPU)"
+  "gpu_test_cuda 90 gpu umload_cuda_test: CUDA decode = CPU oracle, CUDA backend"
+  "gpu_test_convert 60 gpu umload_cuda_convert_test: convert on the GPU = CPU files"
+  "gpu_test_platform 45 gpu test_platform_live_gpu: the live GPU as the platform layer sees it"
+  "digests 150 gpu GPU = CPU digests and checks: 3 strategies x 2 layouts x 3 dtypes; convert files"
+  "python 120 gpu Python module: torch CUDA tensors through DLPack = CPU load; umload.hf logits"
+  "memcheck 90 gpu compute-sanitizer memcheck over the CUDA decode and backend tests"
+  "gpu_bench 60 gpu device copy and pinned H2D limits, decode kernel bandwidth"
+  "synth 120 gpu synthesize the 24-layer gpt-oss-20b-shaped checkpoint"
+  "load 120 gpu umload load --device cuda from the page cache (best of 2)"
+  "reference 150 gpu PyTorch reference of HF's algorithm on the same GPU"
+)
+
+MODE=run
+case "${1:-}" in
+  "") ;;
+  --dry-run) MODE=dry-run ;;
+  --list) MODE=list ;;
+  --step) MODE=step ;;
+  *) echo "usage: bash bench/gpu_check.sh [--dry-run | --list]" >&2; exit 2 ;;
+esac
+
+# Settings every step process sees (the run exports them).
+OUT_DIR=${OUT_DIR:-${OUT:-/tmp/umload-gpu-check}}
 PREFIX=${UMLOAD_DEPS_PREFIX:-/tmp/umload-deps}
 BUILD=${UMLOAD_GPU_BUILD:-/tmp/umload-build-gpu}
-# The checkpoint goes to /dev/shm when it has room: tmpfs pages are page cache that the disk never
-# has to absorb (a writer's fdatasync on a slow VM disk could take minutes for 13.8 GB).
-SHM_FREE=$(df --output=avail -B1 /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
-if [ -z "${UMLOAD_GPU_CKPT:-}" ] && [ "${SHM_FREE:-0}" -gt 20000000000 ] 2>/dev/null; then
-  CKPT=/dev/shm/umload-ckpt-20b
-else
-  CKPT=${UMLOAD_GPU_CKPT:-/tmp/umload-ckpt-20b}
-fi
-export ROOT PREFIX BUILD CKPT OUT_DIR
-declare -A STATUS
+WORK=${UMLOAD_GPU_WORK:-/tmp/umload-gpu-work}
+PY=${UMLOAD_GPU_PYTHON:-python3}
+LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
 
-# The whole run must end, table printed, inside the device tool's 600 s command limit.
-DEADLINE=$(( START + ${GPU_CHECK_BUDGET_S:-560} ))
+# ---------------------------------------------------------------------------------------------
+# The steps. Each runs in its own process (`bash gpu_check.sh --step NAME`, under `timeout`), so
+# it may exit, and its stdout and stderr go to the log. Return 0: passed; 3: what it needs was not
+# built (the reason is in $OUT_DIR/notes/NAME); anything else: failed. A step may leave a one-line
+# summary for its row in $OUT_DIR/notes/NAME.
 
-# step NAME SECONDS COMMAND...: runs under a time limit (cut to what is left before the deadline,
-# keeping 20 s for the table), logs the outcome, never stops the script.
-step() {
-  local name=$1 limit=$2
-  shift 2
-  local left=$(( DEADLINE - $(date +%s) - 20 ))
-  if [ "$left" -lt 5 ]; then
-    STATUS[$name]="skipped: out of time"
-    echo "=== $name: skipped, out of time"
-    return 124
+note() { mkdir -p "$OUT_DIR/notes" && echo "$*" > "$OUT_DIR/notes/$STEP_NAME"; }
+# need FILE...: each exists, else the step is "not built".
+need() {
+  local f
+  for f in "$@"; do
+    [ -e "$f" ] || { note "not built: ${f#"$BUILD"/}"; return 3; }
+  done
+}
+bin_of() { find "$BUILD" -name "$1" -type f -perm -u+x -not -path '*/CMakeFiles/*' 2>/dev/null | head -1; }
+
+step_deps() {
+  shopt -s nullglob
+  local debs=("$ROOT"/.debs/*.deb) f
+  if [ ${#debs[@]} -eq 0 ]; then
+    note "no .debs/: run bench/fetch_debs.sh where there is network, carry .debs"
+    return 1
   fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  echo
-  echo "=== $name (limit ${limit}s, at $(( $(date +%s) - START ))s)"
-  local t0 rc
-  t0=$(date +%s)
-  if declare -F "$1" >/dev/null; then
-    # A shell function: run it in a child bash so that `timeout` can stop it.
-    timeout --kill-after=10 "$limit" bash -c "set -o pipefail; $(declare -f "$1"); $1"
+  rm -rf "$PREFIX" && mkdir -p "$PREFIX" || return 1
+  for f in "${debs[@]}"; do dpkg -x "$f" "$PREFIX" || return 1; done
+  # The .pc files name /usr; point them at the prefix (the CMake package files are relocatable).
+  find "$PREFIX/usr" -name '*.pc' -exec sed -i "s#/usr#$PREFIX/usr#g" {} + || return 1
+  if [ -x "$PREFIX/usr/bin/pkgconf" ]; then
+    # The carried pkgconf needs the carried libpkgconf3.
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$LIBDIR" "$PREFIX/usr/bin/pkgconf" > "$PREFIX/pkg-config"
+    chmod +x "$PREFIX/pkg-config"
+  fi
+  ldconfig -p 2>/dev/null | grep -q 'libudev.so.1' || echo "warning: no libudev.so.1 here (libhwloc needs it)"
+  note "${#debs[@]} packages"
+}
+
+step_configure() {
+  local pkg_config nvcc py_args=() pyexe pybind
+  pkg_config=$(command -v pkg-config || echo "$PREFIX/pkg-config")
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  pyexe=$(command -v "$PY" || true)
+  pybind=$([ -n "$pyexe" ] && "$pyexe" -m pybind11 --cmakedir 2>/dev/null || true)
+  if [ -n "$pybind" ]; then
+    py_args=(-DUMLOAD_BUILD_PYTHON=ON -DPython3_EXECUTABLE="$pyexe" -Dpybind11_DIR="$pybind")
   else
-    timeout --kill-after=10 "$limit" "$@"
+    py_args=(-DUMLOAD_BUILD_PYTHON=OFF)
+    echo "no pybind11 for $PY: the Python module is not configured"
   fi
-  rc=$?
-  STATUS[$name]="rc=$rc in $(( $(date +%s) - t0 ))s"
-  echo "=== $name: ${STATUS[$name]}"
+  rm -rf "$BUILD"
+  # shellcheck disable=SC2086
+  cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release -DUMLOAD_ENABLE_CUDA=ON \
+    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+    -DCMAKE_PREFIX_PATH="$PREFIX/usr" -DPKG_CONFIG_EXECUTABLE="$pkg_config" "${py_args[@]}" \
+    ${UMLOAD_GPU_CHECK_CMAKE_ARGS:-} || return 1
+  [ -n "$pybind" ] && note "sm_$ARCH, Python module for $pyexe" || note "sm_$ARCH, no Python module (no pybind11)"
+}
+
+# The targets the run builds: every one this configure has.
+WANTED_TARGETS=(umload umload_cuda_test umload_cuda_convert_test test_platform_live_gpu
+  umload_cuda_tile_test umload_gpu_bench umload_python)
+step_build() {
+  need "$BUILD/CMakeCache.txt" || return 3
+  local have targets=() t keep=(-k 0)
+  have=$(cmake --build "$BUILD" --target help 2>/dev/null)
+  for t in "${WANTED_TARGETS[@]}"; do
+    grep -qE "^(\.\.\. )?$t(:| )" <<< "$have" && targets+=("$t")
+  done
+  [ "$GENERATOR" = Ninja ] || keep=(-k)
+  cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- "${keep[@]}"
+  local rc=$?
+  note "${#targets[@]} targets: ${targets[*]}"
   return $rc
 }
 
-# ---------------------------------------------------------------------------------------------
-# Dependencies from the carried .debs.
-unpack_debs() {
-  shopt -s nullglob
-  local debs=("$ROOT"/.debs/*.deb)
-  if [ ${#debs[@]} -eq 0 ]; then
-    echo "no .debs/ here: run bench/fetch_debs.sh on a machine with network, and carry .debs"
-    return 1
-  fi
-  rm -rf "$PREFIX"
-  mkdir -p "$PREFIX"
-  for f in "${debs[@]}"; do dpkg -x "$f" "$PREFIX" || return 1; done
-  # The .pc files name /usr; point them at the prefix (CMake package files are relocatable).
-  find "$PREFIX/usr" -name '*.pc' -exec sed -i "s#/usr#$PREFIX/usr#g" {} +
-  echo "unpacked ${#debs[@]} packages into $PREFIX"
-  ldconfig -p 2>/dev/null | grep 'libudev.so.1' >/dev/null || echo "warning: no libudev.so.1 on this machine (libhwloc needs it)"
+# gtest BINARY [ARGS...]: one process, results to $OUT_DIR/NAME.json; the note counts skips.
+gtest() {
+  local b
+  b=$(bin_of "$1")
+  [ -n "$b" ] || { note "not built: $1"; return 3; }
+  shift
+  "$b" --gtest_brief=1 --gtest_output="json:$OUT_DIR/$STEP_NAME.json" "$@"
+  local rc=$?
+  note "$("$PY" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+cases = [c for s in r.get("testsuites", []) for c in s.get("testsuite", [])]
+skipped = sum(1 for c in cases if c.get("result") == "SKIPPED")
+print(f"{len(cases)} cases, {r.get(\"failures\", 0)} failed, {skipped} skipped")
+' "$OUT_DIR/$STEP_NAME.json" 2>/dev/null || echo "no gtest report")"
+  return $rc
 }
-step deps 60 unpack_debs
+step_tile_test() { gtest umload_cuda_tile_test; }
+step_gpu_test_cuda() { gtest umload_cuda_test; }
+step_gpu_test_convert() { gtest umload_cuda_convert_test; }
+step_gpu_test_platform() { gtest test_platform_live_gpu; }
 
-# Our binaries find the prefix's shared libraries through the build tree's RPATH; nothing else
-# (python3, PyTorch) should see the prefix's libraries, so LD_LIBRARY_PATH is left alone.
-LIBDIR=$PREFIX/usr/lib/x86_64-linux-gnu
-export PKG_CONFIG_PATH=$LIBDIR/pkgconfig:$PREFIX/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-PKG_CONFIG_BIN=$(command -v pkg-config || true)
-if [ -z "$PKG_CONFIG_BIN" ] && [ -x "$PREFIX/usr/bin/pkgconf" ]; then
-  # The carried pkgconf needs the carried libpkgconf3.
-  PKG_CONFIG_BIN=$PREFIX/pkg-config
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$LIBDIR" "$PREFIX/usr/bin/pkgconf" > "$PKG_CONFIG_BIN"
-  chmod +x "$PKG_CONFIG_BIN"
-fi
-NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-ARCH=${ARCH:-90}
-CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-CARD=${CARD:-unknown}
-GENERATOR="Unix Makefiles"
-command -v ninja >/dev/null && GENERATOR=Ninja
-export NVCC ARCH GENERATOR PKG_CONFIG_BIN
-echo "card: $CARD, sm_$ARCH; nvcc: $NVCC; pkg-config: $PKG_CONFIG_BIN; generator: $GENERATOR"
-
-configure() {
-  rm -rf "$BUILD"
-  # shellcheck disable=SC2086
-  cmake -S "$ROOT" -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release \
-    -DUMLOAD_BUILD_PYTHON=OFF -DUMLOAD_ENABLE_CUDA=ON \
-    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
-    -DCMAKE_PREFIX_PATH="$PREFIX/usr" -DPKG_CONFIG_EXECUTABLE="$PKG_CONFIG_BIN" \
-    ${UMLOAD_GPU_CHECK_CMAKE_ARGS:-}
+step_memcheck() {
+  local b sanitizer
+  b=$(bin_of umload_cuda_test)
+  [ -n "$b" ] || { note "not built: umload_cuda_test"; return 3; }
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  [ -x "$sanitizer" ] || { note "no compute-sanitizer"; return 3; }
+  "$sanitizer" --tool memcheck --error-exitcode 99 --print-limit 20 "$b" --gtest_brief=1
 }
-step configure 120 configure
-if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
-  echo "dry run: stopping after the configure"
-  for k in "${!STATUS[@]}"; do echo "  $k: ${STATUS[$k]}"; done
-  exit 0
-fi
 
-JOBS=$(nproc)
-# Only what this check runs; other areas' executables with `gpu` tests join when they exist.
-TARGETS=(umload umload_cuda_test umload_cuda_tile_test umload_gpu_bench)
-for extra in test_platform_live_gpu umload_cuda_convert_test; do
-  cmake --build "$BUILD" --target help 2>/dev/null | grep -w "^$extra:" >/dev/null && TARGETS+=("$extra")
-done
-step build 300 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
-
-# ---------------------------------------------------------------------------------------------
-step gpu_tests 150 ctest --test-dir "$BUILD" -L gpu --output-on-failure
-step tile_math_test 60 "$BUILD/tests/cuda/umload_cuda_tile_test" --gtest_brief=1
-step gpu_bench 120 bash -c "'$BUILD/umload_gpu_bench' | tee '$OUT_DIR/bench.txt'"
-
-# ---------------------------------------------------------------------------------------------
 # Same digest and same checks on the GPU as on the CPU: a checkpoint with every scale byte, both
-# layouts and dtypes, both GPU strategies (discrete copy; zero-copy as integrated and coherent).
-digests() {
-  local d=/tmp/umload-digest-ckpt
-  rm -rf "$d"
-  "$BUILD/umload" synth --preset tiny --layers 3 --experts 8 --edge-scales --out "$d" >/dev/null || return 1
-  local failed=0
+# layouts, every dtype, the three GPU strategies (discrete copy; zero-copy as integrated and
+# coherent). The three GPU loads of one layout and dtype run side by side: each process pays for
+# its own CUDA context, which is what costs here.
+same_json() {
+  "$PY" -c '
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+sys.exit(0 if a["digest"] == b["digest"] and a.get("checks") == b.get("checks") else 1)' "$1" "$2"
+}
+step_digests() {
+  local u=$BUILD/umload d=$WORK/digest-ckpt r=$WORK/digest-runs failed=0 layout dtype platform
+  need "$u" || return 3
+  rm -rf "$d" "$r" && mkdir -p "$r"
+  "$u" synth --preset tiny --layers 3 --experts 8 --edge-scales --out "$d" > /dev/null || return 1
   for layout in hf native; do
     for dtype in bf16 f32 keep; do
-      local cpu gpu
-      cpu=$("$BUILD/umload" load "$d" --device cpu --layout $layout --dtype $dtype --digest --check --json) || return 1
+      "$u" load "$d" --device cpu --layout $layout --dtype $dtype --digest --check --json \
+        > "$r/cpu-$layout-$dtype.json" || return 1
       for platform in discrete integrated coherent; do
-        gpu=$("$BUILD/umload" load "$d" --device cuda --platform $platform --layout $layout --dtype $dtype \
-              --digest --check --json) || { echo "load failed: $layout $dtype $platform"; failed=1; continue; }
-        if python3 - "$cpu" "$gpu" <<'PY'
-import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-sys.exit(0 if a["digest"] == b["digest"] and a.get("checks") == b.get("checks") else 1)
-PY
-        then echo "same digest and checks: $layout $dtype $platform"
-        else echo "DIFFERENT: $layout $dtype $platform"; failed=1; fi
+        "$u" load "$d" --device cuda --platform $platform --layout $layout --dtype $dtype --digest --check \
+          --json > "$r/$platform-$layout-$dtype.json" 2> "$r/$platform-$layout-$dtype.err" &
+      done
+      wait
+      for platform in discrete integrated coherent; do
+        if same_json "$r/cpu-$layout-$dtype.json" "$r/$platform-$layout-$dtype.json"; then
+          echo "same digest and checks: $layout $dtype $platform"
+        else
+          echo "DIFFERENT or failed: $layout $dtype $platform"
+          cat "$r/$platform-$layout-$dtype.err"
+          failed=$((failed + 1))
+        fi
       done
     done
   done
   # convert: the same files byte for byte from the GPU as from the CPU.
   for layout in hf native; do
-    rm -rf "$d.cpu" "$d.gpu"
-    "$BUILD/umload" convert "$d" --out "$d.cpu" --device cpu --layout $layout --json > /dev/null || return 1
-    if ! "$BUILD/umload" convert "$d" --out "$d.gpu" --device cuda --layout $layout --json > /dev/null; then
-      echo "convert failed on the GPU: $layout"; failed=1; continue
-    fi
-    if [ "$(cd "$d.cpu" && sha256sum * | sort)" = "$(cd "$d.gpu" && sha256sum * | sort)" ]; then
+    "$u" convert "$d" --out "$r/conv-cpu-$layout" --device cpu --layout $layout --json > /dev/null || return 1
+    if "$u" convert "$d" --out "$r/conv-gpu-$layout" --device cuda --layout $layout --json > /dev/null &&
+      [ "$(cd "$r/conv-cpu-$layout" && sha256sum -- * | sort)" = "$(cd "$r/conv-gpu-$layout" && sha256sum -- * | sort)" ]; then
       echo "same converted files: $layout"
-    else echo "DIFFERENT converted files: $layout"; failed=1; fi
+    else
+      echo "DIFFERENT or failed convert: $layout"
+      failed=$((failed + 1))
+    fi
   done
-  rm -rf "$d" "$d.cpu" "$d.gpu"
-  echo "$failed" > "$OUT_DIR/digests.txt"
-  return $failed
+  rm -rf "$d" "$r"
+  note "$((18 + 2 - failed)) of 20 equal"
+  [ "$failed" = 0 ]
 }
-step digests 120 digests
 
-# ---------------------------------------------------------------------------------------------
-# The 20b-shaped checkpoint, loaded from the page cache.
-rm -rf "$CKPT"
-step synth 240 "$BUILD/umload" synth --preset gpt-oss-20b --out "$CKPT"
-warm() { cat "$CKPT"/*.safetensors > /dev/null; }
-step warm_cache 120 warm
-free -g | head -2
+step_python() {
+  local pkg=$BUILD/python
+  if ! ls "$pkg"/umload*.so "$pkg"/umload/*.so > /dev/null 2>&1; then
+    note "not built: the Python module (no pybind11 or Python headers for $PY)"
+    return 3
+  fi
+  PYTHONPATH=$pkg${PYTHONPATH:+:$PYTHONPATH} "$PY" "$ROOT/bench/gpu/python_check.py" \
+    --umload "$BUILD/umload" --work "$WORK/python" --json "$OUT_DIR/python.json"
+}
 
-load_twice() {
+step_gpu_bench() {
+  need "$BUILD/umload_gpu_bench" || return 3
+  "$BUILD/umload_gpu_bench" | tee "$OUT_DIR/bench.txt"
+}
+
+# The checkpoint goes to /dev/shm when it has room: tmpfs pages are page cache that the disk never
+# has to absorb (a writer's fdatasync on a slow VM disk could take minutes for 13.8 GB).
+ckpt_dir() {
+  local free
+  free=$(df --output=avail -B1 /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
+  if [ "${free:-0}" -gt 20000000000 ] 2>/dev/null; then echo /dev/shm/umload-ckpt-20b; else echo "$WORK/ckpt-20b"; fi
+}
+step_synth() {
+  need "$BUILD/umload" || return 3
+  local c
+  c=$(ckpt_dir)
+  rm -rf "$c"
+  "$BUILD/umload" synth --preset gpt-oss-20b --out "$c" || return 1
+  cat "$c"/*.safetensors > /dev/null
+  local bytes
+  bytes=$(cat "$c"/*.safetensors | wc -c)
+  echo "{\"bytes\": $bytes}" > "$OUT_DIR/ckpt.json"
+  note "$((bytes / 1000000)) MB in $c"
+}
+
+step_load() {
+  local c i
+  c=$(ckpt_dir)
+  need "$BUILD/umload" "$c/config.json" || return 3
   # Buffered reads that keep the cache, so both runs read from memory; the faster one counts.
-  local best=""
   for i in 1 2; do
-    "$BUILD/umload" load "$CKPT" --device cuda --io buffered --keep-cache --json > "/tmp/umload-load-$i.json" || return 1
-    python3 -c "import json,sys; print('load run $i:', json.load(open('/tmp/umload-load-$i.json'))['seconds'], 's')"
+    "$BUILD/umload" load "$c" --device cuda --io buffered --keep-cache --json > "$WORK/load-$i.json" || return 1
   done
-  python3 - <<'PY'
-import json, shutil
-runs = [json.load(open(f"/tmp/umload-load-{i}.json")) for i in (1, 2)]
-best = min((1, 2), key=lambda i: runs[i - 1]["seconds"])
-shutil.copy(f"/tmp/umload-load-{best}.json", "/tmp/umload-load.json")
-PY
-  cp /tmp/umload-load.json "$OUT_DIR/load.json"
-  cat "$OUT_DIR/load.json" | head -40
+  "$PY" -c '
+import json, shutil, sys
+runs = [json.load(open(p)) for p in sys.argv[1:3]]
+best = min(range(2), key=lambda i: runs[i]["seconds"])
+print("load runs:", [r["seconds"] for r in runs], "s")
+shutil.copy(sys.argv[1 + best], sys.argv[3])' "$WORK/load-1.json" "$WORK/load-2.json" "$OUT_DIR/load.json" || return 1
+  head -40 "$OUT_DIR/load.json"
 }
-step load 180 load_twice
 
-step reference 300 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu/reference_gpu.py" "$CKPT" \
-  --json "$OUT_DIR/reference.json"
+step_reference() {
+  local c
+  c=$(ckpt_dir)
+  need "$c/config.json" || return 3
+  PYTHONUNBUFFERED=1 "$PY" "$ROOT/bench/gpu/reference_gpu.py" "$c" --json "$OUT_DIR/reference.json"
+}
 
 # ---------------------------------------------------------------------------------------------
-# The table.
-STATUS_TEXT=$(for k in "${!STATUS[@]}"; do echo "$k: ${STATUS[$k]}"; done | sort)
-export CARD OUT_DIR CKPT STATUS_TEXT
-python3 - <<'PY' | tee "$OUT_DIR/gpu_table.txt"
-import glob, json, os, re
+step_field() { local s=$1 i=$2; read -ra f <<< "$s"; echo "${f[$i]}"; }
+step_what() { local s=$1; read -ra f <<< "$s"; echo "${f[*]:3}"; }
 
-out = os.environ["OUT_DIR"]
-def load(name):
-    try:
-        with open(os.path.join(out, name)) as f:
-            return json.load(f)
-    except Exception:
-        return None
+if [ "$MODE" = list ]; then
+  for s in "${STEPS[@]}"; do
+    printf '%-18s %4ss  %-5s  %s\n' "$(step_field "$s" 0)" "$(step_field "$s" 1)" "$(step_field "$s" 2)" "$(step_what "$s")"
+  done
+  exit 0
+fi
 
-bench = {}
-try:
-    for line in open(os.path.join(out, "bench.txt")):
-        m = re.match(r"result name=(\S+) bytes=(\S+) ms=(\S+) gbps=(\S+)", line)
-        if m:
-            bench[m.group(1)] = float(m.group(4))
-except OSError:
-    pass
-run = load("load.json")
-ref = load("reference.json")
-ckpt_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(os.environ["CKPT"], "*.safetensors")))
+if [ "$MODE" = step ]; then
+  STEP_NAME=${2:?}
+  declare -F "step_$STEP_NAME" > /dev/null || { echo "no step $STEP_NAME in $SELF"; exit 2; }
+  [ "${3:-}" = --defined ] && exit 0
+  "step_$STEP_NAME"
+  exit $?
+fi
 
-rows = []
-def add(what, value, target, ok):
-    rows.append((what, value, target, "ok" if ok is True else "MISS" if ok is False else "" if not target else "n/a"))
+# ---------------------------------------------------------------------------------------------
+# The run (or the dry run).
+START=$(date +%s)
+DEADLINE=$((START + ${GPU_CHECK_BUDGET_S:-560}))
+TABLE_RESERVE=15
+mkdir -p "$OUT_DIR"
+rm -rf "$OUT_DIR/notes" "$OUT_DIR/steps.tsv" "$OUT_DIR"/*.json "$OUT_DIR/bench.txt" "$OUT_DIR/gpu_table.txt"
+exec > >(tee "$OUT_DIR/gpu_check.log") 2>&1
+for s in "${STEPS[@]}"; do step_field "$s" 0; done > "$OUT_DIR/plan.txt"
 
-try:
-    same = open(os.path.join(out, "digests.txt")).read().strip() == "0"
-    add("GPU digest/checks = CPU", "equal (3 strategies x 2 layouts x 3 dtypes; convert files)" if same else "DIFFERENT", "equal", same)
-except OSError:
-    add("GPU digest/checks = CPU", "not measured", "equal", None)
+ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+ARCH=${ARCH:-90}
+CARD=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+CARD=${CARD:-no GPU seen}
+GENERATOR="Unix Makefiles"
+command -v ninja > /dev/null && GENERATOR=Ninja
+JOBS=$(nproc)
+export ROOT OUT_DIR PREFIX BUILD WORK PY LIBDIR ARCH CARD GENERATOR JOBS MODE
+mkdir -p "$WORK"
+echo "umload GPU check ($MODE) of $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'): $CARD, sm_$ARCH, $GENERATOR, $JOBS jobs, $PY"
 
-copy = bench.get("device_copy")
-h2d = bench.get("pinned_h2d")
-for name in ("decode_hf_bf16_gate_up", "decode_hf_bf16_down", "decode_native_bf16_gate_up",
-             "decode_native_bf16_down", "decode_hf_f32_down", "decode_native_f32_down"):
-    k = bench.get(name)
-    if k and copy:
-        add(f"{name} GB/s", f"{k:.0f} = {100 * k / copy:.0f}% of copy {copy:.0f}", ">= 80%", k >= 0.8 * copy)
-    else:
-        add(f"{name} GB/s", "not measured", ">= 80% of copy", None)
-add("pinned H2D GB/s", f"{h2d:.1f}" if h2d else "not measured", "(limit)", None)
-if run and h2d:
-    bound = ckpt_bytes / (h2d * 1e9)
-    add("load seconds (page cache)", f"{run['seconds']:.2f} vs {ckpt_bytes / 1e9:.1f} GB / H2D = {bound:.2f}",
-        "<= 1.5x bound", run["seconds"] <= 1.5 * bound)
-    add("  read / copy / decode s", f"{run.get('read_seconds', 0):.2f} / {run.get('copy_seconds', 0):.2f} / {run.get('decode_seconds', 0):.2f}", "", None)
-else:
-    add("load seconds (page cache)", "not measured", "<= 1.5x ckpt/H2D", None)
-if run:
-    limit = run.get("bytes_produced", 0) + 2 * run.get("slot_bytes", 0)
-    peak = run.get("peak_device_bytes", 0)
-    add("peak device GB", f"{peak / 1e9:.2f} vs outputs {run.get('bytes_produced', 0) / 1e9:.2f} + 2 slots",
-        "<= outputs + 2 slots", peak <= limit)
-else:
-    add("peak device GB", "not measured", "<= outputs + 2 slots", None)
-if run and ref and ref.get("seconds"):
-    add("speedup vs PyTorch (load)", f"{ref['seconds'] / run['seconds']:.1f}x ({ref['seconds']:.2f} s vs {run['seconds']:.2f} s)",
-        ">= 5x", ref["seconds"] >= 5 * run["seconds"])
-else:
-    add("speedup vs PyTorch (load)", "not measured", ">= 5x", None)
-if ref and ref.get("kernel_gbps") and bench.get("decode_hf_bf16_gate_up"):
-    add("speedup vs PyTorch (kernel)", f"{bench['decode_hf_bf16_gate_up'] / ref['kernel_gbps']:.1f}x ({ref['kernel_gbps']:.0f} GB/s)", "", None)
-if ref and ref.get("reader"):
-    add("PyTorch reference reads with", ref["reader"], "", None)
-if ref and ref.get("peak_device_bytes"):
-    add("PyTorch peak device GB", f"{ref['peak_device_bytes'] / 1e9:.2f}", "", None)
+FAILED=0
+# run_step NAME LIMIT: one row in $OUT_DIR/steps.tsv (name, status, seconds, note).
+run_step() {
+  local name=$1 limit=$2 t0 rc status left
+  left=$((DEADLINE - $(date +%s) - TABLE_RESERVE))
+  if [ "$left" -lt 5 ]; then
+    status="skipped: out of time"
+    rc=124
+    t0=$(date +%s)
+  else
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo
+    echo "=== $name (limit ${limit}s, at $(($(date +%s) - START))s)"
+    t0=$(date +%s)
+    timeout --kill-after=10 "$limit" bash "$SELF" --step "$name"
+    rc=$?
+    case $rc in
+      0) status=ok ;;
+      3) status="not built" ;;
+      124 | 137) status="timed out after ${limit}s" ;;
+      *) status="FAILED rc=$rc" ;;
+    esac
+  fi
+  [ "$rc" = 0 ] || FAILED=$((FAILED + 1))
+  local n=""
+  [ -f "$OUT_DIR/notes/$name" ] && n=$(head -1 "$OUT_DIR/notes/$name")
+  printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$(($(date +%s) - t0))" "$n" >> "$OUT_DIR/steps.tsv"
+  echo "=== $name: $status in $(($(date +%s) - t0))s${n:+ ($n)}"
+  table > /dev/null
+  return "$rc"
+}
+table() { CARD=$CARD MODE=$MODE "$PY" "$ROOT/bench/gpu/table.py" "$OUT_DIR" | tee "$OUT_DIR/gpu_table.txt"; }
 
-print()
-print(f"umload GPU check on {os.environ['CARD']}")
-w = max(len(r[0]) for r in rows)
-for what, value, target, verdict in rows:
-    print(f"{what:<{w}}  {value:<52}  {target:<22}  {verdict}")
-print()
-print("steps:")
-print(os.environ["STATUS_TEXT"])
-PY
-rm -rf "$CKPT"
-echo "total $(( $(date +%s) - START )) s; log and table in $OUT_DIR"
+# A dry run's own checks: the script parses, every step is defined by this file (the step's own
+# process finds its function), the Python the run uses compiles.
+check_steps() {
+  local s name bad=0
+  bash -n "$SELF" || bad=1
+  for s in "${STEPS[@]}"; do
+    name=$(step_field "$s" 0)
+    bash "$SELF" --step "$name" --defined || bad=1
+  done
+  "$PY" -m py_compile "$ROOT"/bench/gpu/*.py || bad=1
+  [ "$bad" = 0 ] && note "${#STEPS[@]} steps defined; bench/gpu/*.py compile"
+  return $bad
+}
+# What a GPU step runs, for the dry run's list.
+declare -A NEEDS=([gpu_test_cuda]=umload_cuda_test [gpu_test_convert]=umload_cuda_convert_test
+  [gpu_test_platform]=test_platform_live_gpu [memcheck]=umload_cuda_test [gpu_bench]=umload_gpu_bench
+  [digests]=umload [synth]=umload [load]=umload [reference]=umload)
+
+for s in "${STEPS[@]}"; do
+  name=$(step_field "$s" 0)
+  phase=$(step_field "$s" 2)
+  if [ "$MODE" = dry-run ] && [ "$phase" = gpu ]; then continue; fi
+  run_step "$name" "$(step_field "$s" 1)"
+done
+
+if [ "$MODE" = dry-run ]; then
+  STEP_NAME=checks
+  t0=$(date +%s)
+  if check_steps; then status=ok; else status="FAILED"; FAILED=$((FAILED + 1)); fi
+  printf '%s\t%s\t%s\t%s\n' checks "$status" "$(($(date +%s) - t0))" "$(cat "$OUT_DIR/notes/checks" 2>/dev/null)" >> "$OUT_DIR/steps.tsv"
+  echo
+  echo "would run on the GPU:"
+  for s in "${STEPS[@]}"; do
+    [ "$(step_field "$s" 2)" = gpu ] || continue
+    name=$(step_field "$s" 0)
+    if [ "$name" = python ]; then
+      if ls "$BUILD"/python/umload*.so "$BUILD"/python/umload/*.so > /dev/null 2>&1; then w=built
+      else w="would build where $PY has pybind11 and Python headers"; fi
+    elif [ -n "$(bin_of "${NEEDS[$name]}")" ]; then w="${NEEDS[$name]} built"
+    else w="${NEEDS[$name]} NOT BUILT"; fi
+    printf '  %-18s %4ss  %s  [%s]\n' "$name" "$(step_field "$s" 1)" "$(step_what "$s")" "$w"
+    case $w in *NOT\ BUILT) FAILED=$((FAILED + 1)) ;; esac
+  done
+fi
+
+rm -rf "$WORK" /dev/shm/umload-ckpt-20b
+echo
+echo "total $(($(date +%s) - START)) s; log and table in $OUT_DIR"
+table
+[ "$FAILED" = 0 ]
