@@ -294,7 +294,7 @@ fi
 
 if [ "$MODE" = step ]; then
   STEP_NAME=${2:?}
-  declare -F "step_$STEP_NAME" > /dev/null || { echo "no step $STEP_NAME in $SELF"; exit 2; }
+  declare -F "step_$STEP_NAME" > /dev/null || { echo "no step $STEP_NAME in $SELF" >&2; exit 2; }
   [ "${3:-}" = --defined ] && exit 0
   "step_$STEP_NAME"
   exit $?

@@ -15,6 +15,9 @@
 #
 #   bash tests/standin/run.sh            # or: make gpu-dry-run
 #   UMLOAD_STANDIN_REBUILD=1 ...         # rebuild the cached root first
+#   UMLOAD_STANDIN_COMMAND='...' ...     # run another command in the clone instead
+#   UMLOAD_STANDIN_COMMIT=REV ...        # clone that commit instead of HEAD
+#   UMLOAD_STANDIN_DEBS=DIR ...          # the .debs from DIR instead of .debs/
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -54,9 +57,10 @@ fi
 echo "stand-in: root $CACHE ($(tr '\n' ' ' < "$CACHE/.umload-standin-ready"))"
 
 # The project's packages come from .debs/ only.
-[ -n "$(ls "$REPO"/.debs/*.deb 2>/dev/null)" ] || fail "no .debs/: run bash bench/fetch_debs.sh first"
+DEBS=${UMLOAD_STANDIN_DEBS:-$REPO/.debs}
+[ -n "$(ls "$DEBS"/*.deb 2>/dev/null)" ] || fail "no .debs in $DEBS: run bash bench/fetch_debs.sh first"
 
-COMMIT=$(git -C "$REPO" rev-parse HEAD)
+COMMIT=$(git -C "$REPO" rev-parse "${UMLOAD_STANDIN_COMMIT:-HEAD}")
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
   echo "stand-in: note: uncommitted changes are not in the clone; it holds $COMMIT"
 fi
@@ -70,7 +74,8 @@ mkdir -p "$RUN"/{upper,work,root,out}
 # network namespace (no network, as on the GPU machine). The log and the table stay in
 # $UMLOAD_STANDIN_OUT (default /tmp/umload-standin-out). GPU_CHECK_DRY_RUN=1 is what older
 # versions of the script read instead of --dry-run.
-export CACHE CUDA_DIR REPO COMMIT RUN
+COMMAND=${UMLOAD_STANDIN_COMMAND:-GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh --dry-run}
+export CACHE CUDA_DIR REPO COMMIT RUN COMMAND DEBS
 rc=0
 unshare --mount --net --propagation private bash -euo pipefail -c '
   R=$RUN/root
@@ -84,9 +89,9 @@ unshare --mount --net --propagation private bash -euo pipefail -c '
   mount -t tmpfs tmpfs "$R/tmp"
   git clone -q --no-local --no-hardlinks "$REPO" "$R/root/umload"
   git -C "$R/root/umload" checkout -q "$COMMIT"
-  cp -r "$REPO/.debs" "$R/root/umload/.debs"
+  cp -r "$DEBS" "$R/root/umload/.debs"
   chroot "$R" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 OUT=/out bash -c "cd /root/umload && GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh --dry-run"
+    LANG=C.UTF-8 OUT=/out bash -c "cd /root/umload && $COMMAND"
 ' || rc=$?
-echo "stand-in: gpu_check.sh --dry-run exited $rc; $((SECONDS - T0)) s in all"
+echo "stand-in: '$COMMAND' exited $rc; $((SECONDS - T0)) s in all"
 exit $rc
