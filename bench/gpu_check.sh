@@ -129,9 +129,14 @@ WANTED_TARGETS=(umload umload_cuda_test umload_cuda_convert_test test_platform_l
 step_build() {
   need "$BUILD/CMakeCache.txt" || return 3
   local have targets=() t keep=(-k 0)
-  have=$(cmake --build "$BUILD" --target help 2>/dev/null)
+  # Ninja's `help` lists only phony targets; `-t targets all` has every output, executables too.
+  if [ "$GENERATOR" = Ninja ]; then
+    have=$(ninja -C "$BUILD" -t targets all 2> /dev/null)
+  else
+    have=$(cmake --build "$BUILD" --target help 2> /dev/null)
+  fi
   for t in "${WANTED_TARGETS[@]}"; do
-    grep -qE "^(\.\.\. )?$t(:| )" <<< "$have" && targets+=("$t")
+    grep -qE "^(\.\.\. )?$t(:| |\$)" <<< "$have" && targets+=("$t")
   done
   [ "$GENERATOR" = Ninja ] || keep=(-k)
   cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- "${keep[@]}"
