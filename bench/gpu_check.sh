@@ -138,6 +138,7 @@ step_build() {
   for t in "${WANTED_TARGETS[@]}"; do
     grep -qE "^(\.\.\. )?$t(:| |\$)" <<< "$have" && targets+=("$t")
   done
+  [ ${#targets[@]} -gt 0 ] || { note "not built: the configure made no targets"; return 3; }
   [ "$GENERATOR" = Ninja ] || keep=(-k)
   cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- "${keep[@]}"
   local rc=$?
