@@ -153,15 +153,21 @@ gtest() {
   [ -n "$b" ] || { note "not built: $1"; return 3; }
   shift
   "$b" --gtest_brief=1 --gtest_output="json:$OUT_DIR/$STEP_NAME.json" "$@"
-  local rc=$?
-  note "$("$PY" -c '
+  local rc=$? summary src
+  # Exit 5 when every case skipped: on the GPU run that means no usable device, not a pass.
+  summary=$("$PY" -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
 cases = [c for s in r.get("testsuites", []) for c in s.get("testsuite", [])]
 skipped = sum(1 for c in cases if c.get("result") == "SKIPPED")
 print(f"{len(cases)} cases, {r.get(\"failures\", 0)} failed, {skipped} skipped")
-' "$OUT_DIR/$STEP_NAME.json" 2>/dev/null || echo "no gtest report")"
-  return $rc
+sys.exit(5 if cases and skipped == len(cases) else 0)
+' "$OUT_DIR/$STEP_NAME.json" 2> /dev/null)
+  src=$?
+  note "${summary:-no gtest report}"
+  [ "$rc" = 0 ] || return "$rc"
+  if [ "$src" = 5 ] && [ "$MODE" = run ]; then return 5; fi
+  return 0
 }
 step_tile_test() { gtest umload_cuda_tile_test; }
 step_gpu_test_cuda() { gtest umload_cuda_test; }
@@ -228,9 +234,11 @@ step_digests() {
   [ "$failed" = 0 ]
 }
 
+# The module: build/python/umload*.so, or a package build/python/umload/ with it inside.
+module_built() { compgen -G "$BUILD/python/umload*.so" > /dev/null || compgen -G "$BUILD/python/umload/*.so" > /dev/null; }
 step_python() {
   local pkg=$BUILD/python
-  if ! ls "$pkg"/umload*.so "$pkg"/umload/*.so > /dev/null 2>&1; then
+  if ! module_built; then
     note "not built: the Python module (no pybind11 or Python headers for $PY)"
     return 3
   fi
@@ -322,6 +330,7 @@ TABLE_RESERVE=15
 mkdir -p "$OUT_DIR"
 rm -rf "$OUT_DIR/notes" "$OUT_DIR/steps.tsv" "$OUT_DIR"/*.json "$OUT_DIR/bench.txt" "$OUT_DIR/gpu_table.txt"
 exec > >(tee "$OUT_DIR/gpu_check.log") 2>&1
+TEE_PID=$!
 for s in "${STEPS[@]}"; do step_field "$s" 0; done > "$OUT_DIR/plan.txt"
 
 ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
@@ -354,6 +363,7 @@ run_step() {
     case $rc in
       0) status=ok ;;
       3) status="not built" ;;
+      5) status="FAILED: every case skipped" ;;
       124 | 137) status="timed out after ${limit}s" ;;
       *) status="FAILED rc=$rc" ;;
     esac
@@ -404,7 +414,7 @@ if [ "$MODE" = dry-run ]; then
     [ "$(step_field "$s" 2)" = gpu ] || continue
     name=$(step_field "$s" 0)
     if [ "$name" = python ]; then
-      if ls "$BUILD"/python/umload*.so "$BUILD"/python/umload/*.so > /dev/null 2>&1; then w=built
+      if module_built; then w=built
       else w="would build where $PY has pybind11 and Python headers"; fi
     elif [ -n "$(bin_of "${NEEDS[$name]}")" ]; then w="${NEEDS[$name]} built"
     else w="${NEEDS[$name]} NOT BUILT"; fi
@@ -417,4 +427,7 @@ rm -rf "$WORK" /dev/shm/umload-ckpt-20b
 echo
 echo "total $(($(date +%s) - START)) s; log and table in $OUT_DIR"
 table
+# Let tee write the last lines before the script ends.
+exec 1>&- 2>&-
+wait "$TEE_PID" 2> /dev/null
 [ "$FAILED" = 0 ]
