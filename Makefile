@@ -5,11 +5,32 @@
 BUILD_DIR ?= build
 PRESET_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-PYTHON ?= /usr/bin/python3
+
+# The Python side runs in venvs made from Debian's interpreter and PyPI pins (src/python/
+# requirements*.txt): build/venv (torch, transformers, ...) and build/venv-nemo (NeMo Automodel on
+# top of build/venv). Every build dir uses the same ones (build-asan only for scripts' torch).
+# Wheels are kept in WHEELHOUSE, so a venv made again installs without the network.
+# VENV=none builds against SYSTEM_PYTHON alone (the Python tests then skip what is missing).
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV ?= build/venv
+NEMO_VENV ?= build/venv-nemo
+WHEELHOUSE ?= $(HOME)/.cache/umload/wheels
+REQUIREMENTS := src/python/requirements.txt
+NEMO_REQUIREMENTS := src/python/requirements-nemo.txt
+ifeq ($(VENV),none)
+  PYTHON ?= $(SYSTEM_PYTHON)
+  VENV_STAMPS :=
+  PYTHON_FLAGS := -DPython3_EXECUTABLE=$(PYTHON)
+else
+  PYTHON ?= $(VENV)/bin/python
+  VENV_STAMPS := $(VENV)/.umload-installed $(NEMO_VENV)/.umload-installed
+  PYTHON_FLAGS := -DPython3_EXECUTABLE=$(abspath $(PYTHON)) -DUMLOAD_NEMO_PYTHON=$(abspath $(NEMO_VENV))/bin/python \
+    -DUMLOAD_PYTHON_STACK=ON
+endif
 
 DEBIAN_PACKAGES := cmake ninja-build g++ pkg-config make \
   libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev \
-  liburing-dev libssl-dev python3 python3-dev python3-pybind11 pybind11-dev python3-numpy python3-torch libdlpack-dev \
+  liburing-dev libssl-dev python3 python3-dev python3-venv python3-pybind11 pybind11-dev libdlpack-dev \
   clang clang-format libclang-rt-14-dev g++-aarch64-linux-gnu qemu-user
 
 # nvcc is optional: use the toolkit where it is installed even when it is not on PATH.
@@ -19,7 +40,7 @@ ifeq ($(shell command -v nvcc 2>/dev/null),)
   endif
 endif
 
-.PHONY: all deps configure build test demo bench asan fuzz gpu-dry-run clean
+.PHONY: all deps venv configure build test demo bench asan fuzz gpu-dry-run clean
 
 all: build
 
@@ -36,8 +57,34 @@ deps:
 	  fi; \
 	fi
 
-$(BUILD_DIR)/build.ninja: | deps
-	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(PYTHON) $(PRESET_FLAGS)
+# pip install from the wheelhouse alone; where a wheel is missing, download the pinned set into it
+# (no dependency resolution: the file pins every package) and install again.
+define pip_install
+  $(1)/bin/pip install -q --no-index --find-links $(WHEELHOUSE) $(3) -r $(2) 2>/dev/null || { \
+    echo "downloading the wheels of $(2) into $(WHEELHOUSE)"; \
+    $(1)/bin/pip download -q --no-deps -d $(WHEELHOUSE) -r $(2) && \
+    $(1)/bin/pip install -q --no-index --find-links $(WHEELHOUSE) $(3) -r $(2); }
+endef
+
+venv: $(VENV_STAMPS)
+
+$(VENV)/.umload-installed: $(REQUIREMENTS) | deps
+	test -x $(VENV)/bin/pip || $(SYSTEM_PYTHON) -m venv $(VENV)
+	mkdir -p $(WHEELHOUSE)
+	$(call pip_install,$(VENV),$(REQUIREMENTS),)
+	touch $@
+
+# NeMo's venv sees build/venv's site-packages through a .pth file (src/python/requirements-nemo.txt).
+$(NEMO_VENV)/.umload-installed: $(NEMO_REQUIREMENTS) $(VENV)/.umload-installed
+	test -x $(NEMO_VENV)/bin/pip || $(SYSTEM_PYTHON) -m venv $(NEMO_VENV)
+	$(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	  > "$$($(NEMO_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/umload-base-venv.pth"
+	$(call pip_install,$(NEMO_VENV),$(NEMO_REQUIREMENTS),--no-deps)
+	touch $@
+
+# Configured again when a venv changes, so the module is built for the interpreter the tests use.
+$(BUILD_DIR)/build.ninja: $(VENV_STAMPS) | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(PYTHON_FLAGS) $(PRESET_FLAGS)
 
 configure: deps $(BUILD_DIR)/build.ninja
 
@@ -79,4 +126,4 @@ gpu-dry-run:
 	bash tests/standin/run.sh
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-fuzz
+	rm -rf $(BUILD_DIR) build-asan build-fuzz $(VENV) $(NEMO_VENV)

@@ -12,7 +12,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build}
 repeats=${2:-3}
-python=/usr/bin/python3
+# The Python stack `make` installs (src/python/requirements.txt), else Debian's interpreter.
+python=${PYTHON:-$([ -x "$repo/build/venv/bin/python" ] && echo "$repo/build/venv/bin/python" || echo /usr/bin/python3)}
 work=${WORK:-$(mktemp -d /tmp/umload-cpu-compare-XXXXXX)}
 umload=$build/umload
 limits=$build/bench/bench_limits

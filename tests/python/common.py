@@ -29,6 +29,24 @@ SAFETENSORS_DTYPES = {"BF16": np.uint16, "U8": np.uint8, "F32": np.float32, "F16
                       "I64": np.int64, "I32": np.int32, "U16": np.uint16}
 
 
+REQUIRE_STACK = os.environ.get("UMLOAD_REQUIRE_STACK", "0") not in ("", "0", "OFF", "FALSE")
+
+
+def optional(module):
+    """Imports `module` (e.g. "torch", "transformers") or returns None where it is missing, for a
+    test to skip. Under `make test` (UMLOAD_REQUIRE_STACK=1) the pinned venv must have it, so a
+    missing one raises instead of letting its tests skip unseen."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if REQUIRE_STACK:
+            raise ImportError("%s is missing from %s, which should have the pins of "
+                              "src/python/requirements*.txt (`make venv`): %s"
+                              % (module, sys.executable, e)) from e
+        return None
+
+
 def synth(out, *args):
     """`umload synth --preset tiny --out OUT [args]`; returns OUT."""
     subprocess.run([CLI, "synth", "--preset", "tiny", "--out", str(out), *args], check=True,

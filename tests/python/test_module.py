@@ -12,10 +12,7 @@ import common  # noqa: E402
 
 import umload  # noqa: E402
 
-try:
-    import torch
-except ImportError:
-    torch = None
+torch = common.optional("torch")
 
 
 def expert_block(config):

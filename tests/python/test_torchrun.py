@@ -1,54 +1,96 @@
-"""Expert-parallel loading under a real torchrun: two CPU ranks, each loading with umload's
-defaults from torchrun's variables, gather their slices over gloo, and the gathered tensors
-equal an unsharded load bit for bit. Skips where torch or its launcher is missing.
-
-Debian's torch 1.13 on Python 3.11 needs `--redirects 1 --tee 1`: its launcher's default "0"
-does not parse as a stream choice there (Python 3.11 no longer lists the zero flag of an IntFlag
-when iterating it). Both flags are accepted by later torch versions too."""
+"""Expert-parallel loading under a real torchrun (PyPI torch's launcher, gloo, CPU ranks): each
+rank loads its expert slice with umload's defaults (RANK, WORLD_SIZE from torchrun), the ranks
+gather their slices, and the gathered tensors equal an unsharded load bit for bit; with 2 and 4
+ranks. Every address is pinned to the loopback interface (torchrun_launch.py), so a machine
+whose host name does not resolve runs it as fast as any other; one test proves that by running
+under a host name that cannot resolve (a UTS namespace of its own; skipped where unshare is not
+permitted)."""
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import torchrun_launch  # noqa: E402
 
-try:
-    import torch.distributed as dist  # noqa: F401
-    HAVE_TORCH = dist.is_available()
-except ImportError:
-    HAVE_TORCH = False
+torch = common.optional("torch")
+HAVE_DIST = torch is not None and torch.distributed.is_available()
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchrun", "worker.py")
+UNRESOLVABLE = "umload-no-such-host.invalid"  # RFC 6761: .invalid never resolves
 
 
-@unittest.skipUnless(HAVE_TORCH, "torch with torch.distributed is not installed")
+def can_unshare_uts():
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    probe = subprocess.run([unshare, "--uts", "hostname", UNRESOLVABLE], capture_output=True)
+    return unshare if probe.returncode == 0 else None
+
+
+@unittest.skipUnless(HAVE_DIST, "torch with torch.distributed is not installed")
 class torchrun_ranks(common.checkpoint_case):
-    def test_two_ranks_gather_to_the_unsharded_load(self):
-        results = os.path.join(self.tmp, "results")
+    def launch(self, nproc, prefix=(), **options):
+        results = os.path.join(self.tmp, "results-%d-%d" % (nproc, len(prefix)))
         os.makedirs(results)
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        run = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-             "--nproc_per_node", "2", "--redirects", "1", "--tee", "1", WORKER, self.ckpt, results],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        run = torchrun_launch.run(nproc, WORKER, self.ckpt, results, prefix=prefix, **options)
         self.assertEqual(run.returncode, 0, run.stdout[-4000:])
         reports = {}
         for path in glob.glob(os.path.join(results, "rank*.json")):
             with open(path) as f:
                 r = json.load(f)
             reports[r["rank"]] = r
-        self.assertEqual(sorted(reports), [0, 1], run.stdout[-4000:])
+        self.assertEqual(sorted(reports), list(range(nproc)), run.stdout[-4000:])
+        return reports
+
+    def check_gathered(self, nproc, reports):
         full = umload.load(self.ckpt, device="cpu", framework="numpy")
         for rank, r in reports.items():
-            self.assertEqual(r["world_size"], 2)
+            self.assertEqual(r["world_size"], nproc)
             self.assertEqual(r["tensors"], len(full))
             self.assertTrue(r["experts"], "no expert tensors on rank %d" % rank)
             for name, count in r["experts"].items():
-                self.assertEqual(count, full[name].shape[0] // 2, name)
+                self.assertEqual(count, full[name].shape[0] // nproc, name)
+        self.assertGreater(reports[0]["compared"], 0)
         self.assertEqual(reports[0]["mismatched"], [])
+
+    def test_two_ranks_gather_to_the_unsharded_load(self):
+        self.check_gathered(2, self.launch(2))
+
+    def test_four_ranks_gather_to_the_unsharded_load(self):
+        self.check_gathered(4, self.launch(4))
+
+    def test_a_host_name_that_does_not_resolve_changes_nothing(self):
+        unshare = can_unshare_uts()
+        if unshare is None:
+            self.skipTest("cannot give a process a host name of its own here (unshare --uts)")
+        prefix = (unshare, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', UNRESOLVABLE)
+        check = subprocess.run([*prefix, sys.executable, "-c",
+                                "import socket; socket.getaddrinfo(socket.gethostname(), None)"],
+                               capture_output=True, text=True)
+        self.assertNotEqual(check.returncode, 0, "the host name resolved after all")
+        # An unpinned rendezvous waits out timeouts of minutes here; a LaunchError after the
+        # rendezvous timeout says it hung.
+        self.check_gathered(2, self.launch(2, prefix=prefix, timeout=4 * torchrun_launch.RENDEZVOUS_TIMEOUT_S))
+
+    def test_a_rendezvous_that_cannot_complete_fails_with_torchruns_reason(self):
+        # Two nodes asked for, one started: the rendezvous times out after join_timeout and
+        # torchrun exits non-zero naming it, instead of waiting (LaunchError if it waits on).
+        run = torchrun_launch.run(1, WORKER, self.ckpt, self.tmp, nnodes=2, join_timeout=3, timeout=60)
+        self.assertNotEqual(run.returncode, 0, run.stdout[-4000:])
+        self.assertIn("RendezvousTimeoutError", run.stdout)
+
+    def test_a_run_past_its_time_is_killed_with_a_clear_message(self):
+        sleeper = os.path.join(self.tmp, "sleeper.py")
+        with open(sleeper, "w") as f:
+            f.write("import time\ntime.sleep(600)\n")
+        with self.assertRaises(torchrun_launch.LaunchError) as caught:
+            torchrun_launch.run(1, sleeper, timeout=10)
+        self.assertIn("did not finish within 10 s", str(caught.exception))
 
 
 import umload  # noqa: E402

@@ -2,6 +2,7 @@
 umload's defaults (RANK, WORLD_SIZE, LOCAL_RANK from torchrun), gathers every rank's slice of
 each expert tensor over a gloo process group, and on rank 0 compares the gathered whole with an
 unsharded load of the same checkpoint. Each rank writes RESULT_DIR/rank<R>.json."""
+import datetime
 import json
 import os
 import sys
@@ -9,7 +10,6 @@ import sys
 import torch
 import torch.distributed as dist
 import umload
-
 
 
 def raw_bits(t):
@@ -21,10 +21,12 @@ def raw_bits(t):
 
 ckpt, result_dir = sys.argv[1], sys.argv[2]
 rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-dist.init_process_group("gloo")
+timeout = datetime.timedelta(seconds=float(os.environ.get("UMLOAD_RENDEZVOUS_TIMEOUT_S", "60")))
+dist.init_process_group("gloo", timeout=timeout)
 
 mine = umload.load(ckpt, device="cpu", framework="torch")  # rank and world size from torchrun
-result = {"rank": rank, "world_size": world, "tensors": len(mine), "experts": {}, "mismatched": []}
+result = {"rank": rank, "world_size": world, "tensors": len(mine), "experts": {}, "compared": 0,
+          "mismatched": []}
 whole = umload.load(ckpt, device="cpu", framework="torch", rank=0, world_size=1) if rank == 0 else None
 for name in sorted(mine):
     t = mine[name]
@@ -34,8 +36,10 @@ for name in sorted(mine):
     bits = raw_bits(t)
     parts = [torch.empty_like(bits) for _ in range(world)]
     dist.all_gather(parts, bits)
-    if whole is not None and not torch.equal(torch.cat(parts), raw_bits(whole[name])):
-        result["mismatched"].append(name)
+    if whole is not None:
+        result["compared"] += 1
+        if not torch.equal(torch.cat(parts), raw_bits(whole[name])):
+            result["mismatched"].append(name)
 
 dist.barrier()
 dist.destroy_process_group()
