@@ -160,7 +160,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 cases = [c for s in r.get("testsuites", []) for c in s.get("testsuite", [])]
 skipped = sum(1 for c in cases if c.get("result") == "SKIPPED")
-print(f"{len(cases)} cases, {r.get(\"failures\", 0)} failed, {skipped} skipped")
+failed = r.get("failures", 0)
+print(f"{len(cases)} cases, {failed} failed, {skipped} skipped")
 sys.exit(5 if cases and skipped == len(cases) else 0)
 ' "$OUT_DIR/$STEP_NAME.json" 2> /dev/null)
   src=$?

@@ -2,9 +2,10 @@
 # bench/gpu_check.sh without a GPU: it parses, every listed step is a function of its own file
 # that its own process finds, correctness steps come before the timings, a step whose binary is
 # not built says so (exit 3, "not built") instead of passing, and the table gives every step a
-# row. Usage: gpu_check_script_test.sh REPO_ROOT
+# row. Usage: gpu_check_script_test.sh REPO_ROOT [BUILD_DIR]
 set -uo pipefail
 repo=${1:?repository root}
+build=${2:-}
 script=$repo/bench/gpu_check.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -42,6 +43,13 @@ for s in build gpu_test_cuda gpu_test_convert gpu_test_platform digests python m
   expect "$s without a build exits 3 (got $rc)" test "$rc" = 3
   expect "$s without a build notes it" grep -q "^not built" "$OUT_DIR/notes/$s"
 done
+
+# A gtest step over a real binary: one process, its cases counted from gtest's JSON report.
+if [ -n "$build" ] && [ -x "$build/tests/cuda/umload_cuda_tile_test" ]; then
+  OUT_DIR=$tmp/real UMLOAD_GPU_BUILD=$build MODE=run PY=python3 bash "$script" --step tile_test > "$tmp/tile.log" 2>&1
+  expect "the tile test step passes over the built binary" test $? = 0
+  expect "its row counts the cases" grep -qE "^[1-9][0-9]* cases, 0 failed, 0 skipped$" "$tmp/real/notes/tile_test"
+fi
 
 # The table: a row per planned step, the ones never run as such, values not measured.
 printf '%s\n' "${steps[@]}" > "$OUT_DIR/plan.txt"
