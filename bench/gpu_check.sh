@@ -82,6 +82,19 @@ need() {
 }
 bin_of() { find "$BUILD" -name "$1" -type f -perm -u+x -not -path '*/CMakeFiles/*' 2>/dev/null | head -1; }
 
+# unpack_deb DEB DIR: dpkg -x, or ar and tar where the machine has no dpkg.
+unpack_deb() {
+  if command -v dpkg > /dev/null; then
+    dpkg -x "$1" "$2"
+  else
+    local t rc
+    t=$(mktemp -d)
+    (cd "$t" && ar x "$1" && tar -xf data.tar.* -C "$2")
+    rc=$?
+    rm -rf "$t"
+    return $rc
+  fi
+}
 step_deps() {
   shopt -s nullglob
   local debs=("$ROOT"/.debs/*.deb) f
@@ -90,7 +103,7 @@ step_deps() {
     return 1
   fi
   rm -rf "$PREFIX" && mkdir -p "$PREFIX" || return 1
-  for f in "${debs[@]}"; do dpkg -x "$f" "$PREFIX" || return 1; done
+  for f in "${debs[@]}"; do unpack_deb "$f" "$PREFIX" || return 1; done
   # The .pc files name /usr; point them at the prefix (the CMake package files are relocatable).
   find "$PREFIX/usr" -name '*.pc' -exec sed -i "s#/usr#$PREFIX/usr#g" {} + || return 1
   if [ -x "$PREFIX/usr/bin/pkgconf" ]; then
