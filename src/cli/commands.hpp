@@ -14,5 +14,6 @@ void add_load(CLI::App& app, int& status);
 void add_demo(CLI::App& app, int& status);
 void add_platform(CLI::App& app, int& status);
 void add_plan(CLI::App& app, int& status);
+void add_matrix(CLI::App& app, int& status);
 
 }  // namespace umload::cli

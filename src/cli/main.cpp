@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   umload::cli::add_demo(app, status);
   umload::cli::add_platform(app, status);
   umload::cli::add_plan(app, status);
+  umload::cli::add_matrix(app, status);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
