@@ -62,14 +62,10 @@ std::map<std::string, reference_run> majority(const std::vector<run_record>& rec
 
 std::string_view to_string(agreement a) {
   switch (a) {
-    case agreement::same:
-      return "same";
-    case agreement::differs:
-      return "DIFFERS";
-    case agreement::failed:
-      return "failed";
-    case agreement::skipped:
-      return "skipped";
+    case agreement::same: return "same";
+    case agreement::differs: return "DIFFERS";
+    case agreement::failed: return "failed";
+    case agreement::skipped: return "skipped";
   }
   return "failed";
 }

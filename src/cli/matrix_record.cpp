@@ -57,12 +57,9 @@ run_status parse_status(const std::string& text, const std::string& where) {
 
 std::string_view to_string(run_status s) {
   switch (s) {
-    case run_status::ok:
-      return "ok";
-    case run_status::skipped:
-      return "skipped";
-    case run_status::failed:
-      return "failed";
+    case run_status::ok: return "ok";
+    case run_status::skipped: return "skipped";
+    case run_status::failed: return "failed";
   }
   return "failed";
 }
