@@ -94,7 +94,7 @@ memory_unit unit_for(double max_bytes) {
 
 // One x axis under a panel: grid lines through the rows, tick labels, the axis title.
 std::string axis(double x0, double w, double y_top, double y_bottom, const std::vector<double>& at,
-                 const std::string& title) {
+                 const std::string& title, const std::string& unit) {
   std::string s = "<g class=\"axis\">\n";
   const double max = at.back();
   for (const double t : at) {
@@ -105,6 +105,7 @@ std::string axis(double x0, double w, double y_top, double y_bottom, const std::
     s += text(x, y_top - 6, tick_text(t),
               "class=\"tick-top\" text-anchor=\"middle\" font-size=\"11\" fill=\"#555555\"");
   }
+  s += text(x0 + w + 14, y_top - 6, unit, "class=\"tick-unit\" font-size=\"11\" fill=\"#555555\"");
   s += "<line x1=\"" + num(x0) + "\" y1=\"" + num(y_bottom) + "\" x2=\"" + num(x0 + w) +
        "\" y2=\"" + num(y_bottom) + "\" stroke=\"#444444\"/>\n";
   s += text(x0 + w / 2, y_bottom + 38, title,
@@ -327,9 +328,9 @@ std::string svg_chart(const std::vector<run_record>& records, const judgement& j
     }
     rows += "</g>\n";
   }
-  s += axis(time_x, time_w, rows_top, y, time_ticks, "load time (s)");
+  s += axis(time_x, time_w, rows_top, y, time_ticks, "load time (s)", "s");
   s += axis(memory_x, memory_w, rows_top, y, memory_ticks,
-            std::string("peak memory (") + unit.name + ")");
+            std::string("peak memory (") + unit.name + ")", unit.name);
   s += rows;
   return s + "</svg>\n";
 }
