@@ -105,6 +105,7 @@ platform_info detect_platform(const detect_options& options) {
   } else {
     info.topology = load_topology(topo, bus);
   }
+  info.notes.insert(info.notes.end(), info.topology.notes.begin(), info.topology.notes.end());
 
   const bool default_meminfo = options.meminfo_path == "/proc/meminfo";
   try {

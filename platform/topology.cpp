@@ -48,6 +48,10 @@ bool same_bus_id(std::string_view a, std::string_view b) {
 }
 
 topology_ptr open_topology(const topology_source& source) {
+  // hwloc prints its "critical" errors (a missing /sys, say) to stderr unless HWLOC_HIDE_ERRORS is
+  // 2; it reads the variable once, at its first error check. The library never prints: what
+  // hwloc would have said comes back through the topology's notes. A value the user set stands.
+  setenv("HWLOC_HIDE_ERRORS", "2", 0);
   hwloc_topology_t raw = nullptr;
   if (hwloc_topology_init(&raw) != 0) throw error("hwloc_topology_init failed");
   topology_ptr topo(raw);
@@ -173,6 +177,23 @@ std::string describe_kind(const cpu_kind& k) {
     infos += (infos.empty() ? "" : ", ") + name + " " + value;
   if (!infos.empty()) out += " (" + infos + ")";
   return out;
+}
+
+// The Linux backend tags the root object Backend=Linux when it read /sys; without /sys hwloc
+// falls back to other backends (x86 CPUID) after printing a critical error.
+bool discovered_by_linux_backend(hwloc_topology_t topo) {
+#ifdef __linux__
+  const hwloc_obj_t root = hwloc_get_root_obj(topo);
+  for (unsigned i = 0; i < root->infos_count; ++i) {
+    const hwloc_info_s& info = root->infos[i];
+    if (std::strcmp(info.name, "Backend") == 0 && std::strcmp(info.value, "Linux") == 0)
+      return true;
+  }
+  return false;
+#else
+  (void)topo;
+  return true;
+#endif
 }
 
 }  // namespace
@@ -309,6 +330,11 @@ topology_info load_topology(const topology_source& source, std::string_view gpu_
     }
   }
   read_cpu_kinds(t, info);
+  if (source.what == topology_source::kind::live && !discovered_by_linux_backend(t)) {
+    info.notes.push_back(
+        "hwloc found no sysfs CPU topology (/sys missing or not mounted): the topology comes from "
+        "CPUID alone, so NUMA nodes, caches and device locality may be missing");
+  }
   if (!gpu_bus_id.empty()) {
     locate(t, gpu_bus_id, info);
   } else {

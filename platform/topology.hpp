@@ -68,6 +68,7 @@ struct topology_info {
   std::vector<std::string> nvidia_gpus;    // PCI bus ids of NVIDIA display/3D controllers
   gpu_locality gpu;                        // for the bus id passed to load_topology
   std::vector<cpu_kind> cpu_kinds;         // least performant first; empty when hwloc knows none
+  std::vector<std::string> notes;          // what discovery lacked (hwloc itself stays silent)
 
   std::uint64_t cpu_memory_bytes() const;  // sum over NUMA nodes that are not GPU memory
   const numa_node_info* node(int os_index) const;
@@ -75,8 +76,10 @@ struct topology_info {
 
 // Loads the topology (I/O filter KEEP_IMPORTANT, so PCI GPUs are kept) and locates the GPU with
 // `gpu_bus_id` when non-empty. Live discovery sets HWLOC_KEEP_NVIDIA_GPU_NUMA_NODES=1 first
-// (unless the caller set it) so GH200's HBM node is visible. Throws io_error for an unreadable
-// file, format_error for XML hwloc rejects, usage_error for a bad synthetic description.
+// (unless the caller set it) so GH200's HBM node is visible, and HWLOC_HIDE_ERRORS=2 (likewise)
+// so hwloc never prints: a live discovery that found no /sys says so in `notes`. Throws io_error
+// for an unreadable file, format_error for XML hwloc rejects, usage_error for a bad synthetic
+// description.
 topology_info load_topology(const topology_source& source, std::string_view gpu_bus_id = {});
 
 // Where reader and decode threads go, and why, in words.

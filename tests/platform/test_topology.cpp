@@ -1,4 +1,8 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 
 #include <algorithm>
 
@@ -96,6 +100,34 @@ TEST(Topology, LiveLoads) {
   const auto t = up::load_topology(up::topology_source::live());
   EXPECT_GE(t.pus, 1u);
   EXPECT_GE(t.numa_nodes.size(), 1u);
+}
+
+// Where /sys is missing (containers, chroots) hwloc would print a critical error on stderr; the
+// library stays silent and says what is missing in the topology's notes. HWLOC_FSROOT pointed at
+// an empty folder makes hwloc's Linux backend see a machine without /sys.
+TEST(Topology, LiveWithoutSysfsIsSilentAndSaysSo) {
+  const auto empty =
+      std::filesystem::temp_directory_path() / ("umload-no-sysfs-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(empty);
+  const char* before = std::getenv("HWLOC_FSROOT");
+  const std::string saved = before ? before : "";
+  setenv("HWLOC_FSROOT", empty.c_str(), 1);
+  ::testing::internal::CaptureStderr();
+  const auto t = up::load_topology(up::topology_source::live());
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  if (before)
+    setenv("HWLOC_FSROOT", saved.c_str(), 1);
+  else
+    unsetenv("HWLOC_FSROOT");
+  std::filesystem::remove(empty);
+  EXPECT_EQ(err, "");
+  EXPECT_GE(t.pus, 1u);
+  ASSERT_EQ(t.notes.size(), 1u);
+  EXPECT_NE(t.notes[0].find("no sysfs CPU topology"), std::string::npos) << t.notes[0];
+  // With /sys there, nothing is missing and nothing is said.
+  if (!before && std::filesystem::exists("/sys/devices/system/cpu")) {
+    EXPECT_TRUE(up::load_topology(up::topology_source::live()).notes.empty());
+  }
 }
 
 TEST(Topology, EveryProfileLocatesItsGpu) {
