@@ -1,8 +1,7 @@
 #include "src/convert.hpp"
 
-#include <fcntl.h>
-
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <map>
 
@@ -11,6 +10,7 @@
 #include "src/backend.hpp"
 #include "src/file.hpp"
 #include "src/planning.hpp"
+#include "src/shard_writer.hpp"
 
 namespace umload {
 
@@ -43,98 +43,45 @@ struct shard_plan {
   std::uint64_t data_bytes = 0;
 };
 
-// Writes each item into its tensor's place in a temporary shard file; a shard is synced and
-// renamed once all its bytes are in.
+// The pipeline's sink for a conversion: each item is decoded into a chunk of the shard writer,
+// which writes it into its tensor's place while the next item is decoded.
 class shard_sink final : public output_sink {
  public:
-  // Items land in `out`; `host` is what gets written. When they differ (`out` in device memory),
-  // `device` copies each item back after waiting for its decode.
-  shard_sink(const fs::path& dir, const std::vector<output_tensor>& outputs,
-             std::vector<shard_plan> shards, std::byte* out, std::byte* host, backend* device)
-      : dir_(dir), shards_(std::move(shards)), out_(out), buffer_(host), device_(device) {
+  // Items land in chunks of `writer`. With `device` set they land in `device_chunk` (device
+  // memory) instead, and commit copies each back into a writer chunk after waiting for its decode.
+  shard_sink(const std::vector<output_tensor>& outputs, const std::vector<shard_plan>& shards,
+             shard_writer& writer, std::byte* device_chunk, backend* device)
+      : writer_(writer), device_chunk_(device_chunk), device_(device) {
     place_.resize(outputs.size());
-    remaining_.resize(shards_.size());
-    for (std::size_t s = 0; s < shards_.size(); ++s) {
-      remaining_[s] = shards_[s].data_bytes;
-      for (std::size_t k = 0; k < shards_[s].tensors.size(); ++k)
-        place_[shards_[s].tensors[k]] = {s, shards_[s].header.size() + shards_[s].offsets[k]};
-    }
-    files_.resize(shards_.size());
-    // A failure here (a full disk while writing headers) happens before the caller holds the
-    // sink and could discard it, so the files made so far are removed here.
-    try {
-      for (std::size_t s = 0; s < shards_.size(); ++s) {
-        files_[s] = file::create(temp_path(s));
-        files_[s].write_exact(shards_[s].header.data(), shards_[s].header.size(), 0);
-        if (remaining_[s] == 0) finish(s);
-      }
-    } catch (...) {
-      discard();
-      throw;
-    }
+    for (std::size_t s = 0; s < shards.size(); ++s)
+      for (std::size_t k = 0; k < shards[s].tensors.size(); ++k)
+        place_[shards[s].tensors[k]] = {s, shards[s].offsets[k]};
   }
 
-  std::byte* destination(std::size_t, std::uint64_t, std::uint64_t) override { return out_; }
+  std::byte* destination(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) override {
+    if (device_) return device_chunk_;
+    const auto [s, base] = place_[tensor];
+    chunk_ = writer_.acquire(s, base + offset, bytes);
+    return chunk_;
+  }
 
   void commit(std::size_t tensor, std::uint64_t offset, std::uint64_t bytes) override {
+    const auto [s, base] = place_[tensor];
     if (device_) {
       device_->synchronize();
-      device_->read_back(buffer_, out_, bytes, memory_kind::device);
+      chunk_ = writer_.acquire(s, base + offset, bytes);
+      device_->read_back(chunk_, device_chunk_, bytes, memory_kind::device);
     }
-    const auto [s, base] = place_[tensor];
-    const file& f = files_[s];
-    f.write_exact(buffer_, bytes, base + offset);
-    // Push the written range to disk and drop it from the page cache: output must not pile up
-    // as dirty cache on machines whose memory is shared with the GPU.
-    ::sync_file_range(
-        f.fd(), static_cast<off_t>(base + offset), static_cast<off_t>(bytes),
-        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-    f.drop_cache(base + offset, bytes);
-    remaining_[s] -= bytes;
-    if (remaining_[s] == 0) finish(s);
-  }
-
-  fs::path temp_path(std::size_t s) const {
-    std::string name = ".";
-    name += final_name(s);
-    name += ".partial";
-    return dir_ / name;
-  }
-  std::string final_name(std::size_t s) const { return shard_name(s, shards_.size()); }
-
-  // Removes every shard of this run, finished or not (a failed run leaves nothing behind).
-  void discard() noexcept {
-    std::error_code ec;
-    for (std::size_t s = 0; s < shards_.size(); ++s) {
-      files_[s].close();
-      fs::remove(temp_path(s), ec);
-      fs::remove(dir_ / final_name(s), ec);
-    }
-  }
-
-  bool all_done() const {
-    return std::all_of(remaining_.begin(), remaining_.end(), [](auto r) { return r == 0; });
+    writer_.submit(chunk_, s, base + offset, bytes);
+    chunk_ = nullptr;
   }
 
  private:
-  void finish(std::size_t s) {
-    files_[s].sync();
-    files_[s].drop_cache(0, 0);
-    files_[s].close();
-    std::error_code ec;
-    fs::rename(temp_path(s), dir_ / final_name(s), ec);
-    if (ec)
-      throw io_error("cannot rename " + temp_path(s).string() + ": " + ec.message(), ec.value());
-  }
-
-  fs::path dir_;
-  std::vector<shard_plan> shards_;
-  std::byte* out_;
-  std::byte* buffer_;
+  shard_writer& writer_;
+  std::byte* device_chunk_;
   backend* device_;
-  std::vector<std::pair<std::size_t, std::uint64_t>> place_;
-  std::vector<std::uint64_t> remaining_;
-  std::vector<file> files_;
+  std::byte* chunk_ = nullptr;
+  std::vector<std::pair<std::size_t, std::uint64_t>> place_;  // tensor -> shard, data offset
 };
 
 std::vector<shard_plan> plan_shards(const std::vector<output_tensor>& outputs,
@@ -193,6 +140,31 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
                        "pass --force to replace them");
 }
 
+// What a run puts into its destination, taken out again unless the run completes: a failed
+// conversion leaves no file behind, and removes the folder itself when it made it. (A killed
+// process cannot clean up: it leaves the marker and temporary shards, never an index, and a
+// rerun of the same conversion replaces them.)
+class destination_cleanup {
+ public:
+  destination_cleanup(fs::path dir, bool made_dir) : dir_(std::move(dir)), made_dir_(made_dir) {}
+  destination_cleanup(const destination_cleanup&) = delete;
+  destination_cleanup& operator=(const destination_cleanup&) = delete;
+  ~destination_cleanup() {
+    if (!armed_) return;
+    std::error_code ec;
+    for (const auto& name : names_) fs::remove(dir_ / name, ec);
+    if (made_dir_) fs::remove(dir_, ec);  // only when empty: a user's own files stay
+  }
+  void add(const fs::path& name) { names_.push_back(name); }
+  void keep() noexcept { armed_ = false; }
+
+ private:
+  fs::path dir_;
+  bool made_dir_;
+  bool armed_ = true;
+  std::vector<fs::path> names_;
+};
+
 }  // namespace
 
 std::uint64_t default_memory_budget() {
@@ -207,6 +179,7 @@ std::uint64_t default_memory_budget() {
 
 convert_report convert_checkpoint(const fs::path& source, const fs::path& destination,
                                   const convert_options& options) {
+  const auto t0 = std::chrono::steady_clock::now();
   if (options.pipeline.dtype == output_dtype::keep)
     throw usage_error("convert writes dense weights: --dtype must be bf16 or f32");
   const checkpoint ckpt = open_checkpoint(source);
@@ -218,15 +191,22 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   report.destination = destination;
   report.memory_budget = options.memory_budget ? options.memory_budget : default_memory_budget();
 
-  // Budget: slots x slot + one output chunk (the decoded size of a full slot, 64/17 of it for
-  // BF16, 128/17 for F32, at least a slot for copied tensors).
+  // Budget: two staging slots (one decoded from while the next is read) and at least two output
+  // chunks (one decoded into while the other is written), a chunk being the decoded size of a
+  // full slot: 64/17 of it for BF16, 128/17 for F32, at least a slot for copied tensors. Slots
+  // stop growing at max_slot_bytes: larger ones only lengthen the start (the first slot read and
+  // decoded before any write) and the end (the last chunks written after the decode is done);
+  // what a larger budget buys beyond that is more chunks queued for the writer, up to max_chunks,
+  // which rides out stalls of either side.
+  constexpr std::size_t max_slot_bytes = 32ull << 20;
+  constexpr std::size_t max_chunks = 4;
   const double growth = pipeline.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
   pipeline.slots = 2;
   pipeline.readers = 1;
-  const double per_slot_bytes = pipeline.slots + std::max(1.0, growth);
+  const double per_slot_bytes = pipeline.slots + 2 * std::max(1.0, growth);
   pipeline.slot_bytes =
       static_cast<std::size_t>(report.memory_budget / per_slot_bytes) / 4096 * 4096;
-  pipeline.slot_bytes = std::min<std::size_t>(pipeline.slot_bytes, 256ull << 20);
+  pipeline.slot_bytes = std::min(pipeline.slot_bytes, max_slot_bytes);
   const std::uint64_t need = min_slot_bytes(outputs);
   if (pipeline.slot_bytes < need)
     throw budget_error(
@@ -247,6 +227,12 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
           std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));
     }
   }
+  const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
+  const std::uint64_t staging = staging_bytes(pipeline);
+  const std::size_t chunks = std::clamp<std::size_t>(
+      report.memory_budget > staging ? (report.memory_budget - staging) / (chunk_bytes + (8 << 10))
+                                     : 0,
+      2, max_chunks);
 
   // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
   // nothing behind.
@@ -275,7 +261,13 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
                                  {"shard_bytes", options.shard_bytes}};
   const std::string marker_text = marker.dump(2) + "\n";
   check_destination(source, destination, options.force, marker_text);
+  const bool made_dir = !fs::exists(destination);
   fs::create_directories(destination);
+  destination_cleanup cleanup(destination, made_dir);
+  cleanup.add(marker_name);
+  cleanup.add(index_name);
+  cleanup.add("config.json");
+  for (const auto& other : ckpt.other_files) cleanup.add(other.filename());
   // A rerun (or --force) starts from a clean slate: the old index goes first, so the folder
   // never looks complete while it is being rewritten.
   std::error_code ec;
@@ -291,34 +283,30 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   auto shards = plan_shards(outputs, options.shard_bytes, to_string(pipeline.order));
   report.shards = shards.size();
   report.tensors = outputs.size();
+  for (std::size_t s = 0; s < shards.size(); ++s) cleanup.add(shard_name(s, shards.size()));
   nlohmann::json weight_map = nlohmann::json::object();
   for (std::size_t s = 0; s < shards.size(); ++s)
     for (std::size_t t : shards[s].tensors)
       weight_map[outputs[t].name] = shard_name(s, shards.size());
 
-  const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
-  // The chunk written to the shards is host memory either way (not a staging slot: the CUDA
-  // backend sizes its device scratch to the largest of those).
-  std::byte* buffer = engine->allocate_output(chunk_bytes, memory_kind::host);
+  // The chunks written to the shards are host memory either way; with a GPU each item is decoded
+  // into one device chunk and copied back into a writer chunk.
   std::byte* device_chunk = nullptr;
-  std::unique_ptr<shard_sink> sink;
-  const auto release = [&] {
-    if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
-    engine->release_output(buffer, chunk_bytes, memory_kind::host);
-  };
   try {
     if (device.cuda) device_chunk = engine->allocate_output(chunk_bytes, memory_kind::device);
-    sink = std::make_unique<shard_sink>(destination, outputs, std::move(shards),
-                                        device_chunk ? device_chunk : buffer, buffer,
-                                        device_chunk ? engine.get() : nullptr);
-    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, *sink);
-    if (!sink->all_done()) throw error("conversion ended before every shard was complete");
+    std::vector<shard_layout> layouts;
+    for (std::size_t s = 0; s < shards.size(); ++s)
+      layouts.push_back({shard_name(s, shards.size()), shards[s].header, shards[s].data_bytes});
+    shard_writer writer(destination, std::move(layouts), *engine, chunks, chunk_bytes);
+    shard_sink sink(outputs, shards, writer, device_chunk, device_chunk ? engine.get() : nullptr);
+    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+    writer.finish();
+    report.writer = writer.stats();
   } catch (...) {
-    if (sink) sink->discard();
-    release();
+    if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
     throw;
   }
-  release();
+  if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
 
   // Small files, then config, then the index last.
   for (const auto& other : ckpt.other_files) {
@@ -333,7 +321,9 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   const nlohmann::json index = {{"metadata", {{"total_size", report.output_bytes}}},
                                 {"weight_map", weight_map}};
   write_file_atomic(destination / index_name, index.dump(2) + "\n");
+  cleanup.keep();
   report.peak_rss_bytes = peak_rss_bytes();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }
 

@@ -1,8 +1,10 @@
 // Converting an MXFP4 checkpoint into a dense one (BF16 or F32 experts) that HF transformers loads
 // as a GptOss model. It streams through the shared pipeline with memory bounded by a budget,
-// whatever the model's size: staging slots plus one output chunk are all that is resident.
-// Output shards are written under temporary names, synced and renamed when complete; the index
-// is written last, so a directory with an index is a complete conversion. With a GPU, the decode
+// whatever the model's size: two staging slots and a few output chunks are all that is resident.
+// The writes overlap the decode (src/shard_writer.hpp: a writer thread, O_DIRECT where the file
+// system allows). Output shards are written under temporary names, synced and renamed when
+// complete; the index is written last, so a directory with an index is a complete conversion,
+// and a failed conversion removes everything it wrote. With a GPU, the decode
 // runs there (each slot copied to the device, decoded into one device chunk, read back into a
 // host chunk for writing); the host backend decodes only where no GPU is usable or the caller
 // asks for the CPU.
@@ -18,6 +20,7 @@
 #include <string>
 
 #include "src/pipeline.hpp"
+#include "src/shard_writer.hpp"
 
 namespace umload {
 
@@ -33,6 +36,8 @@ struct convert_options {
 
 struct convert_report {
   pipeline_stats pipeline;
+  shard_writer_stats writer;
+  double seconds = 0;  // the whole conversion: planning to index
   std::uint64_t memory_budget = 0;
   std::uint64_t output_bytes = 0;  // tensor bytes written
   std::size_t shards = 0;

@@ -36,7 +36,7 @@ int run_convert(const convert_args& args) {
       args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
   const auto r = convert_checkpoint(args.source, args.out, options);
   end_progress();
-  const double seconds = r.pipeline.seconds;
+  const double seconds = r.seconds;
   if (args.json) {
     std::printf("%s\n", nlohmann::json{{"destination", r.destination.string()},
                                        {"device", r.device},
@@ -57,7 +57,14 @@ int run_convert(const convert_args& args) {
                                        {"peak_rss_bytes", r.peak_rss_bytes},
                                        {"direct_io", r.pipeline.direct_io},
                                        {"slot_bytes", r.pipeline.slot_bytes},
-                                       {"slots", r.pipeline.slots}}
+                                       {"slots", r.pipeline.slots},
+                                       {"pipeline_seconds", r.pipeline.seconds},
+                                       {"write_seconds", r.writer.write_seconds},
+                                       {"chunk_wait_seconds", r.writer.wait_seconds},
+                                       {"direct_write_bytes", r.writer.direct_bytes},
+                                       {"buffered_write_bytes", r.writer.buffered_bytes},
+                                       {"chunks", r.writer.chunks},
+                                       {"chunk_bytes", r.writer.chunk_bytes}}
                             .dump(2)
                             .c_str());
   } else {

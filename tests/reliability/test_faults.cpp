@@ -1,7 +1,9 @@
 // Faults a user meets, driven through the CLI as a subprocess: convert killed with SIGKILL at
 // seeded random moments (a rerun is always bit-exact and the output never has an index while
-// incomplete), a full disk at several sizes (RLIMIT_FSIZE), shard files that change size during a
-// load, and an output folder that holds something else. Every test proves its input untouched.
+// incomplete), a full disk at several sizes (RLIMIT_FSIZE, and a small tmpfs where a mount
+// namespace can be made), write failures injected at seeded points of a conversion (nothing is
+// left behind), shard files that change size during a load, and an output folder that holds
+// something else. Every test proves its input untouched.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -10,6 +12,8 @@
 
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
+#include "src/convert.hpp"
+#include "src/file.hpp"
 #include "src/loader.hpp"
 #include "src/model_map.hpp"
 #include "src/pipeline.hpp"
@@ -128,16 +132,82 @@ TEST(faults, full_disk_at_several_sizes_leaves_nothing_then_rerun_is_bit_exact) 
     EXPECT_EQ(WEXITSTATUS(raw), 4) << kib << " KiB: " << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_NE(err.find("write failed"), std::string::npos) << err;
-    for (const auto& name : names_in(dir / "dst")) {
-      EXPECT_NE(name, index_name) << kib << " KiB";
-      EXPECT_EQ(name.find("model-"), std::string::npos) << kib << " KiB: " << name;
-      EXPECT_EQ(name.find(".partial"), std::string::npos) << kib << " KiB: " << name;
-      EXPECT_EQ(name.find(".umload-tmp"), std::string::npos) << kib << " KiB: " << name;
-    }
+    // The run made the folder, so a failed run takes it away again, with everything in it.
+    EXPECT_FALSE(fs::exists(dir / "dst")) << kib << " KiB left: " << join(names_in(dir / "dst"));
     EXPECT_TRUE(file_digests(src) == input) << kib << " KiB: input changed";
   }
   ASSERT_EQ(run_cli(join(convert_args(src, dir / "dst"))).status, 0);
   EXPECT_TRUE(file_digests(dir / "dst") == clean);
+}
+
+// A real full disk: a tmpfs of a few sizes mounted in a private mount namespace (unshare -rm), the
+// conversion written into it, and what the folder holds listed before the namespace goes.
+TEST(faults, full_tmpfs_leaves_nothing_behind) {
+  temp_dir dir;
+  const fs::path src = make_source(dir / "src");
+  const auto input = file_digests(src);
+  const fs::path mnt = dir / "mnt";
+  fs::create_directories(mnt);
+  if (std::system(("unshare -rm true 2>/dev/null")) != 0)
+    GTEST_SKIP() << "no mount namespace here (unshare -rm)";
+  for (const std::string size : {"8k", "300k", "2m"}) {
+    const std::string script = "mount -t tmpfs -o size=" + size + " tmpfs " + mnt.string() +
+                               " || exit 99; " + UMLOAD_CLI + " " +
+                               join(convert_args(src, mnt / "dst")) + " >/dev/null 2>" +
+                               (dir / "err").string() + "; echo $? >" + (dir / "status").string() +
+                               "; ls -A " + mnt.string() + " >" + (dir / "left").string();
+    const int raw = std::system(("unshare -rm sh -c '" + script + "'").c_str());
+    if (WEXITSTATUS(raw) == 99) GTEST_SKIP() << "tmpfs cannot be mounted here";
+    const std::string err = read_bytes(dir / "err");
+    EXPECT_EQ(read_bytes(dir / "status"), "4\n") << size << ": " << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find("No space left on device"), std::string::npos) << size << ": " << err;
+    EXPECT_EQ(read_bytes(dir / "left"), "") << size << ": the failed run left files behind";
+    EXPECT_TRUE(file_digests(src) == input) << size << ": input changed";
+  }
+}
+
+// Write failures (ENOSPC, EIO) injected at seeded points over a whole conversion, through the
+// library: headers, shard data, renames' neighbours, the small files and the index. Each fails
+// with io_error and leaves nothing; a destination that held this model's earlier conversion is
+// left empty rather than half old, half new.
+TEST(faults, injected_write_failure_anywhere_leaves_nothing_behind) {
+  temp_dir dir;
+  const auto [src, input, clean] = convert_cleanly(dir.path());
+  std::uint64_t written = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir / "clean"))
+    if (entry.is_regular_file()) written += entry.file_size();
+  convert_options options;
+  options.device = "cpu";
+  options.threads = 1;
+  options.memory_budget = 16ull << 20;
+  options.shard_bytes = 1ull << 20;
+  std::mt19937_64 rng(1312);
+  std::uniform_int_distribution<std::uint64_t> when(0, written - 1);
+  std::vector<std::uint64_t> points = {0, 1, 4096, written - 1};
+  for (int k = 0; k < 8; ++k) points.push_back(when(rng));
+  for (const bool rerun : {false, true}) {
+    for (const std::uint64_t after : points) {
+      const fs::path dst = dir / (rerun ? "rerun" : "fresh");
+      if (rerun) convert_checkpoint(src, dst, options);
+      const int err = after % 2 ? EIO : ENOSPC;
+      detail::inject_write_fault(after, err);
+      try {
+        convert_checkpoint(src, dst, options);
+        ADD_FAILURE() << "a write failure after " << after << " bytes was not reported";
+      } catch (const io_error& e) {
+        EXPECT_EQ(e.errno_value(), err) << e.what();
+        EXPECT_NE(std::string(e.what()).find("write failed"), std::string::npos) << e.what();
+      }
+      detail::clear_write_fault();
+      if (rerun)
+        EXPECT_TRUE(names_in(dst).empty())
+            << "after " << after << " bytes: " << join(names_in(dst));
+      else
+        EXPECT_FALSE(fs::exists(dst)) << "after " << after << " bytes: " << join(names_in(dst));
+    }
+  }
+  EXPECT_TRUE(file_digests(src) == input);
 }
 
 TEST(faults, output_folder_holding_something_else_is_not_replaced_without_force) {
