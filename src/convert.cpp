@@ -84,6 +84,16 @@ class shard_sink final : public output_sink {
   std::vector<std::pair<std::size_t, std::uint64_t>> place_;  // tensor -> shard, data offset
 };
 
+// A header padded with spaces (as safetensors allows) to a whole number of pages, so the data
+// starts on a page and every chunk whose size is whole pages is written with O_DIRECT alone.
+std::string page_aligned(std::string header) {
+  constexpr std::uint64_t page = 4096;
+  header.append((page - header.size() % page) % page, ' ');
+  const std::uint64_t n = header.size() - 8;
+  for (int i = 0; i < 8; ++i) header[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return header;
+}
+
 std::vector<shard_plan> plan_shards(const std::vector<output_tensor>& outputs,
                                     std::uint64_t shard_bytes, const std::string& layout_name) {
   // Consecutive tensors (streaming order) fill a shard up to shard_bytes; a larger tensor gets a
@@ -113,8 +123,8 @@ std::vector<shard_plan> plan_shards(const std::vector<output_tensor>& outputs,
       plan.data_bytes += outputs[t].bytes;
       layouts.push_back({outputs[t].name, outputs[t].type, outputs[t].shape, outputs[t].bytes});
     }
-    plan.header =
-        make_safetensors_header(layouts, {{"format", "pt"}, {"umload_layout", layout_name}});
+    plan.header = page_aligned(
+        make_safetensors_header(layouts, {{"format", "pt"}, {"umload_layout", layout_name}}));
     shards.push_back(std::move(plan));
   }
   return shards;
@@ -191,15 +201,15 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   report.destination = destination;
   report.memory_budget = options.memory_budget ? options.memory_budget : default_memory_budget();
 
-  // Budget: two staging slots (one decoded from while the next is read) and at least two output
-  // chunks (one decoded into while the other is written), a chunk being the decoded size of a
-  // full slot: 64/17 of it for BF16, 128/17 for F32, at least a slot for copied tensors. Slots
-  // stop growing at max_slot_bytes: larger ones only lengthen the start (the first slot read and
-  // decoded before any write) and the end (the last chunks written after the decode is done);
-  // what a larger budget buys beyond that is more chunks queued for the writer, up to max_chunks,
-  // which rides out stalls of either side.
+  // Budget: two staging slots (one decoded from while the next is read) and two output chunks
+  // (one decoded into while the other is written), a chunk being the decoded size of a full
+  // slot: 64/17 of it for BF16, 128/17 for F32, at least a slot for copied tensors. Slots stop
+  // growing at max_slot_bytes: larger ones only lengthen the start (the first slot read and
+  // decoded before any write) and the end (the last chunk written after the decode is done). More
+  // chunks did not write faster (docs/performance.md): the writer is the bottleneck, and a longer
+  // queue only holds more memory. So a budget beyond about 300 MiB is not spent.
   constexpr std::size_t max_slot_bytes = 32ull << 20;
-  constexpr std::size_t max_chunks = 4;
+  constexpr std::size_t chunks = 2;
   const double growth = pipeline.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
   pipeline.slots = 2;
   pipeline.readers = 1;
@@ -228,11 +238,6 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
     }
   }
   const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
-  const std::uint64_t staging = staging_bytes(pipeline);
-  const std::size_t chunks = std::clamp<std::size_t>(
-      report.memory_budget > staging ? (report.memory_budget - staging) / (chunk_bytes + (8 << 10))
-                                     : 0,
-      2, max_chunks);
 
   // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
   // nothing behind.

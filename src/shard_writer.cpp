@@ -141,11 +141,15 @@ void shard_writer::write(const job& j) {
     stats_.direct_bytes += direct;
     stats_.buffered_bytes += j.bytes - direct;
   }
-  if (direct < j.bytes) f.start_writeback(j.offset, j.bytes);
-  // The range written a chunk ago has had this chunk's time to reach the disk: waiting for it is
-  // short, and its pages then leave the page cache.
-  settling_.push_back({j.shard, j.offset, j.bytes});
-  while (settling_.size() > 1) {
+  // A chunk that went through the page cache has its writeback started now and, a chunk later
+  // (when that writeback has had this chunk's time to finish), waited for and dropped. A chunk
+  // that went direct leaves at most its two partial end pages dirty: they wait for the shard's
+  // fdatasync rather than cost two small synchronous writes each.
+  if (direct == 0) {
+    f.start_writeback(j.offset, j.bytes);
+    settling_.push_back({j.shard, j.offset, j.bytes});
+  }
+  while (settling_.size() > 1 || (direct > 0 && !settling_.empty())) {
     const pending_range r = settling_.front();
     settling_.erase(settling_.begin());
     files_[r.shard].write_back_and_drop(r.offset, r.bytes);
