@@ -139,7 +139,13 @@ void check_destination(const fs::path& source, const fs::path& destination, bool
                       source.string() + " or inside it; choose another folder");
   if (fs::exists(destination) && !fs::is_directory(destination))
     throw conflict_error("destination " + destination.string() + " exists and is not a folder");
-  if (!fs::exists(destination) || fs::is_empty(destination) || force) return;
+  if (!fs::exists(destination) || force) return;
+  // A run killed while writing its marker leaves only the marker's temporary file: that folder
+  // is as good as empty.
+  bool empty = true;
+  for (const auto& entry : fs::directory_iterator(destination))
+    empty = empty && entry.path().filename() == std::string(marker_name) + ".umload-tmp";
+  if (empty) return;
   const fs::path marker = destination / marker_name;
   if (fs::exists(marker)) {
     const std::string previous = read_text_file(marker, 1 << 20);
@@ -280,6 +286,7 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   for (const auto& entry : fs::directory_iterator(destination)) {
     const auto name = entry.path().filename().string();
     if (name.rfind("model-", 0) == 0 || name.rfind(".model-", 0) == 0 ||
+        name == std::string(marker_name) + ".umload-tmp" ||
         (options.force && entry.is_regular_file()))
       fs::remove(entry.path(), ec);
   }

@@ -141,6 +141,16 @@ TEST(convert, rerun_after_a_crash_gives_a_correct_result) {
     EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos);
 }
 
+TEST(convert, a_folder_left_by_a_kill_while_writing_the_marker_is_taken_as_empty) {
+  temp_dir dir;
+  synth_tiny(dir / "src", 2, 4);
+  fs::create_directories(dir / "dst");
+  write_bytes(dir / "dst" / "umload_convert.json.umload-tmp", "{\"tool\": \"umload con");
+  convert_checkpoint(dir / "src", dir / "dst", small_shards());
+  EXPECT_NO_THROW(verify_conversion(dir / "src", dir / "dst", layout::hf, out_dtype::bf16));
+  EXPECT_FALSE(fs::exists(dir / "dst" / "umload_convert.json.umload-tmp"));
+}
+
 TEST(convert, budget_too_small_for_one_expert_says_what_is_needed) {
   temp_dir dir;
   synth_tiny(dir / "src");
