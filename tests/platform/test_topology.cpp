@@ -1,10 +1,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-
-#include <algorithm>
 
 #include "kernels/error.hpp"
 #include "platform/profiles.hpp"
