@@ -124,38 +124,6 @@ struct combine_summaries {
   }
 };
 
-// Scratch for one call, freed on every path: stream-ordered where the device has memory pools,
-// else a plain cudaMalloc (freed after the call's stream is synchronized).
-bool has_memory_pools() {
-  int device = 0, pools = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess &&
-         pools != 0;
-}
-
-struct async_buffer {
-  void* p = nullptr;
-  cudaStream_t stream = nullptr;
-  bool pooled = true;
-  async_buffer(std::size_t bytes, cudaStream_t s) : stream(s), pooled(has_memory_pools()) {
-    const std::size_t n = std::max<std::size_t>(bytes, 1);
-    if (pooled)
-      UMLOAD_CUDA_CHECK(cudaMallocAsync(&p, n, stream));
-    else
-      UMLOAD_CUDA_CHECK(cudaMalloc(&p, n));
-  }
-  ~async_buffer() {
-    if (pooled) {
-      cudaFreeAsync(p, stream);
-    } else {
-      cudaStreamSynchronize(stream);
-      cudaFree(p);
-    }
-  }
-  async_buffer(const async_buffer&) = delete;
-  async_buffer& operator=(const async_buffer&) = delete;
-};
-
 }  // namespace
 
 void decode(const decode_job& job, void* stream) {
@@ -169,25 +137,46 @@ void decode(const decode_job& job, void* stream) {
     launch<std::uint32_t>(job, s);
 }
 
-output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype, void* stream) {
-  if (values == 0) return output_summary{};
-  const auto s = static_cast<cudaStream_t>(stream);
+namespace {
+
+// CUB's temporary storage for a reduction over `values` elements (a size query: no launch).
+std::size_t reduce_bytes(std::uint64_t values, cudaStream_t s) {
   const thrust::counting_iterator<std::uint64_t> indices(0);
-  const summary_of_value transform{out, dtype == out_dtype::f32};
-  const auto count = static_cast<std::int64_t>(values);
   std::size_t temp_bytes = 0;
   UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
-      nullptr, temp_bytes, indices, static_cast<output_summary*>(nullptr), count,
-      combine_summaries{}, transform, output_summary{}, s));
-  async_buffer temp(temp_bytes, s);
-  async_buffer result(sizeof(output_summary), s);
+      nullptr, temp_bytes, indices, static_cast<output_summary*>(nullptr),
+      static_cast<std::int64_t>(values), combine_summaries{}, summary_of_value{nullptr, false},
+      output_summary{}, s));
+  return temp_bytes;
+}
+
+constexpr std::size_t result_bytes = 256;  // the result, then CUB's storage at an aligned offset
+
+}  // namespace
+
+std::size_t summarize_scratch_bytes(std::uint64_t values) {
+  return values == 0 ? 0 : result_bytes + reduce_bytes(values, nullptr);
+}
+
+output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype, void* scratch,
+                         std::size_t scratch_bytes, void* stream) {
+  if (values == 0) return output_summary{};
+  const auto s = static_cast<cudaStream_t>(stream);
+  std::size_t temp_bytes = reduce_bytes(values, s);
+  if (scratch == nullptr || scratch_bytes < result_bytes + temp_bytes)
+    throw usage_error("cuda::summarize: scratch of " + std::to_string(scratch_bytes) + " bytes, " +
+                      std::to_string(result_bytes + temp_bytes) + " needed");
+  auto* result = static_cast<output_summary*>(scratch);
+  void* temp = static_cast<std::uint8_t*>(scratch) + result_bytes;
+  const thrust::counting_iterator<std::uint64_t> indices(0);
+  const summary_of_value transform{out, dtype == out_dtype::f32};
   UMLOAD_CUDA_CLEAR_ERROR();
   UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
-      temp.p, temp_bytes, indices, static_cast<output_summary*>(result.p), count,
-      combine_summaries{}, transform, output_summary{}, s));
+      temp, temp_bytes, indices, result, static_cast<std::int64_t>(values), combine_summaries{},
+      transform, output_summary{}, s));
   UMLOAD_CUDA_CHECK_LAUNCH();
   output_summary host{};
-  UMLOAD_CUDA_CHECK(cudaMemcpyAsync(&host, result.p, sizeof(host), cudaMemcpyDeviceToHost, s));
+  UMLOAD_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(host), cudaMemcpyDeviceToHost, s));
   UMLOAD_CUDA_CHECK(cudaStreamSynchronize(s));
   return host;
 }

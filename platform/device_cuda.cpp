@@ -4,9 +4,12 @@
 #include "platform/device.hpp"
 
 #if UMLOAD_HAVE_CUDA
+#include <cuda.h>
 #include <cuda_runtime_api.h>
 
 #include <cctype>
+#include <optional>
+#include <utility>
 #endif
 
 namespace umload::platform {
@@ -33,6 +36,49 @@ int attribute(cudaDeviceAttr attr, int ordinal) {
     return -1;
   }
   return value;
+}
+
+// cuMemGetInfo of device `ordinal` in its primary context (retained for the call, then
+// released), through the runtime's driver entry-point lookup: no link against libcuda, so a
+// build still runs without a driver. Empty when the driver cannot be asked.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> free_and_total(int ordinal) {
+  using device_get_fn = CUresult(CUDAAPI*)(CUdevice*, int);
+  using retain_fn = CUresult(CUDAAPI*)(CUcontext*, CUdevice);
+  using release_fn = CUresult(CUDAAPI*)(CUdevice);
+  using push_fn = CUresult(CUDAAPI*)(CUcontext);
+  using pop_fn = CUresult(CUDAAPI*)(CUcontext*);
+  using mem_info_fn = CUresult(CUDAAPI*)(std::size_t*, std::size_t*);
+  const auto entry = [](const char* name) -> void* {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  };
+  const auto device_get = reinterpret_cast<device_get_fn>(entry("cuDeviceGet"));
+  const auto retain = reinterpret_cast<retain_fn>(entry("cuDevicePrimaryCtxRetain"));
+  const auto release = reinterpret_cast<release_fn>(entry("cuDevicePrimaryCtxRelease"));
+  const auto push = reinterpret_cast<push_fn>(entry("cuCtxPushCurrent"));
+  const auto pop = reinterpret_cast<pop_fn>(entry("cuCtxPopCurrent"));
+  const auto mem_info = reinterpret_cast<mem_info_fn>(entry("cuMemGetInfo"));
+  if (!device_get || !retain || !release || !push || !pop || !mem_info) return std::nullopt;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  if (device_get(&device, ordinal) != CUDA_SUCCESS || retain(&context, device) != CUDA_SUCCESS)
+    return std::nullopt;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> out;
+  if (push(context) == CUDA_SUCCESS) {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    if (mem_info(&free_bytes, &total_bytes) == CUDA_SUCCESS) out.emplace(free_bytes, total_bytes);
+    CUcontext popped = nullptr;
+    pop(&popped);
+  }
+  release(device);
+  return out;
 }
 
 class cuda_device_query final : public device_query {
@@ -90,20 +136,12 @@ class cuda_device_query final : public device_query {
     d.numa_id = attribute(cudaDevAttrNumaId, ordinal);
     d.host_numa_id = attribute(cudaDevAttrHostNumaId, ordinal);
 
-    // cudaMemGetInfo reports on the current device; switch, ask, and switch back.
-    int previous = 0;
-    const bool had_previous = cudaGetDevice(&previous) == cudaSuccess;
-    if (cudaSetDevice(ordinal) == cudaSuccess) {
-      std::size_t free_bytes = 0, total_bytes = 0;
-      if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
-        d.total_memory = total_bytes;
-        d.free_memory = free_bytes;
-      } else {
-        cudaGetLastError();
-      }
-      if (had_previous) cudaSetDevice(previous);
-    } else {
-      cudaGetLastError();
+    // Free memory is asked of the device's own primary context, pushed and popped on this
+    // thread: the caller's current device stays as it was, and no context is made on a GPU
+    // other than the one examined (cudaSetDevice would make one on the device it restores).
+    if (const auto info = free_and_total(ordinal)) {
+      d.free_memory = info->first;
+      d.total_memory = info->second;
     }
     if (d.total_memory == 0) d.total_memory = prop.totalGlobalMem;
     d.present = true;

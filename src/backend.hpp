@@ -97,4 +97,11 @@ std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options);
 bool cuda_available();
 int cuda_device_count();
 
+namespace detail {
+// Test hook: the next `count` decodes the CUDA backend enqueues fail with cuda_error after their
+// input copy was enqueued, as a failed kernel launch would. No effect without CUDA.
+void inject_decode_failures(int count);
+bool take_injected_decode_failure();
+}  // namespace detail
+
 }  // namespace umload

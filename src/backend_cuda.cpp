@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -137,6 +138,14 @@ class cuda_backend final : public backend {
         cudaDeviceGetAttribute(&registrable, cudaDevAttrHostRegisterSupported, options_.ordinal));
     concurrent_managed_access_ = managed != 0;
     host_register_ = registrable != 0;  // else NUMA-bound staging falls back to cudaHostAlloc
+    if (!pageable_access_ && concurrent_managed_access_) {
+      // cudaMallocManaged does not lower cudaMemGetInfo's free count, so the guard on managed
+      // memory is kept here, over every allocation: managed and device bytes together never
+      // pass what the card had free when the backend was made.
+      std::size_t free_bytes = 0, total_bytes = 0;
+      UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      managed_limit_bytes_ = free_bytes;
+    }
     try {
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_stream_, cudaStreamNonBlocking));
@@ -242,17 +251,9 @@ class cuda_backend final : public backend {
     cudaStreamSynchronize(copy_stream_);
     cudaStreamSynchronize(compute_stream_);
     switch (where) {
-      case memory_kind::device:
-        if (cudaFree(p) == cudaSuccess)
-          live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
-        return;
+      case memory_kind::device: device_free(p, bytes); return;
       case memory_kind::host: ::munmap(p, bytes); return;
-      case memory_kind::host_managed:
-        if (pageable_access_)
-          ::munmap(p, bytes);
-        else
-          cudaFree(p);
-        return;
+      case memory_kind::host_managed: release_host_managed(p, bytes); return;
     }
   }
 
@@ -297,8 +298,20 @@ class cuda_backend final : public backend {
   cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values, out_dtype dtype,
                                       memory_kind where) override {
     if (where != memory_kind::device) return cuda_tile::summarize_host(data, values, dtype);
+    std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    return cuda::summarize(data, values, dtype, compute_stream_);
+    // CUB's scratch comes from this backend's device memory, so it counts in the peak.
+    const std::size_t bytes = cuda::summarize_scratch_bytes(values);
+    void* scratch = bytes ? device_alloc(bytes) : nullptr;
+    try {
+      const auto summary = cuda::summarize(data, values, dtype, scratch, bytes, compute_stream_);
+      device_free(scratch, bytes);
+      return summary;
+    } catch (...) {
+      cudaStreamSynchronize(compute_stream_);
+      device_free(scratch, bytes);
+      throw;
+    }
   }
 
   backend_stats stats() const override {
@@ -318,7 +331,8 @@ class cuda_backend final : public backend {
     std::size_t bytes = 0;
     cudaEvent_t decode_start = nullptr;
     cudaEvent_t decoded = nullptr;
-    bool busy = false;  // a kernel reading this slot was enqueued and not yet retired
+    bool busy = false;   // a copy into or a kernel reading this slot was enqueued, not retired
+    bool timed = false;  // decode_start and decoded bracket a kernel (not a failed launch)
   };
 
   void destroy() noexcept {
@@ -434,14 +448,18 @@ class cuda_backend final : public backend {
                           " has neither pageable nor concurrent managed memory access, so it "
                           "cannot be advised to read host memory in place; use a discrete plan "
                           "(--platform discrete)");
-      std::size_t free_bytes = 0, total_bytes = 0;
-      UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      if (bytes > free_bytes)
-        throw budget_error("host_managed output of " + std::to_string(bytes) +
-                           " bytes: this device has no pageable memory access, and managed memory "
-                           "is not asked beyond the " +
-                           std::to_string(free_bytes) + " bytes it has free");
+      if (managed_live_bytes_ + live_device_bytes_ + bytes > managed_limit_bytes_)
+        throw budget_error("host_managed output of " + std::to_string(bytes) + " bytes on device " +
+                           std::to_string(options_.ordinal) +
+                           ": it has no pageable memory access, and managed memory is not asked "
+                           "beyond the " +
+                           std::to_string(managed_limit_bytes_) +
+                           " bytes it had free (this loader holds " +
+                           std::to_string(managed_live_bytes_) + " bytes of managed and " +
+                           std::to_string(live_device_bytes_) + " of device memory)");
       UMLOAD_CUDA_CHECK(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal));
+      managed_live_bytes_ += bytes;
+      peak_device_bytes_ = std::max(peak_device_bytes_, live_device_bytes_ + managed_live_bytes_);
     }
     try {
       cudaMemLocation host{};
@@ -453,13 +471,18 @@ class cuda_backend final : public backend {
       UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host));
       UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device));
     } catch (...) {
-      if (pageable_access_)
-        ::munmap(p, bytes);
-      else
-        cudaFree(p);
+      release_host_managed(p, bytes);
       throw;
     }
     return p;
+  }
+
+  void release_host_managed(void* p, std::size_t bytes) noexcept {
+    if (pageable_access_) {
+      ::munmap(p, bytes);
+    } else if (cudaFree(p) == cudaSuccess) {
+      managed_live_bytes_ -= std::min<std::uint64_t>(bytes, managed_live_bytes_);
+    }
   }
 
   void copy_item(const staged_item& item) {
@@ -474,12 +497,18 @@ class cuda_backend final : public backend {
     copy_seconds_ += elapsed_ms(copy_start_, copied_) / 1e3;
   }
 
-  // Waits for a scratch slot's kernel and books its time.
+  // Waits for a scratch slot's kernel (or, after a failed launch, its copy) and books its time.
   void retire(scratch_slot& slot) {
     if (!slot.busy) return;
     UMLOAD_CUDA_CHECK(cudaEventSynchronize(slot.decoded));
-    decode_seconds_ += elapsed_ms(slot.decode_start, slot.decoded) / 1e3;
+    if (slot.timed) decode_seconds_ += elapsed_ms(slot.decode_start, slot.decoded) / 1e3;
     slot.busy = false;
+  }
+
+  void launch_decode(const decode_job& job) {
+    if (detail::take_injected_decode_failure())
+      throw cuda_error("cuda::decode: injected launch failure (test hook)");
+    cuda::decode(job, compute_stream_);
   }
 
   void decode_via_scratch(const decode_job& job) {
@@ -499,21 +528,27 @@ class cuda_backend final : public backend {
       slot.bytes = bytes;
     }
     auto* base = static_cast<std::uint8_t*>(slot.device);
+    // Busy from the first enqueued copy on: if anything below throws, the slot's event still
+    // covers the copy into it, so a later growth waits before it frees the memory.
+    slot.busy = true;
+    slot.timed = false;
     UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
     UMLOAD_CUDA_CHECK(
         cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice, copy_stream_));
     UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base + scales_at, job.scales, job.scale_bytes(),
                                       cudaMemcpyHostToDevice, copy_stream_));
     UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, copy_stream_));
     UMLOAD_CUDA_CHECK(cudaStreamWaitEvent(compute_stream_, copied_, 0));
 
     decode_job on_device = job;
     on_device.blocks = base;
     on_device.scales = base + scales_at;
     UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decode_start, compute_stream_));
-    cuda::decode(on_device, compute_stream_);
+    launch_decode(on_device);
+    // Recorded again after the kernel, which waits for the copy: the event covers both.
     UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, compute_stream_));
-    slot.busy = true;
+    slot.timed = true;
 
     // The pinned slot may be refilled once its bytes are on the device.
     UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied_));
@@ -543,9 +578,10 @@ class cuda_backend final : public backend {
     on_device.scales = device_view(job.scales, job.scale_bytes());
     scratch_slot& timing = scratch_[0];
     UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decode_start, compute_stream_));
-    cuda::decode(on_device, compute_stream_);
+    launch_decode(on_device);
     UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decoded, compute_stream_));
     timing.busy = true;
+    timing.timed = true;
     retire(timing);  // the slot is read by the kernel until it ends
   }
 
@@ -565,6 +601,8 @@ class cuda_backend final : public backend {
   hwloc_topology_t topology_ = nullptr;
   hwloc_obj_t numa_node_ = nullptr;
   std::uint64_t live_device_bytes_ = 0;
+  std::uint64_t managed_live_bytes_ = 0;
+  std::uint64_t managed_limit_bytes_ = 0;
   std::uint64_t peak_device_bytes_ = 0;
   double copy_seconds_ = 0;
   double decode_seconds_ = 0;
@@ -583,6 +621,19 @@ cudaError_t probe(int& count) {
 }
 
 }  // namespace
+
+namespace detail {
+namespace {
+std::atomic<int> injected_decode_failures{0};
+}  // namespace
+void inject_decode_failures(int count) { injected_decode_failures = count; }
+bool take_injected_decode_failure() {
+  int left = injected_decode_failures.load();
+  while (left > 0 && !injected_decode_failures.compare_exchange_weak(left, left - 1)) {
+  }
+  return left > 0;
+}
+}  // namespace detail
 
 std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options) {
   int count = 0;

@@ -11,4 +11,9 @@ std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options&) {
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 
+namespace detail {
+void inject_decode_failures(int) {}
+bool take_injected_decode_failure() { return false; }
+}  // namespace detail
+
 }  // namespace umload

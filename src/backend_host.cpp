@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <new>
+#include <string>
 
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
@@ -36,12 +36,12 @@ class host_backend final : public backend {
     const std::size_t length = round_up(bytes, page_alignment);
     if (length < huge_page) {
       void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();
+      if (p == MAP_FAILED) refuse(length, "an output tensor");
       return static_cast<std::byte*>(p);
     }
     void* raw = ::mmap(nullptr, length + huge_page, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) throw std::bad_alloc();
+    if (raw == MAP_FAILED) refuse(length + huge_page, "an output tensor");
     auto* base = static_cast<std::byte*>(raw);
     auto* aligned =
         reinterpret_cast<std::byte*>(round_up(reinterpret_cast<std::uintptr_t>(base), huge_page));
@@ -75,8 +75,13 @@ class host_backend final : public backend {
  private:
   static std::byte* allocate(std::size_t bytes) {
     void* p = std::aligned_alloc(page_alignment, round_up(bytes, page_alignment));
-    if (!p) throw std::bad_alloc();
+    if (!p) refuse(round_up(bytes, page_alignment), "a staging slot");
     return static_cast<std::byte*>(p);
+  }
+
+  [[noreturn]] static void refuse(std::size_t bytes, const char* what) {
+    throw budget_error("cannot allocate " + std::to_string(bytes) + " bytes of host memory for " +
+                       what);
   }
 
   int threads_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/cuda_check.hpp"
+#include "kernels/cuda_decode.hpp"
 #include "tests/cuda/test_data.hpp"
 
 namespace umload {
@@ -217,6 +218,82 @@ TEST(CudaBackendDevice, CallersCurrentDeviceIsRestored) {
   int current = -1;
   ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
   EXPECT_EQ(current, 0);
+}
+
+// A decode that fails after its input copy was enqueued (here an injected launch failure) leaves
+// its scratch slot marked busy, so a later growth of that slot waits for the copy before it frees
+// the memory the copy writes. Under compute-sanitizer memcheck (bench/gpu_check.sh) a free under
+// a running copy shows up as an error; here the items after the failure still equal the oracle.
+TEST(CudaBackendFaults, DecodeThatFailsAfterItsCopyLeavesTheSlotSafe) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  auto engine = make_cuda_backend({});  // the discrete strategy: scratch slots
+  const std::size_t small_slot = 1u << 20, large_slot = 8u << 20;
+  std::byte* slot = engine->allocate_staging(small_slot);
+  const mxfp4_shape small{2, 130, 5};
+  const auto d = test::random_data(small, test::fresh_seed());
+  const decode_job job = test::job_for(small, layout::hf, out_dtype::bf16);
+  std::byte* out = engine->allocate_output(job.out_bytes(), memory_kind::device);
+  detail::inject_decode_failures(1);
+  EXPECT_THROW(engine->process(staged_decode(job, d, slot, out)), cuda_error);
+  // Two more items: the second lands on the slot that failed and must grow it (its bytes are
+  // larger than the slot, which was sized to the 1 MiB staging slot).
+  engine->process(staged_decode(job, d, slot, out));
+  std::byte* large = engine->allocate_staging(large_slot);
+  const mxfp4_shape big{2, 1536, 90};
+  const auto big_data = test::random_data(big, test::fresh_seed());
+  const decode_job big_job = test::job_for(big, layout::hf, out_dtype::bf16);
+  ASSERT_GT(big_job.block_bytes() + big_job.scale_bytes(), small_slot);
+  std::byte* big_out = engine->allocate_output(big_job.out_bytes(), memory_kind::device);
+  engine->process(staged_decode(big_job, big_data, large, big_out));
+  engine->synchronize();
+  std::vector<std::uint8_t> got(job.out_bytes());
+  engine->read_back(got.data(), out, got.size(), memory_kind::device);
+  EXPECT_EQ(test::first_difference(got, test::oracle(job, d.blocks.data(), d.scales.data()), 2),
+            -1);
+  got.resize(big_job.out_bytes());
+  engine->read_back(got.data(), big_out, got.size(), memory_kind::device);
+  EXPECT_EQ(test::first_difference(
+                got, test::oracle(big_job, big_data.blocks.data(), big_data.scales.data()), 2),
+            -1);
+  engine->release_output(big_out, big_job.out_bytes(), memory_kind::device);
+  engine->release_output(out, job.out_bytes(), memory_kind::device);
+  engine->release_staging(large, large_slot);
+  engine->release_staging(slot, small_slot);
+}
+
+// cudaMallocManaged does not lower cudaMemGetInfo's free count: on a card without pageable
+// memory access the backend keeps its own count, so host_managed tensors that each fit but
+// together pass the card's free memory are refused with a budget error.
+TEST(CudaBackendMemory, ManagedMemoryIsGuardedOverEveryAllocation) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  int pageable = 0, managed = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, 0), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, 0), cudaSuccess);
+  if (pageable || !managed)
+    GTEST_SKIP() << "host_managed is plain host memory here, or unsupported";
+  auto engine = make_cuda_backend({});
+  std::size_t free_bytes = 0, total_bytes = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
+  const std::size_t part = free_bytes / 10 * 6;
+  std::byte* first = engine->allocate_output(part, memory_kind::host_managed);
+  EXPECT_THROW(engine->allocate_output(part, memory_kind::host_managed), budget_error);
+  engine->release_output(first, part, memory_kind::host_managed);
+  std::byte* again = engine->allocate_output(part, memory_kind::host_managed);
+  EXPECT_NE(again, nullptr);
+  engine->release_output(again, part, memory_kind::host_managed);
+}
+
+// The --check summary's CUB scratch is device memory of this backend: it counts in the peak.
+TEST(CudaBackendMemory, SummaryScratchCountsInPeakDeviceBytes) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  auto engine = make_cuda_backend({});
+  const std::uint64_t values = 1u << 22;
+  std::byte* out = engine->allocate_output(values * 2, memory_kind::device);
+  UMLOAD_CUDA_CHECK(cudaMemset(out, 0, values * 2));
+  const auto s = engine->summarize(out, values, out_dtype::bf16, memory_kind::device);
+  EXPECT_EQ(s.non_finite, 0u);
+  EXPECT_GE(engine->stats().peak_device_bytes, values * 2 + cuda::summarize_scratch_bytes(values));
+  engine->release_output(out, values * 2, memory_kind::device);
 }
 
 // A failed call that the caller catches leaves nothing behind for the next launch check.

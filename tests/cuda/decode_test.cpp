@@ -71,7 +71,10 @@ class CudaDecode : public ::testing::Test {
     EXPECT_EQ(at, -1) << "first differing element " << at;
 
     if (out_offset % element_bytes(dtype) == 0) {
-      const auto device_summary = cuda::summarize(job.out, job.values(), dtype, nullptr);
+      const std::size_t scratch_bytes = cuda::summarize_scratch_bytes(job.values());
+      device_buffer scratch(scratch_bytes);
+      const auto device_summary =
+          cuda::summarize(job.out, job.values(), dtype, scratch.get(), scratch_bytes, nullptr);
       const auto host_summary = cuda_tile::summarize_host(expected.data(), job.values(), dtype);
       EXPECT_EQ(device_summary.non_finite, host_summary.non_finite);
       EXPECT_EQ(device_summary.checksum, host_summary.checksum);
@@ -143,7 +146,8 @@ TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowerPaths) {
 TEST_F(CudaDecode, EmptyJobLaunchesNothing) {
   decode_job job;
   EXPECT_NO_THROW(cuda::decode(job, nullptr));
-  const auto s = cuda::summarize(nullptr, 0, out_dtype::bf16, nullptr);
+  EXPECT_EQ(cuda::summarize_scratch_bytes(0), 0u);
+  const auto s = cuda::summarize(nullptr, 0, out_dtype::bf16, nullptr, 0, nullptr);
   EXPECT_EQ(s.non_finite, 0u);
   EXPECT_EQ(s.checksum, 0u);
 }
