@@ -77,15 +77,15 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
       p.reason =
           "discrete device memory: every tensor in device memory, pinned staging on the "
           "GPU-local NUMA node copied through device scratch slots";
-      p.staging_pinned = true;
+      p.orders.staging.pinned = true;
       p.device_scratch = true;
       break;
     case memory_model::coherent:
       p.reason =
           "coherent superchip: device memory filled in order of use, the rest in host "
           "memory next to the GPU with preferred-location/accessed-by advice";
-      p.staging_pinned = true;
-      p.zero_copy_staging = true;
+      p.orders.staging.pinned = true;
+      p.orders.staging.zero_copy = true;
       break;
     case memory_model::integrated:
       p.reason =
@@ -93,8 +93,8 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
           "I/O so no page cache competes with the weights";
       slot = 16 * mib;
       slots = 3;
-      p.staging_pinned = true;
-      p.zero_copy_staging = true;
+      p.orders.staging.pinned = true;
+      p.orders.staging.zero_copy = true;
       break;
     case memory_model::host:
       p.reason = "no GPU: tensors in host memory, decoded on CPU cores";
@@ -109,38 +109,42 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
                       format_bytes(unit) + ")");
     slot = round_up(unit, 2 * mib);
   }
-  p.staging_slot_bytes = slot;
-  p.staging_slots = slots;
+  p.orders.staging.slot_bytes = slot;
+  p.orders.staging.slots = slots;
   p.staging_bytes = slot * static_cast<std::uint64_t>(slots);
-  p.device_scratch_bytes = p.device_scratch ? p.staging_bytes : 0;
-  if (is_gpu(m) && gpu.found) p.staging_numa_node = gpu.numa_node;
+  p.device_scratch_bytes =
+      p.device_scratch ? p.staging_bytes : 0;  // device_scratch == !zero_copy on a GPU
+  if (is_gpu(m) && gpu.found) p.orders.staging.numa_node = gpu.numa_node;
   const cpu_choice cpus = choose_worker_cpus(platform.topology, is_gpu(m));
-  p.reader_cpuset = cpus.cpuset;
+  p.orders.reader_cpuset = cpus.cpuset;
   p.reader_cpuset_reason = cpus.reason;
 
   // I/O mode.
   if (m == memory_model::host) {
-    p.io = io_mode::buffered;
+    p.orders.io = io_mode::buffered;
     p.io_reason =
         "host memory is the destination; buffered reads with each consumed range "
         "dropped from the page cache";
   } else {
-    p.io = io_mode::direct;
+    p.orders.io = io_mode::direct;
     p.io_reason =
         m == memory_model::integrated
             ? "direct I/O: page cache would take memory from the one pool the weights need"
             : "direct I/O into pinned staging: no page cache, no extra copy";
   }
   if (b.io != io_choice::automatic) {
-    p.io = b.io == io_choice::direct ? io_mode::direct : io_mode::buffered;
+    p.orders.io = b.io == io_choice::direct ? io_mode::direct : io_mode::buffered;
     p.io_reason = "forced by UMLOAD_IO=" + std::string(to_string(b.io));
   }
-  p.drop_page_cache = p.io == io_mode::buffered;
+  // Every model leaves no page cache behind: buffered reads drop each range once consumed, direct
+  // reads cache nothing but what their buffered fallbacks read, and the shards are dropped at
+  // the end. On integrated machines the cache would take memory from the weights' own pool.
+  p.orders.drop_page_cache = true;
 
   // Placements.
   p.stored_bytes = demand.bytes_stored();
   p.output_bytes = demand.bytes_output();
-  p.placements.reserve(demand.tensors.size());
+  p.orders.placements.reserve(demand.tensors.size());
   for (const auto& t : demand.tensors) {
     placement pl;
     pl.tensor = t.name;
@@ -148,14 +152,14 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     pl.layer = t.layer;
     pl.kind = t.kind;
     pl.where = is_gpu(m) ? location::device : location::host;
-    p.placements.push_back(std::move(pl));
+    p.orders.placements.push_back(std::move(pl));
   }
   if (m == memory_model::coherent) {
-    std::vector<std::size_t> order(p.placements.size());
+    std::vector<std::size_t> order(p.orders.placements.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) {
-      const auto& x = p.placements[a];
-      const auto& y = p.placements[c];
+      const auto& x = p.orders.placements[a];
+      const auto& y = p.orders.placements[c];
       const int cx = fill_class(x.kind), cy = fill_class(y.kind);
       if (cx != cy) return cx < cy;
       if (cx == 3 && x.layer != y.layer) return x.layer < y.layer;
@@ -166,7 +170,7 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     std::uint64_t used = 0;
     const int host_node = gpu.found ? gpu.numa_node : -1;
     for (std::size_t i : order) {
-      placement& pl = p.placements[i];
+      placement& pl = p.orders.placements[i];
       if (used + pl.bytes <= room) {
         used += pl.bytes;
       } else {
@@ -176,11 +180,11 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
         pl.accessed_by_device = true;
       }
     }
-    for (const auto& pl : p.placements) {
-      if (pl.where == location::host_managed) p.prefetch.push_back(pl.tensor);
+    for (const auto& pl : p.orders.placements) {
+      if (pl.where == location::host_managed) p.orders.prefetch.push_back(pl.tensor);
     }
   }
-  for (const auto& pl : p.placements) {
+  for (const auto& pl : p.orders.placements) {
     (pl.where == location::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
   }
   p.peak_device_bytes = p.device_resident_bytes + p.device_scratch_bytes;
@@ -371,6 +375,41 @@ placement_plan make_plan(const platform_info& platform, const model_demand& dema
   return p;
 }
 
+bounded_staging plan_bounded_staging(const model_demand& demand, std::uint64_t budget_bytes) {
+  // Per slot of staging, the chunk holds its decoded bytes: 64/17 of it for BF16 (32 values of 2
+  // bytes from 16 + 1 stored bytes), 128/17 for F32, at least a slot for copied tensors.
+  const double growth = demand.options.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
+  bounded_staging b;
+  b.staging.slots = 2;
+  const double per_slot = b.staging.slots + std::max(1.0, growth);
+  const auto slot =
+      static_cast<std::uint64_t>(static_cast<double>(budget_bytes) / per_slot) / 4096 * 4096;
+  b.staging.slot_bytes = static_cast<std::size_t>(std::min<std::uint64_t>(slot, 256 * mib));
+  const std::uint64_t need = std::max<std::uint64_t>(1, demand.largest_stage_unit());
+  if (b.staging.slot_bytes < need) {
+    b.fits = false;
+    b.message = "memory budget of " + std::to_string(budget_bytes) +
+                " bytes is too small: one expert needs a slot of " + std::to_string(need) +
+                " bytes, so the budget must be at least " +
+                std::to_string(static_cast<std::uint64_t>(static_cast<double>(need) * per_slot) +
+                               (8 << 20)) +
+                " bytes";
+    return b;
+  }
+  for (const auto& t : demand.tensors) {
+    if (t.decoded && t.stage_unit_bytes > 0) {
+      const std::uint64_t experts = t.bytes_stored / t.stage_unit_bytes;
+      const std::uint64_t per_item =
+          std::min(experts, std::max<std::uint64_t>(1, b.staging.slot_bytes / t.stage_unit_bytes));
+      b.chunk_bytes = std::max(b.chunk_bytes, experts ? per_item * (t.bytes_output / experts) : 0);
+    } else {
+      b.chunk_bytes = std::max<std::uint64_t>(
+          b.chunk_bytes, std::min<std::uint64_t>(t.bytes_output, b.staging.slot_bytes));
+    }
+  }
+  return b;
+}
+
 void require_fits(const placement_plan& plan) {
   if (!plan.fits) throw budget_error(plan.message);
 }
@@ -378,7 +417,7 @@ void require_fits(const placement_plan& plan) {
 nlohmann::json to_json(const placement_plan& p) {
   using nlohmann::json;
   json placements = json::array();
-  for (const auto& pl : p.placements) {
+  for (const auto& pl : p.orders.placements) {
     json e = {{"tensor", pl.tensor},
               {"bytes", pl.bytes},
               {"layer", pl.layer},
@@ -416,17 +455,17 @@ nlohmann::json to_json(const placement_plan& p) {
       {"layout", std::string(to_string(p.options.layout))},
       {"rank", p.options.rank},
       {"world_size", p.options.world_size},
-      {"io_mode", std::string(to_string(p.io))},
-      {"drop_page_cache", p.drop_page_cache},
+      {"io_mode", std::string(to_string(p.orders.io))},
+      {"drop_page_cache", p.orders.drop_page_cache},
       {"io_reason", p.io_reason},
       {"staging",
-       {{"slot_bytes", p.staging_slot_bytes},
-        {"slots", p.staging_slots},
-        {"pinned", p.staging_pinned},
+       {{"slot_bytes", p.orders.staging.slot_bytes},
+        {"slots", p.orders.staging.slots},
+        {"pinned", p.orders.staging.pinned},
         {"device_scratch", p.device_scratch},
-        {"zero_copy", p.zero_copy_staging},
-        {"numa_node", p.staging_numa_node}}},
-      {"reader_cpuset", p.reader_cpuset},
+        {"zero_copy", p.orders.staging.zero_copy},
+        {"numa_node", p.orders.staging.numa_node}}},
+      {"reader_cpuset", p.orders.reader_cpuset},
       {"reader_cpuset_reason", p.reader_cpuset_reason},
       {"stored_bytes", p.stored_bytes},
       {"output_bytes", p.output_bytes},
@@ -444,7 +483,7 @@ nlohmann::json to_json(const placement_plan& p) {
       {"single_pool", p.single_pool},
       {"spill_fraction", p.spill_fraction},
       {"placements", placements},
-      {"prefetch", p.prefetch},
+      {"prefetch", p.orders.prefetch},
       {"would_fit", alternatives},
       {"notes", p.notes},
   };
@@ -457,17 +496,21 @@ std::string describe(const placement_plan& p, bool every_tensor) {
   o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout)
     << ", " << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
     << format_bytes(p.output_bytes) << "\n";
-  o << "  I/O: " << to_string(p.io) << (p.drop_page_cache ? " (consumed ranges dropped)" : "")
+  o << "  I/O: " << to_string(p.orders.io)
+    << (p.orders.io == io_mode::buffered && p.orders.drop_page_cache ? " (consumed ranges dropped)"
+                                                                     : "")
     << " — " << p.io_reason << "\n";
-  o << "  staging: " << p.staging_slots << " x " << format_bytes(p.staging_slot_bytes)
-    << (p.staging_pinned ? " pinned" : "") << (p.device_scratch ? ", device scratch copies" : "")
-    << (p.zero_copy_staging ? ", read in place by the GPU" : "") << ", NUMA node "
-    << (p.staging_numa_node >= 0 ? std::to_string(p.staging_numa_node) : std::string("any"))
-    << ", reader cpuset " << (p.reader_cpuset.empty() ? std::string("any") : p.reader_cpuset)
-    << "\n";
+  o << "  staging: " << p.orders.staging.slots << " x " << format_bytes(p.orders.staging.slot_bytes)
+    << (p.orders.staging.pinned ? " pinned" : "")
+    << (p.device_scratch ? ", device scratch copies" : "")
+    << (p.orders.staging.zero_copy ? ", read in place by the GPU" : "") << ", NUMA node "
+    << (p.orders.staging.numa_node >= 0 ? std::to_string(p.orders.staging.numa_node)
+                                        : std::string("any"))
+    << ", reader cpuset "
+    << (p.orders.reader_cpuset.empty() ? std::string("any") : p.orders.reader_cpuset) << "\n";
   o << "  reader CPUs: " << p.reader_cpuset_reason << "\n";
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
-  for (const auto& pl : p.placements) {
+  for (const auto& pl : p.orders.placements) {
     std::string key(to_string(pl.where));
     if (pl.where == location::host_managed || pl.where == location::host_numa) {
       key += pl.numa_node >= 0 ? " (NUMA node " + std::to_string(pl.numa_node) + ")" : "";
@@ -484,7 +527,7 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     std::snprintf(share, sizeof share, "%.1f%%", p.spill_fraction * 100.0);
     o << "  spilled to host memory: " << format_bytes(p.host_resident_bytes) << " (" << share
       << " of the output), preferred location host, accessed by the GPU";
-    if (!p.prefetch.empty()) o << "; first spilled: " << p.prefetch.front();
+    if (!p.orders.prefetch.empty()) o << "; first spilled: " << p.orders.prefetch.front();
     o << "\n";
   }
   o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " ("
@@ -497,7 +540,7 @@ std::string describe(const placement_plan& p, bool every_tensor) {
   if (!p.fits) o << "  " << p.message << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   if (every_tensor) {
-    for (const auto& pl : p.placements) {
+    for (const auto& pl : p.orders.placements) {
       o << "    " << pl.tensor << "  " << to_string(pl.where);
       if (pl.numa_node >= 0) o << ":" << pl.numa_node;
       o << "  " << format_bytes(pl.bytes) << "\n";

@@ -1,10 +1,12 @@
-// The placement policy: a pure function of (platform, model demand, budgets) that says where
-// every tensor goes, how bytes are read, how staging is shaped, what to prefetch, and the
-// predicted peaks. The loader follows the plan; `umload plan` prints it.
+// The placement policy: a pure function of (platform, model demand, budgets). A plan is two
+// things: the loader's orders (`load_orders`: where every tensor goes, how bytes are read, how
+// staging is shaped, where reader threads run, what to prefetch), which src/ carries out in full
+// and reports on tensor by tensor, and what the plan only reports (why, capacities, predicted
+// peaks, notes). `umload plan` prints both; `umload load --json` sets what was done beside it.
 //
 //   auto plan = make_plan(detect_platform(opts), gpt_oss_demand(preset, {}), budgets::from(env));
 //   require_fits(plan);   // throws budget_error with the plan's message when it does not fit
-//   for (const auto& p : plan.placements) ... p.tensor, p.where, p.numa_node
+//   for (const auto& p : plan.orders.placements) ... p.tensor, p.where, p.numa_node
 //
 // This header brings in the whole public surface of platform/: detection (platform.hpp), devices
 // and memory models (device.hpp), demand (demand.hpp), profiles, units and configuration.
@@ -48,15 +50,39 @@ std::string_view to_string(location l);  // "device", "host", "host-numa", "host
 enum class io_mode : std::uint8_t { direct, buffered };
 std::string_view to_string(io_mode m);
 
+// One tensor's orders.
 struct placement {
   std::string tensor;
   location where = location::device;
-  int numa_node = -1;                    // host_numa / host_managed: the node, -1 unknown
-  bool preferred_location_host = false;  // cudaMemAdviseSetPreferredLocation(host[, numa])
+  int numa_node = -1;                    // host_numa / host_managed: bind there before first touch
+  bool preferred_location_host = false;  // cudaMemAdviseSetPreferredLocation(host-numa:node | host)
   bool accessed_by_device = false;       // cudaMemAdviseSetAccessedBy(device)
   std::uint64_t bytes = 0;
   int layer = -1;
   tensor_kind kind = tensor_kind::dense;
+};
+
+struct staging_order {
+  std::size_t slot_bytes = 0;
+  int slots = 0;
+  bool pinned = false;     // cudaHostAlloc / cudaHostRegister (a GPU decodes from the slots)
+  bool zero_copy = false;  // kernels read the slot in place; otherwise each slot is copied to a
+                           // device scratch slot first (discrete)
+  int numa_node = -1;      // bind slots there before first touch; -1 leaves it to the OS
+};
+
+// What the loader must do. Every field is carried out (src/loader.cpp, src/pipeline.cpp, the
+// backends), and the load report says for each what was done or, on a host standing in for a
+// device, simulated.
+struct load_orders {
+  std::vector<placement>
+      placements;  // in order of use; host ones are faulted in ahead of their decode
+  io_mode io = io_mode::direct;
+  bool drop_page_cache = true;  // drop every page the load's buffered reads cached
+  staging_order staging;
+  std::string reader_cpuset;  // hwloc list; reader threads are bound to it. Empty: no binding
+  std::vector<std::string> prefetch;  // spilled tensors in order of use: weight_set::prefetch moves
+                                      // them toward the GPU ahead of their layer (coherent)
 };
 
 // Overrides of what the platform reports, and the margins a plan keeps.
@@ -87,27 +113,19 @@ struct placement_plan {
   std::string model_label;
   std::string platform;  // platform_info::source
   memory_model model = memory_model::host;
-  std::string reason;  // why this strategy
   demand_options options;
   bool fits = true;
   std::string message;  // when !fits: needed, available, what would fit
 
-  io_mode io = io_mode::direct;
-  bool drop_page_cache = false;  // buffered: fadvise DONTNEED each consumed range
-  std::string io_reason;
-  std::size_t staging_slot_bytes = 0;
-  int staging_slots = 0;
-  bool staging_pinned = false;        // cudaHostAlloc / cudaHostRegister
-  bool device_scratch = false;        // each slot is copied to a device scratch slot (discrete)
-  bool zero_copy_staging = false;     // kernels read the staging slot directly
-  int staging_numa_node = -1;         // -1: unknown, leave it to the OS
-  std::string reader_cpuset;          // hwloc list; empty: no binding
-  std::string reader_cpuset_reason;   // why those CPUs (locality, CPU kinds): choose_worker_cpus
-  std::vector<placement> placements;  // in order of use
-  std::vector<std::string> prefetch;  // spilled tensors in order of use (coherent)
+  load_orders orders;  // what the loader does
 
-  std::uint64_t stored_bytes = 0;  // read from disk by this rank
-  std::uint64_t output_bytes = 0;  // held by this rank once loaded
+  // What the plan only reports.
+  std::string reason;  // why this strategy
+  std::string io_reason;
+  std::string reader_cpuset_reason;  // why those CPUs (locality, CPU kinds): choose_worker_cpus
+  bool device_scratch = false;       // !orders.staging.zero_copy on a GPU
+  std::uint64_t stored_bytes = 0;    // read from disk by this rank
+  std::uint64_t output_bytes = 0;    // held by this rank once loaded
   std::uint64_t device_resident_bytes = 0;
   std::uint64_t host_resident_bytes = 0;  // tensors placed in host memory (spilled on coherent)
   std::uint64_t staging_bytes = 0;        // host staging ring
@@ -130,6 +148,18 @@ struct placement_plan {
 // usage_error only for an impossible request (a GPU model with no device memory figure).
 placement_plan make_plan(const platform_info& platform, const model_demand& demand,
                          const budgets& b);
+
+// Staging for a run held to `budget_bytes` of host memory, as convert runs: two slots and one
+// output chunk that holds the decoded bytes of the largest item, each slot as large as the budget
+// allows (a multiple of 4 KiB, at most 256 MiB). fits=false, with the message, when a slot that
+// holds one expert does not fit the budget. Pure.
+struct bounded_staging {
+  staging_order staging;
+  std::uint64_t chunk_bytes = 0;  // the output chunk: the largest item's decoded bytes
+  bool fits = true;
+  std::string message;
+};
+bounded_staging plan_bounded_staging(const model_demand& demand, std::uint64_t budget_bytes);
 
 // Throws umload::budget_error(plan.message) when !plan.fits.
 void require_fits(const placement_plan& plan);

@@ -2,6 +2,15 @@
 // slot to a backend, which turns it into output bytes at a destination the backend can address:
 // host memory for the host backend; device (or, on coherent and integrated machines, host)
 // memory for the CUDA backend. Both call the same decode core (kernels/mxfp4.hpp).
+//
+// A backend holds streams, events, scratch slots and process/synchronize/read_back; the memory it
+// hands out comes from one small resource per kind (src/memory.hpp, src/memory_cuda.hpp). It
+// carries out the placement orders of a plan for each output (memory kind, NUMA node, advice)
+// and says what it did, so the load report can set planned and actual side by side.
+//
+//   auto placed = engine->place_output(bytes, {memory_kind::host_managed, 1});
+//   placed.actions;   // {"numa-bind bound: NUMA node 1", "advise preferred-location host-numa:1",
+//   ...}
 #pragma once
 
 #include <cstddef>
@@ -10,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kernels/cpu_decode.hpp"
 #include "kernels/cuda_tile.hpp"
@@ -37,7 +47,25 @@ struct staged_item {
 struct backend_stats {
   double copy_seconds = 0;    // host-to-device transfers (CUDA) or copies of dense tensors (host)
   double decode_seconds = 0;  // decode work
-  std::uint64_t peak_device_bytes = 0;
+  std::uint64_t peak_device_bytes = 0;  // device memory this backend held at most, scratch included
+  std::string staging;  // how staging slots were placed ("pinned, NUMA node 1 bound", "pageable")
+};
+
+// Where one output goes, as the plan orders it.
+struct output_request {
+  memory_kind where = memory_kind::host;
+  int numa_node = -1;  // host and host_managed: bind to this NUMA node before first touch
+  // host_managed: cudaMemAdviseSetPreferredLocation (the host, or its NUMA node) and
+  // cudaMemAdviseSetAccessedBy (this backend's device).
+  bool prefer_host = true;
+  bool accessed_by_device = true;
+};
+
+// An output's memory and what was done to place it, in words for the load report.
+struct placed_output {
+  std::byte* data = nullptr;
+  std::vector<std::string> actions;  // "numa-bind bound: NUMA node 0", "advise accessed-by cuda:0"
+  std::vector<std::string> simulated;  // orders a host standing in for a device could not carry out
 };
 
 class backend {
@@ -49,9 +77,24 @@ class backend {
   virtual std::byte* allocate_staging(std::size_t bytes) = 0;
   virtual void release_staging(std::byte* p, std::size_t bytes) noexcept = 0;
 
-  // Memory for one whole output tensor. Released with release_output.
-  virtual std::byte* allocate_output(std::size_t bytes, memory_kind where) = 0;
+  // Memory for one whole output tensor, placed as `request` orders. Released with release_output.
+  // Throws budget_error when the memory cannot be had.
+  virtual placed_output place_output(std::size_t bytes, const output_request& request) = 0;
+  std::byte* allocate_output(std::size_t bytes, memory_kind where) {
+    return place_output(bytes, {where}).data;
+  }
   virtual void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept = 0;
+
+  // Faults an output's pages in where it was placed, ahead of the decode that writes it (the
+  // plan's prefetch schedule during a load): host memory with MADV_POPULATE_WRITE on its bound
+  // node; host_managed memory with cudaMemPrefetchAsync to its host node. Safe to call from a
+  // thread of its own while the pipeline runs. Returns what was done, in words.
+  virtual std::string fault_in(std::byte* p, std::size_t bytes, const output_request& request) = 0;
+
+  // Moves a host_managed output toward the device ahead of its use, on `stream` (a cudaStream_t
+  // of this backend's device; nullptr: a stream of the backend's own). Returns what was done; a
+  // host backend standing in for a device returns "simulated: ...".
+  virtual std::string prefetch_to_device(const std::byte* p, std::size_t bytes, void* stream) = 0;
 
   // Processes one staged item. Returns once the staging slot may be refilled; the output may
   // still be in flight until synchronize().

@@ -8,18 +8,18 @@
 // coherent machines): the kernel reads the pinned slot through its device mapping, and process()
 // returns when that kernel is done. Dense tensors are copied as they are, straight to their
 // destination. Times come from CUDA events; peak device memory counts every live cudaMalloc,
-// scratch included.
+// scratch (and the --check summaries' CUB scratch) included.
+//
+// Memory comes from one resource per kind (src/memory_cuda.hpp); this file holds the streams,
+// events and scratch slots, and the order in which work is enqueued.
 #include <cuda.h>
 #include <cuda_runtime.h>
-#include <hwloc.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -28,12 +28,13 @@
 #include "kernels/cuda_decode.hpp"
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
+#include "src/memory.hpp"
+#include "src/memory_cuda.hpp"
 
 namespace umload {
 
 namespace {
 
-constexpr std::size_t page_bytes = 4096;
 constexpr std::size_t scratch_alignment = 256;
 constexpr int scratch_slots = 2;
 
@@ -125,37 +126,40 @@ class device_scope {
 
 class cuda_backend final : public backend {
  public:
-  explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
+  explicit cuda_backend(const cuda_backend_options& options)
+      : options_(options), device_raw_(options.ordinal), device_(device_raw_) {
     const device_scope scope(options_.ordinal);
-    int pageable = 0;
-    UMLOAD_CUDA_CHECK(
-        cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, options_.ordinal));
-    pageable_access_ = pageable != 0;
-    int managed = 0, registrable = 0;
-    UMLOAD_CUDA_CHECK(
-        cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, options_.ordinal));
-    UMLOAD_CUDA_CHECK(
-        cudaDeviceGetAttribute(&registrable, cudaDevAttrHostRegisterSupported, options_.ordinal));
-    concurrent_managed_access_ = managed != 0;
-    host_register_ = registrable != 0;  // else NUMA-bound staging falls back to cudaHostAlloc
-    if (!pageable_access_ && concurrent_managed_access_) {
-      // cudaMallocManaged does not lower cudaMemGetInfo's free count, so the guard on managed
-      // memory is kept here, over every allocation: managed and device bytes together never
-      // pass what the card had free when the backend was made.
+    pageable_access_ = attribute(cudaDevAttrPageableMemoryAccess) != 0;
+    const bool concurrent_managed = attribute(cudaDevAttrConcurrentManagedAccess) != 0;
+    // Without host registration, NUMA-bound staging falls back to cudaHostAlloc.
+    staging_ = std::make_unique<pinned_memory_resource>(
+        options_.staging_numa_node, attribute(cudaDevAttrHostRegisterSupported) != 0);
+    managed_ = std::make_unique<managed_memory_resource>(options_.ordinal, pageable_access_);
+    if (!pageable_access_ && concurrent_managed) {
+      // cudaMallocManaged does not lower cudaMemGetInfo's free count, so the guard is kept here,
+      // over every allocation: managed and device bytes together never pass what the card had
+      // free when the backend was made.
       std::size_t free_bytes = 0, total_bytes = 0;
       UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      managed_limit_bytes_ = free_bytes;
+      managed_guard_ = std::make_unique<limiting_adaptor>(
+          *managed_, free_bytes, "managed memory on device " + std::to_string(options_.ordinal),
+          &device_);
+    } else if (!pageable_access_) {
+      managed_refusal_ =
+          "device " + std::to_string(options_.ordinal) +
+          " has neither pageable nor concurrent managed memory access, so it cannot be "
+          "advised to read host memory in place; use a discrete plan (--platform discrete)";
     }
     try {
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
       UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_stream_, cudaStreamNonBlocking));
+      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&prefetch_stream_, cudaStreamNonBlocking));
       copy_start_ = make_event();
       copied_ = make_event();
       for (auto& slot : scratch_) {
         slot.decode_start = make_event();
         slot.decoded = make_event();
       }
-      if (options_.staging_numa_node >= 0) load_topology();
     } catch (...) {
       destroy();
       throw;
@@ -165,11 +169,10 @@ class cuda_backend final : public backend {
   ~cuda_backend() override {
     // Errors here cannot be reported: the library never throws from a destructor.
     const device_scope scope(options_.ordinal, std::nothrow);
-    if (copy_stream_) cudaStreamSynchronize(copy_stream_);
-    if (compute_stream_) cudaStreamSynchronize(compute_stream_);
-    for (auto& slot : scratch_)
-      if (slot.device) cudaFree(slot.device);
-    for (auto& [base, slot] : staging_) free_staging(base, slot);
+    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
+      if (s) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
+    for (auto& slot : scratch_) device_.deallocate(slot.device, slot.bytes);
+    staging_.reset();
     destroy();
   }
 
@@ -181,66 +184,38 @@ class cuda_backend final : public backend {
   std::byte* allocate_staging(std::size_t bytes) override {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    const std::size_t length = round_up(std::max<std::size_t>(bytes, 1), page_bytes);
-    staging_slot slot;
-    slot.bytes = length;
-    void* p = nullptr;
-    if (topology_ && host_register_) {
-      // Bind before pinning: pages land on the GPU-local node when first touched, and pinned
-      // pages do not move afterwards.
-      p = map_host(length, "a staging slot");
-      bind_to_node(p, length);
-      std::memset(p, 0, length);
-      const cudaError_t status =
-          cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
-      if (status != cudaSuccess) {
-        ::munmap(p, length);
-        detail::cuda_check(status, "cudaHostRegister(staging slot)", __FILE__, __LINE__);
-      }
-      slot.registered = true;
-    } else {
-      const cudaError_t status =
-          cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped);
-      if (status == cudaErrorMemoryAllocation) {
-        (void)cudaGetLastError();
-        throw budget_error("cudaHostAlloc of a " + std::to_string(length) +
-                           "-byte pinned staging slot failed: not enough pinned host memory "
-                           "(lower UMLOAD_STAGING_SLOT_SIZE or UMLOAD_STAGING_SLOTS)");
-      }
-      detail::cuda_check(status, "cudaHostAlloc(staging slot)", __FILE__, __LINE__);
-    }
-    const cudaError_t mapped = cudaHostGetDevicePointer(&slot.device, p, 0);
-    if (mapped != cudaSuccess) {
-      free_staging(p, slot);
-      detail::cuda_check(mapped, "cudaHostGetDevicePointer(staging slot)", __FILE__, __LINE__);
-    }
-    staging_.emplace(p, slot);
-    largest_staging_ = std::max(largest_staging_, length);
-    return static_cast<std::byte*>(p);
+    return static_cast<std::byte*>(staging_->allocate(bytes));
   }
 
-  void release_staging(std::byte* p, std::size_t) noexcept override {
+  void release_staging(std::byte* p, std::size_t bytes) noexcept override {
     std::lock_guard lock(mutex_);
-    const auto it = staging_.find(p);
-    if (it == staging_.end()) return;
     const device_scope scope(options_.ordinal, std::nothrow);
     // A slot may still feed a copy or a zero-copy kernel: let those finish first.
-    cudaStreamSynchronize(copy_stream_);
-    if (options_.zero_copy_staging) cudaStreamSynchronize(compute_stream_);
-    free_staging(it->first, it->second);
-    staging_.erase(it);
+    UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(copy_stream_));
+    if (options_.zero_copy_staging) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(compute_stream_));
+    staging_->deallocate(p, bytes);
   }
 
-  std::byte* allocate_output(std::size_t bytes, memory_kind where) override {
-    if (bytes == 0) return nullptr;
+  placed_output place_output(std::size_t bytes, const output_request& request) override {
+    placed_output placed;
+    if (bytes == 0) return placed;
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    switch (where) {
-      case memory_kind::device: return static_cast<std::byte*>(device_alloc(bytes));
-      case memory_kind::host: return static_cast<std::byte*>(map_host(bytes, "an output tensor"));
-      case memory_kind::host_managed: return static_cast<std::byte*>(host_managed_alloc(bytes));
+    switch (request.where) {
+      case memory_kind::device:
+        placed.data = static_cast<std::byte*>(device_.allocate(bytes));
+        break;
+      case memory_kind::host: {
+        std::string bound;
+        placed.data = static_cast<std::byte*>(host_.allocate_on(bytes, request.numa_node, &bound));
+        if (!bound.empty()) placed.actions.push_back("numa-bind " + bound);
+        break;
+      }
+      case memory_kind::host_managed:
+        placed.data = host_managed(bytes, request, placed.actions);
+        break;
     }
-    throw usage_error("cuda backend: unknown memory kind");
+    return placed;
   }
 
   void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept override {
@@ -248,13 +223,42 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal, std::nothrow);
     // Work in flight may still write this tensor.
-    cudaStreamSynchronize(copy_stream_);
-    cudaStreamSynchronize(compute_stream_);
+    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
+      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
     switch (where) {
-      case memory_kind::device: device_free(p, bytes); return;
-      case memory_kind::host: ::munmap(p, bytes); return;
-      case memory_kind::host_managed: release_host_managed(p, bytes); return;
+      case memory_kind::device: device_.deallocate(p, bytes); return;
+      case memory_kind::host: host_.deallocate(p, bytes); return;
+      case memory_kind::host_managed:
+        managed_->deallocate(p, bytes);
+        if (managed_guard_) managed_guard_->discharge(bytes);
+        return;
     }
+  }
+
+  std::string fault_in(std::byte* p, std::size_t bytes, const output_request& request) override {
+    if (p == nullptr || bytes == 0) return "nothing to fault in";
+    switch (request.where) {
+      case memory_kind::device: return "device memory: resident from cudaMalloc";
+      case memory_kind::host:
+        return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? "populate-write"
+                                                             : "populate-write refused";
+      case memory_kind::host_managed: break;
+    }
+    std::lock_guard lock(mutex_);
+    const device_scope scope(options_.ordinal);
+    const cudaMemLocation where = host_location(request.numa_node);
+    UMLOAD_CUDA_CHECK(cudaMemPrefetchAsync(p, bytes, where, 0, prefetch_stream_));
+    return "prefetch " + to_string(where);
+  }
+
+  std::string prefetch_to_device(const std::byte* p, std::size_t bytes, void* stream) override {
+    if (p == nullptr || bytes == 0) return "nothing to prefetch";
+    std::lock_guard lock(mutex_);
+    const device_scope scope(options_.ordinal);
+    const cudaMemLocation where = device_location(options_.ordinal);
+    const auto s = stream ? static_cast<cudaStream_t>(stream) : prefetch_stream_;
+    UMLOAD_CUDA_CHECK(cudaMemPrefetchAsync(p, bytes, where, 0, s));
+    return "prefetch " + to_string(where);
   }
 
   void process(const staged_item& item) override {
@@ -302,30 +306,26 @@ class cuda_backend final : public backend {
     const device_scope scope(options_.ordinal);
     // CUB's scratch comes from this backend's device memory, so it counts in the peak.
     const std::size_t bytes = cuda::summarize_scratch_bytes(values);
-    void* scratch = bytes ? device_alloc(bytes) : nullptr;
+    void* scratch = device_.allocate(bytes);
     try {
       const auto summary = cuda::summarize(data, values, dtype, scratch, bytes, compute_stream_);
-      device_free(scratch, bytes);
+      device_.deallocate(scratch, bytes);
       return summary;
     } catch (...) {
-      cudaStreamSynchronize(compute_stream_);
-      device_free(scratch, bytes);
+      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(compute_stream_));
+      device_.deallocate(scratch, bytes);
       throw;
     }
   }
 
   backend_stats stats() const override {
     std::lock_guard lock(mutex_);
-    return {copy_seconds_, decode_seconds_, peak_device_bytes_};
+    const std::string binding = staging_->binding();
+    return {copy_seconds_, decode_seconds_, device_.peak_bytes(),
+            "pinned" + (binding.empty() ? std::string() : ", NUMA " + binding)};
   }
 
  private:
-  struct staging_slot {
-    std::size_t bytes = 0;
-    void* device = nullptr;   // the slot as the device addresses it
-    bool registered = false;  // mmap + cudaHostRegister (NUMA-bound) rather than cudaHostAlloc
-  };
-
   struct scratch_slot {
     void* device = nullptr;
     std::size_t bytes = 0;
@@ -335,54 +335,41 @@ class cuda_backend final : public backend {
     bool timed = false;  // decode_start and decoded bracket a kernel (not a failed launch)
   };
 
+  int attribute(cudaDeviceAttr what) const {
+    int value = 0;
+    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&value, what, options_.ordinal));
+    return value;
+  }
+
   void destroy() noexcept {
     for (auto& slot : scratch_) {
       if (slot.decode_start) cudaEventDestroy(slot.decode_start);
       if (slot.decoded) cudaEventDestroy(slot.decoded);
       slot.decode_start = slot.decoded = nullptr;
     }
-    if (copy_start_) cudaEventDestroy(copy_start_);
-    if (copied_) cudaEventDestroy(copied_);
-    if (copy_stream_) cudaStreamDestroy(copy_stream_);
-    if (compute_stream_) cudaStreamDestroy(compute_stream_);
+    for (cudaEvent_t e : {copy_start_, copied_})
+      if (e) cudaEventDestroy(e);
+    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
+      if (s) cudaStreamDestroy(s);
     copy_start_ = copied_ = nullptr;
-    copy_stream_ = compute_stream_ = nullptr;
-    if (topology_) hwloc_topology_destroy(topology_);
-    topology_ = nullptr;
+    copy_stream_ = compute_stream_ = prefetch_stream_ = nullptr;
   }
 
-  void load_topology() {
-    if (hwloc_topology_init(&topology_) != 0 || hwloc_topology_load(topology_) != 0)
-      throw io_error("hwloc: cannot load this machine's topology to bind staging memory", errno);
-    numa_node_ = hwloc_get_numanode_obj_by_os_index(
-        topology_, static_cast<unsigned>(options_.staging_numa_node));
-    if (numa_node_ == nullptr)
-      throw usage_error("staging NUMA node " + std::to_string(options_.staging_numa_node) +
-                        " does not exist on this machine (it has " +
-                        std::to_string(hwloc_get_nbobjs_by_type(topology_, HWLOC_OBJ_NUMANODE)) +
-                        " NUMA nodes)");
-  }
-
-  void bind_to_node(void* p, std::size_t length) {
-    if (hwloc_set_area_membind(topology_, p, length, numa_node_->nodeset, HWLOC_MEMBIND_BIND,
-                               HWLOC_MEMBIND_BYNODESET) == 0)
-      return;
-    // Binding is a placement hint: kernels without NUMA support (ENOSYS) and containers whose
-    // seccomp policy refuses mbind (EPERM) leave the slot where first touch puts it.
-    const int err = errno;
-    if (err == ENOSYS || err == EPERM || err == EXDEV) return;
-    ::munmap(p, length);
-    throw io_error("hwloc_set_area_membind of a staging slot to NUMA node " +
-                       std::to_string(options_.staging_numa_node) + ": " + std::strerror(err),
-                   err);
-  }
-
-  void free_staging(void* p, const staging_slot& slot) noexcept {
-    if (slot.registered) {
-      cudaHostUnregister(p);
-      ::munmap(p, slot.bytes);
-    } else {
-      cudaFreeHost(p);
+  // Host memory the GPU reads in place, bound and advised as the plan says.
+  std::byte* host_managed(std::size_t bytes, const output_request& request,
+                          std::vector<std::string>& actions) {
+    if (!managed_refusal_.empty()) throw usage_error("host_managed output: " + managed_refusal_);
+    const managed_memory_resource::advice advise{request.prefer_host, request.accessed_by_device};
+    const int numa_node = request.numa_node;
+    if (!managed_guard_)
+      return static_cast<std::byte*>(managed_->allocate_on(bytes, numa_node, advise, &actions));
+    // Cumulative: managed and device bytes together stay within what the card had free.
+    managed_guard_->charge(bytes);
+    try {
+      return static_cast<std::byte*>(managed_->allocate_on(bytes, numa_node, advise, &actions));
+    } catch (...) {
+      managed_guard_->discharge(bytes);
+      throw;
     }
   }
 
@@ -399,92 +386,6 @@ class cuda_backend final : public backend {
                         " cannot write (no pageable memory access); place it in device or "
                         "host_managed memory, or decode on the CPU");
   }
-
-  // Anonymous host memory, or a budget error that says how much and why not.
-  static void* map_host(std::size_t bytes, const char* what) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      throw budget_error(std::string("cannot map ") + std::to_string(bytes) +
-                         " bytes of host memory for " + what + ": " + std::strerror(err));
-    }
-    return p;
-  }
-
-  void* device_alloc(std::size_t bytes) {
-    void* p = nullptr;
-    const cudaError_t status = cudaMalloc(&p, bytes);
-    if (status == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      std::size_t free_bytes = 0, total_bytes = 0;
-      cudaMemGetInfo(&free_bytes, &total_bytes);
-      throw budget_error("cudaMalloc of " + std::to_string(bytes) + " bytes on device " +
-                         std::to_string(options_.ordinal) +
-                         " failed: " + std::to_string(free_bytes) + " of " +
-                         std::to_string(total_bytes) + " bytes free, " +
-                         std::to_string(live_device_bytes_) + " held by this loader");
-    }
-    detail::cuda_check(status, "cudaMalloc", __FILE__, __LINE__);
-    live_device_bytes_ += bytes;
-    peak_device_bytes_ = std::max(peak_device_bytes_, live_device_bytes_);
-    return p;
-  }
-
-  void device_free(void* p, std::size_t bytes) noexcept {
-    if (p && cudaFree(p) == cudaSuccess)
-      live_device_bytes_ -= std::min<std::uint64_t>(bytes, live_device_bytes_);
-  }
-
-  // Host memory the GPU reads in place: preferred location host, accessed by this device. With
-  // pageable memory access (ATS, HMM) ordinary anonymous memory takes the advice; otherwise it
-  // must be managed memory, which is never asked beyond what the device has free.
-  void* host_managed_alloc(std::size_t bytes) {
-    void* p = nullptr;
-    if (pageable_access_) {
-      p = map_host(bytes, "a host_managed output tensor");
-    } else {
-      if (!concurrent_managed_access_)
-        throw usage_error("host_managed output: device " + std::to_string(options_.ordinal) +
-                          " has neither pageable nor concurrent managed memory access, so it "
-                          "cannot be advised to read host memory in place; use a discrete plan "
-                          "(--platform discrete)");
-      if (managed_live_bytes_ + live_device_bytes_ + bytes > managed_limit_bytes_)
-        throw budget_error("host_managed output of " + std::to_string(bytes) + " bytes on device " +
-                           std::to_string(options_.ordinal) +
-                           ": it has no pageable memory access, and managed memory is not asked "
-                           "beyond the " +
-                           std::to_string(managed_limit_bytes_) +
-                           " bytes it had free (this loader holds " +
-                           std::to_string(managed_live_bytes_) + " bytes of managed and " +
-                           std::to_string(live_device_bytes_) + " of device memory)");
-      UMLOAD_CUDA_CHECK(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal));
-      managed_live_bytes_ += bytes;
-      peak_device_bytes_ = std::max(peak_device_bytes_, live_device_bytes_ + managed_live_bytes_);
-    }
-    try {
-      cudaMemLocation host{};
-      host.type = cudaMemLocationTypeHost;
-      host.id = 0;
-      cudaMemLocation device{};
-      device.type = cudaMemLocationTypeDevice;
-      device.id = options_.ordinal;
-      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host));
-      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device));
-    } catch (...) {
-      release_host_managed(p, bytes);
-      throw;
-    }
-    return p;
-  }
-
-  void release_host_managed(void* p, std::size_t bytes) noexcept {
-    if (pageable_access_) {
-      ::munmap(p, bytes);
-    } else if (cudaFree(p) == cudaSuccess) {
-      managed_live_bytes_ -= std::min<std::uint64_t>(bytes, managed_live_bytes_);
-    }
-  }
-
   void copy_item(const staged_item& item) {
     if (item.staged_bytes == 0) return;
     if (item.destination == nullptr || item.staged == nullptr)
@@ -520,11 +421,12 @@ class cuda_backend final : public backend {
     retire(slot);
     if (slot.bytes < need) {
       // Sized to the largest staging slot, so that it grows at most once in a normal run.
-      device_free(slot.device, slot.bytes);
+      device_.deallocate(slot.device, slot.bytes);
       slot.device = nullptr;
       slot.bytes = 0;
-      const std::size_t bytes = round_up(std::max(need, largest_staging_), scratch_alignment);
-      slot.device = device_alloc(bytes);
+      const std::size_t bytes =
+          round_up(std::max(need, staging_->largest_slot()), scratch_alignment);
+      slot.device = device_.allocate(bytes);
       slot.bytes = bytes;
     }
     auto* base = static_cast<std::uint8_t*>(slot.device);
@@ -558,13 +460,8 @@ class cuda_backend final : public backend {
   // The device's address of host bytes in a staging slot; on machines with pageable memory access
   // any host address serves as it is.
   const std::uint8_t* device_view(const std::uint8_t* p, std::size_t bytes) const {
-    auto it = staging_.upper_bound(const_cast<std::uint8_t*>(p));
-    if (it != staging_.begin()) {
-      --it;
-      const auto* base = static_cast<const std::uint8_t*>(it->first);
-      if (p >= base && p + bytes <= base + it->second.bytes)
-        return static_cast<const std::uint8_t*>(it->second.device) + (p - base);
-    }
+    if (const void* mapped = staging_->device_view(p, bytes))
+      return static_cast<const std::uint8_t*>(mapped);
     if (pageable_access_) return p;
     throw usage_error(
         "cuda backend: zero-copy staging needs the item's bytes in a staging slot "
@@ -587,26 +484,28 @@ class cuda_backend final : public backend {
 
   cuda_backend_options options_;
   bool pageable_access_ = false;
-  bool concurrent_managed_access_ = false;
-  bool host_register_ = false;
+  std::string managed_refusal_;  // why host_managed cannot be had on this device, if it cannot
+  device_memory_resource device_raw_;
+  tracking_adaptor device_;  // every cudaMalloc of this backend: outputs and scratch
+  host_memory_resource host_;
+  std::unique_ptr<pinned_memory_resource> staging_;
+  std::unique_ptr<managed_memory_resource> managed_;
+  std::unique_ptr<limiting_adaptor> managed_guard_;  // managed memory without pageable access
   mutable std::mutex mutex_;
   cudaStream_t copy_stream_ = nullptr;
   cudaStream_t compute_stream_ = nullptr;
+  cudaStream_t prefetch_stream_ = nullptr;
   cudaEvent_t copy_start_ = nullptr;
   cudaEvent_t copied_ = nullptr;
   std::array<scratch_slot, scratch_slots> scratch_{};
   int next_scratch_ = 0;
-  std::map<void*, staging_slot> staging_;
-  std::size_t largest_staging_ = 0;
-  hwloc_topology_t topology_ = nullptr;
-  hwloc_obj_t numa_node_ = nullptr;
-  std::uint64_t live_device_bytes_ = 0;
-  std::uint64_t managed_live_bytes_ = 0;
-  std::uint64_t managed_limit_bytes_ = 0;
-  std::uint64_t peak_device_bytes_ = 0;
   double copy_seconds_ = 0;
   double decode_seconds_ = 0;
 };
+
+}  // namespace
+
+namespace {
 
 // cudaGetDeviceCount's status: cudaErrorInsufficientDriver without a driver, cudaErrorNoDevice
 // without a GPU, cudaErrorStubLibrary with the toolkit's stub libcuda. All mean "no GPU".

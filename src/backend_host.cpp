@@ -1,23 +1,25 @@
-// The host backend: CPU kernels decoding straight into host memory.
+// The host backend: CPU kernels decoding straight into host memory. On a machine without a GPU it
+// also stands in for a device plan: host_managed outputs are host memory bound to their node, and
+// the advice and device prefetches such a plan orders are reported as simulated.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
-#include "kernels/error.hpp"
 #include "src/backend.hpp"
+#include "src/memory.hpp"
 
 namespace umload {
 
 namespace {
 
-constexpr std::size_t page_alignment = 4096;
-constexpr std::size_t huge_page = 2u << 20;
+using clock_type = std::chrono::steady_clock;
 
-constexpr std::size_t round_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
 
 class host_backend final : public backend {
  public:
@@ -25,67 +27,68 @@ class host_backend final : public backend {
 
   std::string_view name() const override { return "host"; }
 
-  std::byte* allocate_staging(std::size_t bytes) override { return allocate(bytes); }
-  void release_staging(std::byte* p, std::size_t) noexcept override { std::free(p); }
-
-  std::byte* allocate_output(std::size_t bytes, memory_kind) override {
-    // Anonymous mappings give whole tensors back to the OS on release, whatever the allocator.
-    // Large ones are 2 MiB aligned and asked for transparent huge pages: first-touch faults on
-    // 4 KiB pages otherwise cost more system time than the decode itself.
-    if (bytes == 0) return nullptr;
-    const std::size_t length = round_up(bytes, page_alignment);
-    if (length < huge_page) {
-      void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) refuse(length, "an output tensor");
-      return static_cast<std::byte*>(p);
-    }
-    void* raw = ::mmap(nullptr, length + huge_page, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) refuse(length + huge_page, "an output tensor");
-    auto* base = static_cast<std::byte*>(raw);
-    auto* aligned =
-        reinterpret_cast<std::byte*>(round_up(reinterpret_cast<std::uintptr_t>(base), huge_page));
-    if (aligned > base) ::munmap(base, static_cast<std::size_t>(aligned - base));
-    const std::size_t tail =
-        static_cast<std::size_t>((base + length + huge_page) - (aligned + length));
-    if (tail) ::munmap(aligned + length, tail);
-    ::madvise(aligned, length, MADV_HUGEPAGE);  // advisory: ignored where THP is off
-    return aligned;
+  std::byte* allocate_staging(std::size_t bytes) override {
+    return static_cast<std::byte*>(staging_.allocate(bytes));
   }
+  void release_staging(std::byte* p, std::size_t bytes) noexcept override {
+    staging_.deallocate(p, bytes);
+  }
+
+  placed_output place_output(std::size_t bytes, const output_request& request) override {
+    placed_output placed;
+    std::string bound;
+    placed.data = static_cast<std::byte*>(outputs_.allocate_on(bytes, request.numa_node, &bound));
+    if (!bound.empty()) placed.actions.push_back("numa-bind " + bound);
+    if (request.where == memory_kind::host_managed) {
+      if (request.prefer_host)
+        placed.simulated.push_back("advise preferred-location host" +
+                                   (request.numa_node >= 0
+                                        ? "-numa:" + std::to_string(request.numa_node)
+                                        : std::string()));
+      if (request.accessed_by_device) placed.simulated.push_back("advise accessed-by device");
+    } else if (request.where == memory_kind::device) {
+      placed.simulated.push_back("device memory (host memory stands in)");
+    }
+    return placed;
+  }
+
   void release_output(std::byte* p, std::size_t bytes, memory_kind) noexcept override {
-    if (p) ::munmap(p, round_up(bytes, page_alignment));
+    outputs_.deallocate(p, bytes);
+  }
+
+  std::string fault_in(std::byte* p, std::size_t bytes, const output_request&) override {
+    if (p == nullptr || bytes == 0) return "nothing to fault in";
+    // Advisory: kernels before 5.14 lack MADV_POPULATE_WRITE, and first touch does the same.
+    return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? "populate-write"
+                                                         : "populate-write refused";
+  }
+
+  std::string prefetch_to_device(const std::byte*, std::size_t, void*) override {
+    return "simulated: no device (host backend)";
   }
 
   void process(const staged_item& item) override {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = clock_type::now();
     if (item.what == staged_item::kind::decode) {
       cpu::decode(item.job, path_, threads_);
-      decode_seconds_ +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      decode_seconds_ += seconds_since(t0);
     } else {
       if (item.staged_bytes) std::memcpy(item.destination, item.staged, item.staged_bytes);
-      copy_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      copy_seconds_ += seconds_since(t0);
     }
   }
 
   void synchronize() override {}
 
-  backend_stats stats() const override { return {copy_seconds_, decode_seconds_, 0}; }
+  backend_stats stats() const override {
+    return {copy_seconds_, decode_seconds_, 0, "pageable host memory"};
+  }
 
  private:
-  static std::byte* allocate(std::size_t bytes) {
-    void* p = std::aligned_alloc(page_alignment, round_up(bytes, page_alignment));
-    if (!p) refuse(round_up(bytes, page_alignment), "a staging slot");
-    return static_cast<std::byte*>(p);
-  }
-
-  [[noreturn]] static void refuse(std::size_t bytes, const char* what) {
-    throw budget_error("cannot allocate " + std::to_string(bytes) + " bytes of host memory for " +
-                       what);
-  }
-
   int threads_;
   cpu::isa path_;
+  aligned_host_resource staging_;
+  host_memory_resource outputs_;
   double copy_seconds_ = 0;
   double decode_seconds_ = 0;
 };

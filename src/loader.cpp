@@ -101,6 +101,16 @@ const loaded_tensor* weight_set::find(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<std::string> weight_set::prefetch(const std::vector<int>& layers, void* stream) const {
+  std::vector<std::string> issued;
+  for (const auto& s : prefetch_order_) {
+    if (std::find(layers.begin(), layers.end(), s.layer) == layers.end()) continue;
+    const auto& t = tensors_[s.tensor];
+    issued.push_back(t.name + ": " + owner_->prefetch_to_device(t.data, t.bytes, stream));
+  }
+  return issued;
+}
+
 std::uint64_t weight_set::bytes() const {
   std::uint64_t total = 0;
   for (const auto& t : tensors_) total += t.bytes;
@@ -121,12 +131,15 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   const platform::platform_info info = choose_platform(examined);
   const platform::placement_plan plan = plan_checkpoint(ckpt, pipeline, info, examined);
   platform::require_fits(plan);
+  const platform::load_orders& orders = plan.orders;
   if (options.io_from_plan && pipeline.io == io_mode::automatic)
-    pipeline.io = plan.io == platform::io_mode::direct ? io_mode::direct : io_mode::buffered;
-  if (options.staging_from_plan && plan.staging_slot_bytes > 0 && plan.staging_slots > 0) {
-    pipeline.slot_bytes = std::max<std::size_t>(plan.staging_slot_bytes, min_slot_bytes(outputs));
-    pipeline.slots = plan.staging_slots;
+    pipeline.io = orders.io == platform::io_mode::direct ? io_mode::direct : io_mode::buffered;
+  if (options.staging_from_plan && orders.staging.slot_bytes > 0 && orders.staging.slots > 0) {
+    pipeline.slot_bytes = std::max<std::size_t>(orders.staging.slot_bytes, min_slot_bytes(outputs));
+    pipeline.slots = orders.staging.slots;
   }
+  pipeline.drop_page_cache = orders.drop_page_cache;
+  pipeline.reader_cpuset = orders.reader_cpuset;
 
   load_report report;
   report.memory_model = std::string(platform::to_string(plan.model));
@@ -146,24 +159,19 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
     device = {};
   }
   std::shared_ptr<backend> engine;
-  std::map<std::string, memory_kind, std::less<>> where_of;
-  memory_kind default_kind = memory_kind::host;
+  std::map<std::string, const platform::placement*, std::less<>> placement_of;
+  for (const auto& p : orders.placements) placement_of[p.tensor] = &p;
   if (device.cuda) {
     cuda_backend_options cuda;
     cuda.ordinal = device.ordinal;
-    cuda.zero_copy_staging = plan.zero_copy_staging;
-    cuda.staging_numa_node = plan.staging_numa_node;
+    cuda.zero_copy_staging = orders.staging.zero_copy;
+    cuda.staging_numa_node = orders.staging.numa_node;
     engine = make_cuda_backend(cuda);
-    default_kind = memory_kind::device;
-    for (const auto& p : plan.placements)
-      where_of[p.tensor] = p.where == platform::location::device         ? memory_kind::device
-                           : p.where == platform::location::host_managed ? memory_kind::host_managed
-                                                                         : memory_kind::host;
     report.device = "cuda:" + std::to_string(device.ordinal);
     report.strategy =
         std::string(platform::to_string(plan.model)) +
-        (plan.zero_copy_staging ? ": pinned staging read in place by the GPU, decode on GPU"
-                                : ": pinned staging copied to device scratch, decode on GPU");
+        (orders.staging.zero_copy ? ": pinned staging read in place by the GPU, decode on GPU"
+                                  : ": pinned staging copied to device scratch, decode on GPU");
   } else {
     engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
     report.device = "cpu";
@@ -179,19 +187,43 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
 
   std::vector<loaded_tensor> tensors;
   tensors.reserve(outputs.size());
-  // Allocate every output up front so a load that cannot fit fails before reading anything.
+  load_actions& done = report.actions;
+  std::vector<fault_ahead::target> ahead;
+  // Allocate every output up front, placed as ordered, so a load that cannot fit fails before
+  // reading anything.
   try {
     for (const auto& out : outputs) {
+      // An output the plan does not name goes where the plan's model puts tensors, and the
+      // report says it was not planned.
+      const auto planned = placement_of.find(out.name);
+      platform::placement order;
+      order.tensor = out.name;
+      order.where = gpu_plan ? platform::location::device : platform::location::host;
+      if (planned != placement_of.end()) order = *planned->second;
+      const output_request request = request_for(order);
       loaded_tensor t;
       t.name = out.name;
       t.type = out.type;
       t.shape = out.shape;
       t.bytes = out.bytes;
-      const auto placed = where_of.find(out.name);
-      t.where = placed == where_of.end() ? default_kind : placed->second;
+      placed_output placed = engine->place_output(out.bytes, request);
+      t.data = placed.data;
+      // A host standing in for the device places host memory for every request.
+      t.where = device.cuda ? request.where : memory_kind::host;
       t.device = t.where == memory_kind::host ? -1 : device.ordinal;
-      t.data = engine->allocate_output(out.bytes, t.where);
       tensors.push_back(std::move(t));
+      tensor_record record;
+      record.tensor = out.name;
+      record.plan_index =
+          planned == placement_of.end()
+              ? orders.placements.size()
+              : static_cast<std::size_t>(planned->second - orders.placements.data());
+      record.planned = planned == placement_of.end() ? "not in the plan" : planned_location(order);
+      record.planned_numa_node = order.numa_node;
+      record.actual = std::string(to_string(tensors.back().where));
+      record.actions = std::move(placed.actions);
+      record.simulated = std::move(placed.simulated);
+      done.tensors.push_back(std::move(record));
     }
   } catch (...) {
     for (auto& t : tensors) engine->release_output(t.data, t.bytes, t.where);
@@ -199,29 +231,38 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
   }
   auto weights = std::make_shared<weight_set>(engine, std::move(tensors));
   auto& held = weights->tensors_;
+  for (std::size_t i = 0; i < held.size(); ++i)
+    ahead.push_back({held[i].data,
+                     held[i].bytes,
+                     {held[i].where, done.tensors[i].planned_numa_node},
+                     &done.tensors[i]});
+  std::map<std::string, std::size_t, std::less<>> index_of;
+  for (std::size_t i = 0; i < held.size(); ++i) index_of[held[i].name] = i;
+  for (const auto& name : orders.prefetch)
+    if (const auto it = index_of.find(name); it != index_of.end())
+      weights->prefetch_order_.push_back({it->second, outputs[it->second].layer});
   memory_sink sink(held);
   {
-    // Fresh host memory is faulted in ahead of the pipeline, in its order of use, by a thread of
-    // its own: first-touch faults otherwise stall the decode threads (on virtual machines they
-    // cost more than writing the bytes).
-    std::atomic<bool> stop{false};
-    std::thread prefault([&] {
-      for (const auto& t : held) {
-        if (t.where != memory_kind::host || t.bytes == 0) continue;
-        constexpr std::uint64_t chunk = 64ull << 20;
-        for (std::uint64_t at = 0; at < t.bytes && !stop; at += chunk)
-          ::madvise(t.data + at, std::min(chunk, t.bytes - at), MADV_POPULATE_WRITE);
-      }
-    });
-    try {
-      report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
-    } catch (...) {
-      stop = true;
-      prefault.join();
-      throw;
-    }
-    stop = true;
-    prefault.join();
+    // Destinations are faulted in where they were placed, ahead of the decode, in order of use.
+    fault_ahead faulting(*engine, std::move(ahead));
+    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+  }
+  done.io_mode = report.pipeline.direct_io ? "direct" : "buffered";
+  done.page_cache = report.pipeline.dropped_page_cache ? "dropped as it went and at the end"
+                                                       : "kept (--keep-cache)";
+  done.reader_cpuset = orders.reader_cpuset.empty() ? "not bound (the plan names no cpuset)"
+                                                    : report.pipeline.reader_binding;
+  done.staging = report.pipeline.staging;
+  if (report.host_stands_in) {
+    if (orders.staging.pinned) done.simulated.push_back("pinned staging (host backend: pageable)");
+    done.simulated.push_back(orders.staging.zero_copy ? "staging read in place by the GPU"
+                                                      : "device scratch copies of each slot");
+    if (orders.staging.numa_node >= 0)
+      done.simulated.push_back("staging bound to NUMA node " +
+                               std::to_string(orders.staging.numa_node));
+    if (!orders.prefetch.empty())
+      done.simulated.push_back("prefetch of " + std::to_string(orders.prefetch.size()) +
+                               " spilled tensors toward the GPU (weight_set::prefetch)");
   }
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
@@ -283,6 +324,11 @@ nlohmann::json to_json(const load_report& r, const weight_set* weights) {
       {"slot_bytes", p.slot_bytes},
       {"slots", p.slots},
   };
+  // Planned beside actual, tensor by tensor, in the order `umload plan --json` lists them.
+  nlohmann::json actions = to_json(r.actions);
+  j["placements"] = std::move(actions["placements"]);
+  actions.erase("placements");
+  j["actions"] = std::move(actions);
   if (weights && std::any_of(weights->tensors().begin(), weights->tensors().end(),
                              [](const auto& t) { return t.checksum.has_value(); })) {
     nlohmann::json checks = nlohmann::json::object();

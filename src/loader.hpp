@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/backend.hpp"
+#include "src/orders.hpp"
 #include "src/pipeline.hpp"
 #include "src/planning.hpp"
 
@@ -62,10 +63,21 @@ class weight_set {
   std::uint64_t bytes() const;
   backend& owner() const { return *owner_; }
 
+  // Moves the spilled (host_managed) tensors of `layers` toward the GPU ahead of their use, in
+  // the plan's prefetch order, on `stream` (a cudaStream_t of the weights' device; nullptr: one of
+  // the backend's own). Returns one line per tensor: "NAME: prefetch cuda:0", or "simulated" on a
+  // host standing in for the device. Nothing is spilled outside coherent plans.
+  std::vector<std::string> prefetch(const std::vector<int>& layers, void* stream = nullptr) const;
+
  private:
   friend load_result load_checkpoint(const std::filesystem::path&, const load_options&);
   std::shared_ptr<backend> owner_;
   std::vector<loaded_tensor> tensors_;
+  struct spilled {
+    std::size_t tensor = 0;
+    int layer = -1;
+  };
+  std::vector<spilled> prefetch_order_;  // the plan's prefetch schedule
 };
 
 struct load_report {
@@ -85,6 +97,7 @@ struct load_report {
   std::size_t tensor_count = 0;
   std::string digest;            // "sha256:<hex>" over "<name> <hex>\n" lines sorted by name
   std::uint64_t non_finite = 0;  // with check: non-finite values over every decoded tensor
+  load_actions actions;          // the plan's orders as carried out, tensor by tensor
 };
 
 struct load_result {

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu_decode.hpp"
 #include "kernels/error.hpp"
+#include "platform/binding.hpp"
 #include "src/file.hpp"
 
 namespace umload {
@@ -133,8 +134,12 @@ class staging_ring {
       release();
       throw;
     }
-    const int readers = std::max(1, options.readers);
-    for (int r = 0; r < readers; ++r) threads_.emplace_back([this] { read_loop(); });
+    readers_ = static_cast<std::size_t>(std::max(1, options.readers));
+    for (std::size_t r = 0; r < readers_; ++r)
+      threads_.emplace_back([this, cpuset = options.reader_cpuset] {
+        if (!cpuset.empty()) note_binding(platform::bind_this_thread(cpuset));
+        read_loop();
+      });
   }
 
   ~staging_ring() {
@@ -188,8 +193,21 @@ class staging_ring {
   double read_seconds() const { return read_nanos_ / 1e9; }
   std::size_t capacity() const { return capacity_; }
   std::uint64_t alignment() const { return align_; }
+  // What binding the reader threads got, e.g. "bound: cpuset 0-3 (2 of 2 threads)".
+  std::string binding() const {
+    std::lock_guard lock(mutex_);
+    if (binding_.empty()) return {};
+    return binding_ + " (" + std::to_string(bound_threads_) + " of " + std::to_string(readers_) +
+           " threads bound)";
+  }
 
  private:
+  void note_binding(const platform::bind_result& r) {
+    std::lock_guard lock(mutex_);
+    if (binding_.empty()) binding_ = std::string(platform::to_string(r.outcome)) + ": " + r.detail;
+    if (r.bound()) ++bound_threads_;
+  }
+
   void read_loop() {
     for (;;) {
       std::size_t i = 0;
@@ -270,8 +288,11 @@ class staging_ring {
   std::vector<std::int64_t> ready_;
   std::vector<std::exception_ptr> failure_;
   std::vector<std::array<const std::byte*, 2>> data_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable cv_;
+  std::string binding_;
+  std::size_t bound_threads_ = 0;
+  std::size_t readers_ = 0;
   std::size_t next_ = 0;
   std::size_t consumed_ = 0;
   bool stopping_ = false;
@@ -298,7 +319,7 @@ bool choose_direct(const pipeline_options& options) {
   // automatic: direct I/O only when the page cache is to be left clean anyway.
   if (options.io == io_mode::direct) return true;
   if (options.io == io_mode::buffered) return false;
-  return !options.keep_page_cache;
+  return options.drop_page_cache && !options.keep_page_cache;
 }
 
 }  // namespace
@@ -425,7 +446,8 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
   staging_ring ring(ckpt, items, options, engine, sink, choose_direct(options));
   stats.direct_io = ring.direct();
   stats.slot_bytes = ring.capacity();
-  const bool drop = !options.keep_page_cache;
+  const bool drop = options.drop_page_cache && !options.keep_page_cache;
+  stats.dropped_page_cache = drop;
   std::size_t tensors_done = 0;
   std::uint64_t produced = 0;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -481,7 +503,9 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
   if (drop)
     for (std::size_t s = 0; s < ckpt.shards.size(); ++s)
       ring.shard_file(s).drop_cache(0, ckpt.shards[s].file_size);
+  stats.reader_binding = ring.binding();
   const auto b = engine.stats();
+  stats.staging = b.staging;
   stats.copy_seconds = b.copy_seconds;
   stats.decode_seconds = b.decode_seconds;
   stats.peak_device_bytes = b.peak_device_bytes;

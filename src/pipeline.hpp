@@ -43,7 +43,9 @@ struct pipeline_options {
   output_dtype dtype = output_dtype::bf16;
   bool allow_nan_scales = false;
   io_mode io = io_mode::automatic;
-  bool keep_page_cache = false;  // benchmarks only: leave consumed input pages cached
+  bool drop_page_cache = true;   // the plan's page-cache order: drop what the run's reads cached
+  bool keep_page_cache = false;  // benchmarks only: overrides drop_page_cache, leaves pages cached
+  std::string reader_cpuset;     // the plan's reader cpuset (hwloc list); empty: threads unbound
   std::size_t slot_bytes = 64ull << 20;
   int slots = 4;
   int readers = 2;
@@ -98,7 +100,10 @@ struct pipeline_stats {
   std::size_t slot_bytes = 0;
   int slots = 0;
   bool direct_io = false;
+  bool dropped_page_cache = false;
   std::uint64_t peak_device_bytes = 0;
+  std::string reader_binding;  // what binding the reader threads got ("bound: cpuset 0-3", ...)
+  std::string staging;         // how the backend placed the staging slots
 };
 
 // Bytes of staging memory a run will allocate for these options (slots x slot size + alignment).

@@ -67,9 +67,7 @@ platform::platform_info choose_platform(const platform_choice& choice) {
   return info;
 }
 
-platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
-                                         const platform::platform_info& info,
-                                         const platform_choice& choice) {
+platform::model_demand demand_of(const checkpoint& ckpt, const pipeline_options& options) {
   platform::demand_options demand_options;
   demand_options.dtype = options.dtype == output_dtype::f32    ? platform::output_dtype::f32
                          : options.dtype == output_dtype::keep ? platform::output_dtype::keep
@@ -80,11 +78,16 @@ platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_
   demand_options.world_size = options.world_size;
   std::string label = ckpt.source.filename().string();
   if (label.empty()) label = ckpt.source.string();
-  const auto demand = platform::make_demand(stored_tensors(ckpt), demand_options, label);
+  return platform::make_demand(stored_tensors(ckpt), demand_options, label);
+}
+
+platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
+                                         const platform::platform_info& info,
+                                         const platform_choice& choice) {
   auto b = platform::budgets::from(platform::process_defaults());
   if (choice.device_memory_bytes) b.device_memory_bytes = choice.device_memory_bytes;
   if (choice.host_memory_bytes) b.host_memory_bytes = choice.host_memory_bytes;
-  return platform::make_plan(info, demand, b);
+  return platform::make_plan(info, demand_of(ckpt, options), b);
 }
 
 }  // namespace umload

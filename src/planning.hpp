@@ -49,6 +49,9 @@ std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt);
 // forced memory model on top when asked. Throws usage_error for unknown names.
 platform::platform_info choose_platform(const platform_choice& choice);
 
+// What this checkpoint asks of memory under these options (dtype, layout, rank).
+platform::model_demand demand_of(const checkpoint& ckpt, const pipeline_options& options);
+
 // The plan of this checkpoint under these options on that platform. Pure given its inputs.
 platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
                                          const platform::platform_info& platform,

@@ -9,7 +9,9 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda_check.hpp"
@@ -140,22 +142,10 @@ TEST_P(CudaBackend, OutputsEqualOracleAndDevicePeakStaysPerLayer) {
 INSTANTIATE_TEST_SUITE_P(Strategies, CudaBackend, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "zero_copy" : "discrete"; });
 
-// One decode item of `job`'s shape staged in `slot` (blocks, then scales a page later), writing
-// to `out`.
-staged_item staged_decode(decode_job job, const test::mxfp4_data& d, std::byte* slot,
+// One decode item of `job`'s shape staged in `slot` (blocks, then scales a page later).
+staged_item staged_decode(const decode_job& job, const test::mxfp4_data& d, std::byte* slot,
                           std::byte* out) {
-  std::memcpy(slot, d.blocks.data(), job.block_bytes());
-  std::memcpy(slot + round_up(job.block_bytes(), 4096), d.scales.data(), job.scale_bytes());
-  job.blocks = reinterpret_cast<const std::uint8_t*>(slot);
-  job.scales = reinterpret_cast<const std::uint8_t*>(slot + round_up(job.block_bytes(), 4096));
-  job.out = out;
-  staged_item item;
-  item.what = staged_item::kind::decode;
-  item.staged = slot;
-  item.staged_bytes = job.block_bytes() + job.scale_bytes();
-  item.job = job;
-  item.destination = out;
-  return item;
+  return test::staged_decode(job, d, slot, out, round_up(job.block_bytes(), 4096));
 }
 
 TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
@@ -294,6 +284,50 @@ TEST(CudaBackendMemory, SummaryScratchCountsInPeakDeviceBytes) {
   EXPECT_EQ(s.non_finite, 0u);
   EXPECT_GE(engine->stats().peak_device_bytes, values * 2 + cuda::summarize_scratch_bytes(values));
   engine->release_output(out, values * 2, memory_kind::device);
+}
+
+// A host_managed placement is advised as ordered (preferred location the host NUMA node, accessed
+// by the device), faulted in onto its host node, and moved to the device by prefetch_to_device on
+// the caller's stream; the range attributes show each. Never run without a GPU: bench/gpu_check.sh
+// runs it on the first GPU machine.
+TEST(CudaBackendOrders, HostManagedIsAdvisedFaultedInAndPrefetchedAsOrdered) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  int pageable = 0, managed = 0, host_numa = -1;
+  ASSERT_EQ(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, 0), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, 0), cudaSuccess);
+  if (cudaDeviceGetAttribute(&host_numa, cudaDevAttrHostNumaId, 0) != cudaSuccess)
+    (void)cudaGetLastError();
+  if (!pageable && !managed) GTEST_SKIP() << "no host_managed memory on this device";
+  auto engine = make_cuda_backend({});
+  const std::size_t bytes = 8u << 20;
+  const placed_output placed = engine->place_output(bytes, {memory_kind::host_managed, host_numa});
+  ASSERT_NE(placed.data, nullptr);
+  const std::string preferred =
+      host_numa >= 0 ? "advise preferred-location host-numa:" + std::to_string(host_numa)
+                     : "advise preferred-location host";
+  EXPECT_NE(std::find(placed.actions.begin(), placed.actions.end(), preferred),
+            placed.actions.end());
+  EXPECT_NE(std::find(placed.actions.begin(), placed.actions.end(), "advise accessed-by cuda:0"),
+            placed.actions.end());
+  int type = -1;
+  ASSERT_EQ(cudaMemRangeGetAttribute(&type, sizeof type, cudaMemRangeAttributePreferredLocationType,
+                                     placed.data, bytes),
+            cudaSuccess);
+  EXPECT_EQ(type, host_numa >= 0 ? cudaMemLocationTypeHostNuma : cudaMemLocationTypeHost);
+  EXPECT_EQ(engine->fault_in(placed.data, bytes, {memory_kind::host_managed, host_numa})
+                .rfind("prefetch host", 0),
+            0u);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  EXPECT_EQ(engine->prefetch_to_device(placed.data, bytes, stream), "prefetch cuda:0");
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  ASSERT_EQ(
+      cudaMemRangeGetAttribute(&type, sizeof type, cudaMemRangeAttributeLastPrefetchLocationType,
+                               placed.data, bytes),
+      cudaSuccess);
+  EXPECT_EQ(type, cudaMemLocationTypeDevice);
+  cudaStreamDestroy(stream);
+  engine->release_output(placed.data, bytes, memory_kind::host_managed);
 }
 
 // A failed call that the caller catches leaves nothing behind for the next launch check.

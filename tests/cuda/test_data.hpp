@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu_decode.hpp"
 #include "kernels/decode_job.hpp"
+#include "src/backend.hpp"
 
 namespace umload::test {
 
@@ -84,6 +86,24 @@ inline std::int64_t first_difference(const std::vector<std::uint8_t>& a,
   const auto it = std::mismatch(a.begin(), a.end(), b.begin());
   if (it.first == a.end()) return -1;
   return (it.first - a.begin()) / element;
+}
+
+// One decode item of `job`'s shape staged in `slot` as the pipeline stages it (blocks, then
+// scales `scales_at` bytes in), writing to `out`.
+inline staged_item staged_decode(decode_job job, const mxfp4_data& d, std::byte* slot,
+                                 std::byte* out, std::size_t scales_at) {
+  std::memcpy(slot, d.blocks.data(), job.block_bytes());
+  std::memcpy(slot + scales_at, d.scales.data(), job.scale_bytes());
+  job.blocks = reinterpret_cast<const std::uint8_t*>(slot);
+  job.scales = reinterpret_cast<const std::uint8_t*>(slot + scales_at);
+  job.out = out;
+  staged_item item;
+  item.what = staged_item::kind::decode;
+  item.staged = slot;
+  item.staged_bytes = job.block_bytes() + job.scale_bytes();
+  item.job = job;
+  item.destination = out;
+  return item;
 }
 
 inline std::uint64_t fresh_seed() {

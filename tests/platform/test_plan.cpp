@@ -33,12 +33,13 @@ bool has(const std::string& text, const std::string& part) {
 
 void expect_consistent(const up::placement_plan& p) {
   std::uint64_t sum = 0;
-  for (const auto& pl : p.placements) sum += pl.bytes;
+  for (const auto& pl : p.orders.placements) sum += pl.bytes;
   EXPECT_EQ(sum, p.output_bytes);
   EXPECT_EQ(p.device_resident_bytes + p.host_resident_bytes, p.output_bytes);
   EXPECT_EQ(p.peak_device_bytes, p.device_resident_bytes + p.device_scratch_bytes);
   EXPECT_EQ(p.peak_host_bytes, p.host_resident_bytes + p.staging_bytes);
-  EXPECT_EQ(p.staging_bytes, p.staging_slot_bytes * static_cast<std::uint64_t>(p.staging_slots));
+  EXPECT_EQ(p.staging_bytes,
+            p.orders.staging.slot_bytes * static_cast<std::uint64_t>(p.orders.staging.slots));
   EXPECT_EQ(p.fits, p.message.empty()) << p.message;
 }
 
@@ -52,24 +53,24 @@ TEST(Plan, TwentyBBf16FitsH100SxmAtTotalPlusStaging) {
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::discrete_hmm);  // PageableMemoryAccess=1: HMM, same policy
-  EXPECT_EQ(p.io, up::io_mode::direct);
-  EXPECT_TRUE(p.staging_pinned);
+  EXPECT_EQ(p.orders.io, up::io_mode::direct);
+  EXPECT_TRUE(p.orders.staging.pinned);
   EXPECT_TRUE(p.device_scratch);
   EXPECT_EQ(p.peak_device_bytes, bf16_20b + p.staging_bytes);
   EXPECT_EQ(p.peak_host_bytes, p.staging_bytes);
-  for (const auto& pl : p.placements) EXPECT_EQ(pl.where, location::device) << pl.tensor;
+  for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::device) << pl.tensor;
   // Staging and readers next to the GPU: GPU 0 of a DGX H100 sits on socket 0.
   const auto platform = up::profile_platform("h100-sxm");
-  EXPECT_EQ(p.staging_numa_node, 0);
-  EXPECT_EQ(p.reader_cpuset, platform.topology.node(0)->cpuset);
-  EXPECT_TRUE(p.prefetch.empty());
+  EXPECT_EQ(p.orders.staging.numa_node, 0);
+  EXPECT_EQ(p.orders.reader_cpuset, platform.topology.node(0)->cpuset);
+  EXPECT_TRUE(p.orders.prefetch.empty());
 }
 
 TEST(Plan, GpuOnSocketOneStagesOnNodeOne) {
   const auto p = plan("h100-pcie", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
   EXPECT_TRUE(p.fits);
-  EXPECT_EQ(p.staging_numa_node, 1);
-  EXPECT_EQ(p.reader_cpuset, up::profile_platform("h100-pcie").topology.node(1)->cpuset);
+  EXPECT_EQ(p.orders.staging.numa_node, 1);
+  EXPECT_EQ(p.orders.reader_cpuset, up::profile_platform("h100-pcie").topology.node(1)->cpuset);
 }
 
 TEST(Plan, OneTwentyBBf16FitsNoSingleH100AndSaysWhatWould) {
@@ -130,13 +131,13 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::coherent);
-  EXPECT_TRUE(p.zero_copy_staging);
+  EXPECT_TRUE(p.orders.staging.zero_copy);
   EXPECT_EQ(p.device_scratch_bytes, 0u);
   const std::uint64_t room = platform.memory.device_bytes - p.device_reserve_bytes;
   EXPECT_LE(p.device_resident_bytes, room);
   std::uint64_t smallest_spilled = UINT64_MAX;
   std::vector<std::string> spilled;
-  for (const auto& pl : p.placements) {
+  for (const auto& pl : p.orders.placements) {
     if (pl.where == location::device) continue;
     EXPECT_EQ(pl.where, location::host_managed);
     EXPECT_EQ(pl.numa_node, 0);  // Grace's LPDDR5X, never the HBM node
@@ -155,9 +156,9 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
                    static_cast<double>(p.host_resident_bytes) / static_cast<double>(bf16_120b));
   EXPECT_GT(p.spill_fraction, 0.55);
   EXPECT_LT(p.spill_fraction, 0.65);
-  EXPECT_EQ(p.prefetch, spilled);  // hints for the spilled part, in order of use
-  EXPECT_EQ(p.staging_numa_node, 0);
-  EXPECT_EQ(p.io, up::io_mode::direct);
+  EXPECT_EQ(p.orders.prefetch, spilled);  // hints for the spilled part, in order of use
+  EXPECT_EQ(p.orders.staging.numa_node, 0);
+  EXPECT_EQ(p.orders.io, up::io_mode::direct);
   // The 144 GB part spills less.
   const auto big = plan("gh200-144g", gpt_oss_preset::gpt_oss_120b, output_dtype::bf16);
   EXPECT_TRUE(big.fits);
@@ -168,7 +169,7 @@ TEST(Plan, Gh200HoldsTwentyBWithoutSpilling) {
   const auto p = plan("gh200", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
   EXPECT_TRUE(p.fits);
   EXPECT_EQ(p.host_resident_bytes, 0u);
-  EXPECT_TRUE(p.prefetch.empty());
+  EXPECT_TRUE(p.orders.prefetch.empty());
 }
 
 TEST(Plan, IntegratedUsesDirectIoAndOneCopy) {
@@ -177,15 +178,15 @@ TEST(Plan, IntegratedUsesDirectIoAndOneCopy) {
       const auto p = plan("dgx-spark", preset, dtype);
       expect_consistent(p);
       EXPECT_EQ(p.model, memory_model::integrated);
-      EXPECT_EQ(p.io, up::io_mode::direct);
-      EXPECT_FALSE(p.drop_page_cache);
+      EXPECT_EQ(p.orders.io, up::io_mode::direct);
+      EXPECT_TRUE(p.orders.drop_page_cache);  // what direct reads' buffered fallbacks cached
       EXPECT_TRUE(p.single_pool);
       EXPECT_FALSE(p.device_scratch);
       EXPECT_EQ(p.host_resident_bytes, 0u);  // never a second copy
       EXPECT_EQ(p.peak_device_bytes, p.output_bytes);
       EXPECT_EQ(p.peak_host_bytes, p.staging_bytes);
       EXPECT_LE(p.staging_bytes, 64ull << 20);  // a small ring
-      for (const auto& pl : p.placements) EXPECT_EQ(pl.where, location::device);
+      for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::device);
     }
   }
   EXPECT_TRUE(plan("dgx-spark", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16).fits);
@@ -197,12 +198,12 @@ TEST(Plan, HostProfile) {
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::host);
-  EXPECT_EQ(p.io, up::io_mode::buffered);
-  EXPECT_TRUE(p.drop_page_cache);
+  EXPECT_EQ(p.orders.io, up::io_mode::buffered);
+  EXPECT_TRUE(p.orders.drop_page_cache);
   EXPECT_EQ(p.peak_device_bytes, 0u);
   EXPECT_EQ(p.peak_host_bytes, bf16_20b + p.staging_bytes);
-  EXPECT_TRUE(p.reader_cpuset.empty());
-  for (const auto& pl : p.placements) EXPECT_EQ(pl.where, location::host);
+  EXPECT_TRUE(p.orders.reader_cpuset.empty());
+  for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::host);
   const auto big = plan("host", gpt_oss_preset::gpt_oss_120b, output_dtype::bf16);
   EXPECT_FALSE(big.fits);
   EXPECT_TRUE(has(big.message, "host memory")) << big.message;
@@ -217,7 +218,7 @@ TEST(Plan, EveryProfileEveryShape) {
         up::placement_plan p;
         ASSERT_NO_THROW(p = plan(profile, preset, dtype)) << profile;
         expect_consistent(p);
-        EXPECT_EQ(p.placements.size(), demand(preset, dtype).tensors.size());
+        EXPECT_EQ(p.orders.placements.size(), demand(preset, dtype).tensors.size());
         if (dtype == output_dtype::keep && profile != "host") {
           EXPECT_TRUE(p.fits) << profile << p.message;
         }
@@ -239,16 +240,16 @@ TEST(Plan, BudgetsOverride) {
   up::budgets io;
   io.io = up::io_choice::buffered;
   const auto q = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16, 1, io);
-  EXPECT_EQ(q.io, up::io_mode::buffered);
-  EXPECT_TRUE(q.drop_page_cache);
+  EXPECT_EQ(q.orders.io, up::io_mode::buffered);
+  EXPECT_TRUE(q.orders.drop_page_cache);
 
   up::budgets small;
   small.staging_slot_bytes = 4ull << 20;
   small.staging_slots = 2;
   const auto r = plan("h100-sxm", gpt_oss_preset::gpt_oss_120b, output_dtype::keep, 1, small);
-  EXPECT_EQ(r.staging_slots, 2);
-  EXPECT_GE(r.staging_slot_bytes, 5760ull * 90 * 16);  // one expert's gate_up blocks
-  EXPECT_EQ(r.staging_slot_bytes % (2ull << 20), 0u);
+  EXPECT_EQ(r.orders.staging.slots, 2);
+  EXPECT_GE(r.orders.staging.slot_bytes, 5760ull * 90 * 16);  // one expert's gate_up blocks
+  EXPECT_EQ(r.orders.staging.slot_bytes % (2ull << 20), 0u);
 }
 
 TEST(Plan, ForcedModelOnHostNeedsADeviceFigure) {
@@ -264,7 +265,7 @@ TEST(Plan, ForcedModelOnHostNeedsADeviceFigure) {
   auto hmm = up::with_model(up::profile_platform("h100-sxm"), memory_model::discrete_hmm);
   const auto q = up::make_plan(hmm, d, {});
   EXPECT_EQ(q.model, memory_model::discrete_hmm);
-  for (const auto& pl : q.placements) EXPECT_EQ(pl.where, location::device);
+  for (const auto& pl : q.orders.placements) EXPECT_EQ(pl.where, location::device);
 }
 
 TEST(Plan, DemandWithoutSourceStillPlans) {
@@ -285,7 +286,7 @@ TEST(PlanJson, KeysTheLoaderAndToolsRead) {
   EXPECT_EQ(j["memory_model"], "coherent");
   EXPECT_EQ(j["io_mode"], "direct");
   EXPECT_EQ(j["peak_device_bytes"].get<std::uint64_t>(), p.peak_device_bytes);
-  ASSERT_EQ(j["placements"].size(), p.placements.size());
+  ASSERT_EQ(j["placements"].size(), p.orders.placements.size());
   bool saw_managed = false;
   for (const auto& e : j["placements"]) {
     ASSERT_TRUE(e.contains("tensor"));
@@ -311,7 +312,7 @@ TEST(PlanText, SaysWhatItDecided) {
 
 TEST(Plan, SparkReadersOnTheCortexX925CoresAndThePlanSaysWhy) {
   const auto p = plan("dgx-spark", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
-  EXPECT_EQ(p.reader_cpuset, "5-9,15-19");
+  EXPECT_EQ(p.orders.reader_cpuset, "5-9,15-19");
   EXPECT_NE(p.reader_cpuset_reason.find("most performant"), std::string::npos)
       << p.reader_cpuset_reason;
   EXPECT_EQ(up::to_json(p)["reader_cpuset"], "5-9,15-19");
@@ -319,7 +320,7 @@ TEST(Plan, SparkReadersOnTheCortexX925CoresAndThePlanSaysWhy) {
   EXPECT_TRUE(has(up::describe(p), "reader cpuset 5-9,15-19\n  reader CPUs: ")) << up::describe(p);
   // A one-kind machine keeps the GPU-local cpuset, and says so.
   const auto h = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
-  EXPECT_EQ(h.reader_cpuset, "0-55,112-167");
+  EXPECT_EQ(h.orders.reader_cpuset, "0-55,112-167");
   EXPECT_NE(h.reader_cpuset_reason.find("no CPU kinds reported"), std::string::npos)
       << h.reader_cpuset_reason;
 }
@@ -330,9 +331,9 @@ TEST(Plan, HostOnlyMachineWithTwoKindsBindsDecodeToTheFastOnes) {
   const auto p =
       up::make_plan(platform, demand(gpt_oss_preset::gpt_oss_20b, output_dtype::bf16), {});
   EXPECT_EQ(p.model, memory_model::host);
-  EXPECT_EQ(p.reader_cpuset, "4-7");
-  EXPECT_EQ(p.staging_numa_node, -1);
+  EXPECT_EQ(p.orders.reader_cpuset, "4-7");
+  EXPECT_EQ(p.orders.staging.numa_node, -1);
   const auto plain = plan("host", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
-  EXPECT_EQ(plain.reader_cpuset, "");  // one kind, no GPU: the OS decides, as before
+  EXPECT_EQ(plain.orders.reader_cpuset, "");  // one kind, no GPU: the OS decides, as before
   EXPECT_NE(plain.reader_cpuset_reason.find("the OS places the threads"), std::string::npos);
 }

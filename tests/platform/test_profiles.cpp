@@ -93,9 +93,9 @@ std::string figures_row(const std::string& name) {
   o << " | " << up::to_string(info.model) << " | " << with_commas(info.memory.device_bytes) << " | "
     << with_commas(p.host_memory_bytes) << " | " << with_commas(p.host_available_bytes) << " | "
     << nodes_text(info.topology) << " | " << (d.present ? d.pci_bus_id : "-") << " | "
-    << (plan.staging_numa_node >= 0 ? std::to_string(plan.staging_numa_node) : "any") << " | "
-    << kinds_text(info.topology) << " | "
-    << (plan.reader_cpuset.empty() ? "any" : plan.reader_cpuset) << " |\n";
+    << (plan.orders.staging.numa_node >= 0 ? std::to_string(plan.orders.staging.numa_node) : "any")
+    << " | " << kinds_text(info.topology) << " | "
+    << (plan.orders.reader_cpuset.empty() ? "any" : plan.orders.reader_cpuset) << " |\n";
   return o.str();
 }
 

@@ -1,0 +1,208 @@
+#include "src/memory_cuda.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "kernels/error.hpp"
+#include "platform/binding.hpp"
+
+namespace umload {
+
+namespace detail {
+
+void cuda_try_alloc(cudaError_t status, const char* call, std::size_t bytes,
+                    const std::string& what, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  if (status == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    int device = -1;
+    std::size_t free_bytes = 0, total_bytes = 0;
+    const bool known = cudaGetDevice(&device) == cudaSuccess &&
+                       cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
+    (void)cudaGetLastError();
+    throw budget_error(std::string(call) + " of " + std::to_string(bytes) + " bytes for " + what +
+                       " failed: out of memory" +
+                       (known ? " (device " + std::to_string(device) + ": " +
+                                    std::to_string(free_bytes) + " of " +
+                                    std::to_string(total_bytes) + " bytes free)"
+                              : std::string()));
+  }
+  cuda_check(status, call, file, line);
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::size_t page_bytes = 4096;
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+cudaMemLocation host_location(int numa_node) {
+  cudaMemLocation where{};
+  where.type = numa_node >= 0 ? cudaMemLocationTypeHostNuma : cudaMemLocationTypeHost;
+  where.id = std::max(numa_node, 0);
+  return where;
+}
+
+cudaMemLocation device_location(int ordinal) {
+  cudaMemLocation where{};
+  where.type = cudaMemLocationTypeDevice;
+  where.id = ordinal;
+  return where;
+}
+
+std::string to_string(const cudaMemLocation& where) {
+  switch (where.type) {
+    case cudaMemLocationTypeDevice: return "cuda:" + std::to_string(where.id);
+    case cudaMemLocationTypeHostNuma: return "host-numa:" + std::to_string(where.id);
+    default: return "host";
+  }
+}
+
+pinned_memory_resource::pinned_memory_resource(int numa_node, bool can_register)
+    : numa_node_(numa_node), can_register_(can_register) {
+  if (numa_node_ >= 0 && !platform::has_numa_node(numa_node_))
+    throw usage_error("staging NUMA node " + std::to_string(numa_node_) +
+                      " does not exist on this machine");
+}
+
+pinned_memory_resource::~pinned_memory_resource() {
+  for (const auto& [p, s] : slots_) release(const_cast<void*>(p), s);
+}
+
+void* pinned_memory_resource::allocate(std::size_t bytes) {
+  const std::size_t length = round_up(std::max<std::size_t>(bytes, 1), page_bytes);
+  slot s;
+  s.bytes = length;
+  void* p = nullptr;
+  std::string binding;
+  if (numa_node_ >= 0 && can_register_) {
+    // Bind before pinning: pages land on the GPU-local node when first touched, and pinned pages
+    // do not move afterwards.
+    p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      throw budget_error("cannot map " + std::to_string(length) +
+                         " bytes of host memory for a staging slot: " + std::strerror(errno));
+    const auto r = platform::bind_memory(p, length, numa_node_);
+    binding = std::string(platform::to_string(r.outcome)) + ": " + r.detail;
+    std::memset(p, 0, length);
+    const cudaError_t status =
+        cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
+    if (status != cudaSuccess) {
+      ::munmap(p, length);
+      detail::cuda_try_alloc(status, "cudaHostRegister", length, "a staging slot", __FILE__,
+                             __LINE__);
+    }
+    s.registered = true;
+  } else {
+    UMLOAD_CUDA_TRY_ALLOC(
+        cudaHostAlloc(&p, length, cudaHostAllocPortable | cudaHostAllocMapped), length,
+        "a pinned staging slot (lower UMLOAD_STAGING_SLOT_SIZE or UMLOAD_STAGING_SLOTS)");
+  }
+  const cudaError_t mapped = cudaHostGetDevicePointer(&s.device, p, 0);
+  if (mapped != cudaSuccess) {
+    release(p, s);
+    detail::cuda_check(mapped, "cudaHostGetDevicePointer(staging slot)", __FILE__, __LINE__);
+  }
+  std::lock_guard lock(mutex_);
+  slots_.emplace(p, s);
+  largest_ = std::max(largest_, length);
+  if (!binding.empty()) binding_ = binding;
+  return p;
+}
+
+void pinned_memory_resource::deallocate(void* p, std::size_t) noexcept {
+  std::lock_guard lock(mutex_);
+  const auto it = slots_.find(p);
+  if (it == slots_.end()) return;
+  release(p, it->second);
+  slots_.erase(it);
+}
+
+void pinned_memory_resource::release(void* p, const slot& s) noexcept {
+  if (s.registered) {
+    UMLOAD_CUDA_BEST_EFFORT(cudaHostUnregister(p));
+    ::munmap(p, s.bytes);
+  } else {
+    UMLOAD_CUDA_BEST_EFFORT(cudaFreeHost(p));
+  }
+}
+
+const void* pinned_memory_resource::device_view(const void* p, std::size_t bytes) const {
+  std::lock_guard lock(mutex_);
+  auto it = slots_.upper_bound(p);
+  if (it == slots_.begin()) return nullptr;
+  --it;
+  const auto* base = static_cast<const std::byte*>(it->first);
+  const auto* at = static_cast<const std::byte*>(p);
+  if (at < base || at + bytes > base + it->second.bytes) return nullptr;
+  return static_cast<const std::byte*>(it->second.device) + (at - base);
+}
+
+std::size_t pinned_memory_resource::largest_slot() const {
+  std::lock_guard lock(mutex_);
+  return largest_;
+}
+
+std::string pinned_memory_resource::binding() const {
+  std::lock_guard lock(mutex_);
+  return binding_;
+}
+
+void* device_memory_resource::allocate(std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  UMLOAD_CUDA_TRY_ALLOC(cudaMalloc(&p, bytes), bytes,
+                        "device memory on device " + std::to_string(ordinal_));
+  return p;
+}
+
+void device_memory_resource::deallocate(void* p, std::size_t) noexcept {
+  if (p) UMLOAD_CUDA_BEST_EFFORT(cudaFree(p));
+}
+
+void* managed_memory_resource::allocate_on(std::size_t bytes, int numa_node, advice advise,
+                                           std::vector<std::string>* actions) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  if (pageable_) {
+    std::string bound;
+    p = host_.allocate_on(bytes, numa_node, &bound);
+    if (actions && !bound.empty()) actions->push_back("numa-bind " + bound);
+  } else {
+    UMLOAD_CUDA_TRY_ALLOC(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal), bytes,
+                          "a host_managed tensor");
+  }
+  try {
+    if (advise.prefer_host) {
+      const cudaMemLocation host = host_location(numa_node);
+      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host));
+      if (actions) actions->push_back("advise preferred-location " + to_string(host));
+    }
+    if (advise.accessed_by_device) {
+      const cudaMemLocation device = device_location(ordinal_);
+      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device));
+      if (actions) actions->push_back("advise accessed-by " + to_string(device));
+    }
+  } catch (...) {
+    deallocate(p, bytes);
+    throw;
+  }
+  return p;
+}
+
+void managed_memory_resource::deallocate(void* p, std::size_t bytes) noexcept {
+  if (!p) return;
+  if (pageable_)
+    host_.deallocate(p, bytes);
+  else
+    UMLOAD_CUDA_BEST_EFFORT(cudaFree(p));
+}
+
+}  // namespace umload

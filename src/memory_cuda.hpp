@@ -1,0 +1,117 @@
+// The CUDA kinds of memory, one small resource each (rmm's pinned_host_memory_resource and
+// cuda_memory_resource are the model): pinned staging, device memory, and host memory the GPU
+// reads in place (host_managed). Peak bytes and ceilings are the adaptors of src/memory.hpp.
+// Every call runs on the caller's current device; the backend makes its GPU current first.
+//
+//   pinned_memory_resource staging(numa_node, can_register);   // mapped, NUMA-bound
+//   device_memory_resource device(ordinal);                     // cudaMalloc
+//   void* p = staging.allocate(64 << 20);
+//   const void* seen_by_gpu = staging.device_view(p, bytes);
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_check.hpp"
+#include "src/memory.hpp"
+
+namespace umload::detail {
+
+// cudaErrorMemoryAllocation as a budget_error naming `bytes` and `what`; any other failure as
+// cuda_error (UMLOAD_CUDA_CHECK).
+void cuda_try_alloc(cudaError_t status, const char* call, std::size_t bytes,
+                    const std::string& what, const char* file, int line);
+
+}  // namespace umload::detail
+
+// An allocation call: out of memory is a budget error, anything else a CUDA error.
+#define UMLOAD_CUDA_TRY_ALLOC(call, bytes, what) \
+  ::umload::detail::cuda_try_alloc((call), #call, (bytes), (what), __FILE__, __LINE__)
+
+// A release path, which cannot report: the call's error is cleared so the next check does not
+// see it.
+#define UMLOAD_CUDA_BEST_EFFORT(call)                    \
+  do {                                                   \
+    if ((call) != cudaSuccess) (void)cudaGetLastError(); \
+  } while (0)
+
+namespace umload {
+
+// Pinned, device-mapped host memory for staging slots. With a NUMA node (the GPU-local one) and
+// a device that can register host memory, slots are anonymous mappings bound to that node before
+// first touch and then registered (pinned pages do not move); otherwise cudaHostAlloc.
+class pinned_memory_resource final : public memory_resource {
+ public:
+  // Throws usage_error when `numa_node` is not a node of this machine.
+  pinned_memory_resource(int numa_node, bool can_register);
+  ~pinned_memory_resource() override;
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* p, std::size_t bytes) noexcept override;
+  // The device's address of [p, p + bytes) inside one slot; nullptr when it is not in one.
+  const void* device_view(const void* p, std::size_t bytes) const;
+  std::size_t largest_slot() const;
+  // What binding the last slot got ("bound: NUMA node 1", "refused: ...", empty: not asked).
+  std::string binding() const;
+
+ private:
+  struct slot {
+    std::size_t bytes = 0;
+    void* device = nullptr;
+    bool registered = false;
+  };
+  void release(void* p, const slot& s) noexcept;
+  int numa_node_;
+  bool can_register_;
+  mutable std::mutex mutex_;
+  std::map<const void*, slot> slots_;
+  std::size_t largest_ = 0;
+  std::string binding_;
+};
+
+// cudaMalloc on the current device.
+class device_memory_resource final : public memory_resource {
+ public:
+  explicit device_memory_resource(int ordinal) : ordinal_(ordinal) {}
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* p, std::size_t bytes) noexcept override;
+
+ private:
+  int ordinal_;
+};
+
+// Host memory device `ordinal` reads in place, advised preferred location host (the host NUMA
+// node when known, cudaMemLocationTypeHostNuma; CUDA ignores the id of cudaMemLocationTypeHost)
+// and accessed by the device. With pageable memory access (ATS, HMM) it is an anonymous mapping
+// bound to that node before first touch; otherwise cudaMallocManaged.
+class managed_memory_resource final : public memory_resource {
+ public:
+  managed_memory_resource(int ordinal, bool pageable_access)
+      : ordinal_(ordinal), pageable_(pageable_access) {}
+  struct advice {
+    bool prefer_host = true;         // cudaMemAdviseSetPreferredLocation(host-numa:node | host)
+    bool accessed_by_device = true;  // cudaMemAdviseSetAccessedBy(device)
+  };
+  void* allocate(std::size_t bytes) override { return allocate_on(bytes, -1, {}, nullptr); }
+  void deallocate(void* p, std::size_t bytes) noexcept override;
+  // `actions` receives what was done: the bind, and each cudaMemAdvise.
+  void* allocate_on(std::size_t bytes, int numa_node, advice advise,
+                    std::vector<std::string>* actions);
+  bool pageable() const { return pageable_; }
+
+ private:
+  int ordinal_;
+  bool pageable_;
+  host_memory_resource host_;
+};
+
+// Where a prefetch sends memory: host NUMA node `numa_node` (-1: the host), or device `ordinal`.
+cudaMemLocation host_location(int numa_node);
+cudaMemLocation device_location(int ordinal);
+std::string to_string(const cudaMemLocation& where);  // "host-numa:1", "host", "cuda:0"
+
+}  // namespace umload
