@@ -43,6 +43,12 @@ tensor_view view(const loaded_tensor& tensor) {
   return v;
 }
 
+// DLPack 1.1 added type codes for the FP8 variants; the 0.6 header (Debian's) has none, so
+// those tensors are refused for export there rather than handed out as bytes of another type.
+#if defined(DLPACK_MAJOR_VERSION) && (DLPACK_MAJOR_VERSION > 1 || DLPACK_MINOR_VERSION >= 1)
+#define UMLOAD_DLPACK_HAS_FLOAT8 1
+#endif
+
 DLDataType dlpack_dtype(dtype type) {
   const auto bits = static_cast<std::uint8_t>(element_bits(type));
   switch (type) {
@@ -58,8 +64,14 @@ DLDataType dlpack_dtype(dtype type) {
     case dtype::F32:
     case dtype::F64: return {static_cast<std::uint8_t>(kDLFloat), bits, 1};
     case dtype::BF16: return {static_cast<std::uint8_t>(kDLBfloat), 16, 1};
+#ifdef UMLOAD_DLPACK_HAS_FLOAT8
+    case dtype::F8_E4M3FNUZ: return {static_cast<std::uint8_t>(kDLFloat8_e4m3fnuz), 8, 1};
+    case dtype::F8_E5M2FNUZ: return {static_cast<std::uint8_t>(kDLFloat8_e5m2fnuz), 8, 1};
+#endif
     default:
-      throw usage_error("dtype " + std::string(to_string(type)) + " has no DLPack 0.6 type code");
+      throw usage_error("dtype " + std::string(to_string(type)) +
+                        " has no type code in the DLPack header this build uses (version " +
+                        std::to_string(DLPACK_VERSION) + "); read it with the loader's C++ API");
   }
 }
 

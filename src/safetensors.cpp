@@ -19,14 +19,29 @@ struct dtype_row {
   unsigned bits;
 };
 
-constexpr std::array<dtype_row, 20> dtype_rows{{
-    {dtype::BOOL, "BOOL", 8},       {dtype::U8, "U8", 8},           {dtype::I8, "I8", 8},
-    {dtype::F8_E5M2, "F8_E5M2", 8}, {dtype::F8_E4M3, "F8_E4M3", 8}, {dtype::F8_E8M0, "F8_E8M0", 8},
-    {dtype::I16, "I16", 16},        {dtype::U16, "U16", 16},        {dtype::F16, "F16", 16},
-    {dtype::BF16, "BF16", 16},      {dtype::I32, "I32", 32},        {dtype::U32, "U32", 32},
-    {dtype::F32, "F32", 32},        {dtype::F64, "F64", 64},        {dtype::I64, "I64", 64},
-    {dtype::U64, "U64", 64},        {dtype::C64, "C64", 64},        {dtype::F4, "F4", 4},
-    {dtype::F6_E2M3, "F6_E2M3", 6}, {dtype::F6_E3M2, "F6_E3M2", 6},
+constexpr std::array<dtype_row, 22> dtype_rows{{
+    {dtype::BOOL, "BOOL", 8},
+    {dtype::U8, "U8", 8},
+    {dtype::I8, "I8", 8},
+    {dtype::F8_E5M2, "F8_E5M2", 8},
+    {dtype::F8_E4M3, "F8_E4M3", 8},
+    {dtype::F8_E8M0, "F8_E8M0", 8},
+    {dtype::F8_E4M3FNUZ, "F8_E4M3FNUZ", 8},
+    {dtype::F8_E5M2FNUZ, "F8_E5M2FNUZ", 8},
+    {dtype::I16, "I16", 16},
+    {dtype::U16, "U16", 16},
+    {dtype::F16, "F16", 16},
+    {dtype::BF16, "BF16", 16},
+    {dtype::I32, "I32", 32},
+    {dtype::U32, "U32", 32},
+    {dtype::F32, "F32", 32},
+    {dtype::F64, "F64", 64},
+    {dtype::I64, "I64", 64},
+    {dtype::U64, "U64", 64},
+    {dtype::C64, "C64", 64},
+    {dtype::F4, "F4", 4},
+    {dtype::F6_E2M3, "F6_E2M3", 6},
+    {dtype::F6_E3M2, "F6_E3M2", 6},
 }};
 
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& tensor,
@@ -36,74 +51,303 @@ constexpr std::array<dtype_row, 20> dtype_rows{{
   throw format_error(message + ": " + what);
 }
 
-bool to_u64(const nlohmann::json& v, std::uint64_t& out) {
-  if (v.is_number_unsigned()) {
-    out = v.get<std::uint64_t>();
-    return true;
-  }
-  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) {
-    out = static_cast<std::uint64_t>(v.get<std::int64_t>());
-    return true;
-  }
-  return false;
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
-tensor_entry parse_entry(const std::string& name, const nlohmann::json& value,
-                         const std::filesystem::path& path) {
-  if (name.empty()) fail(path, name, "empty tensor name");
-  if (!value.is_object()) fail(path, name, "entry is not a JSON object");
-  for (const auto& [key, _] : value.items())
-    if (key != "dtype" && key != "shape" && key != "data_offsets")
-      fail(path, name, "unknown field '" + key + "'");
-  tensor_entry t;
-  t.name = name;
-  const auto dt = value.find("dtype");
-  if (dt == value.end() || !dt->is_string()) fail(path, name, "missing or non-string 'dtype'");
-  const auto type = parse_dtype(dt->get_ref<const std::string&>());
-  if (!type) fail(path, name, "unknown dtype '" + dt->get<std::string>() + "'");
-  t.type = *type;
+// The product of the dimensions in order, as the reference reader computes it: the first
+// product past 64 bits refuses the shape, even where a later dimension is 0.
+std::optional<std::uint64_t> checked_elements(const std::vector<std::uint64_t>& shape) {
+  std::uint64_t n = 1;
+  for (std::uint64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) return std::nullopt;
+  return n;
+}
 
-  const auto shape = value.find("shape");
-  if (shape == value.end() || !shape->is_array()) fail(path, name, "missing or non-array 'shape'");
-  if (shape->size() > max_tensor_rank)
-    fail(path, name,
-         "rank " + std::to_string(shape->size()) + " exceeds the limit of " +
-             std::to_string(max_tensor_rank));
-  for (const auto& d : *shape) {
-    std::uint64_t dim = 0;
-    if (!to_u64(d, dim))
-      fail(path, name, "shape holds " + d.dump() + ", not a non-negative integer");
-    t.shape.push_back(dim);
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Reads the header's JSON as a stream of SAX events, straight into the entries, so that it sees
+// what a document model hides: a field given twice inside an entry, `-0` (an integer event with
+// a sign), and the nesting of fields it ignores. Stops at the first broken rule.
+class header_events {
+ public:
+  using json = nlohmann::json;
+
+  explicit header_events(safetensors_header& header) : header_(header) {}
+
+  const std::string& error() const { return error_; }
+  const std::string& error_tensor() const { return error_tensor_; }
+
+  bool null() { return scalar(token{"null"}); }
+  bool boolean(bool v) { return scalar(token{v ? "true" : "false"}); }
+  bool number_integer(json::number_integer_t v) {
+    // nlohmann reports integers without a sign as unsigned, so a signed one is negative or -0.
+    return scalar(token{v == 0 ? "-0" : std::to_string(v)});
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    token t{std::to_string(v)};
+    t.number = v;
+    return scalar(t);
+  }
+  bool number_float(json::number_float_t, const json::string_t& text) {
+    return scalar(token{text});
+  }
+  bool string(json::string_t& v) {
+    token t{"a string"};
+    t.text = &v;
+    return scalar(t);
+  }
+  bool binary(json::binary_t&) { return scalar(token{"binary data"}); }
+  bool start_object(std::size_t) { return open(true); }
+  bool start_array(std::size_t) { return open(false); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(json::string_t& k);
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
+    return broken("", "header is not valid UTF-8 JSON (at byte " + std::to_string(position) +
+                          " of the header)");
   }
 
-  const auto offsets = value.find("data_offsets");
-  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2)
-    fail(path, name, "'data_offsets' must be an array of two integers");
-  if (!to_u64((*offsets)[0], t.begin) || !to_u64((*offsets)[1], t.end))
-    fail(path, name, "'data_offsets' holds " + offsets->dump() + ", not non-negative integers");
+ private:
+  // Where the value about to be read goes.
+  enum class slot : std::uint8_t {
+    document,
+    tensor,
+    metadata,
+    metadata_value,
+    dtype,
+    shape,
+    offsets,
+    dim,
+    offset,
+    ignored
+  };
+  // The open container the parser is in.
+  enum class room : std::uint8_t { top, metadata, entry, shape, offsets, ignored };
+  struct token {
+    explicit token(std::string what) : shown(std::move(what)) {}
+    std::string shown;  // for messages
+    std::optional<std::uint64_t> number;
+    json::string_t* text = nullptr;
+  };
+
+  slot target() const;
+  bool scalar(const token& t);
+  bool open(bool object);
+  bool close();
+  bool finish_entry();
+  bool broken(const std::string& tensor, std::string what) {
+    error_tensor_ = tensor;
+    error_ = std::move(what);
+    return false;
+  }
+
+  safetensors_header& header_;
+  std::vector<room> rooms_;
+  slot next_ = slot::document;  // set by each key of an object
+  std::set<std::string> names_;
+  std::string metadata_key_;
+  std::string name_;  // of the entry being read
+  tensor_entry entry_;
+  unsigned fields_seen_ = 0;  // bits: dtype, shape, data_offsets
+  std::size_t offsets_read_ = 0;
+  std::string error_;
+  std::string error_tensor_;
+};
+
+header_events::slot header_events::target() const {
+  if (rooms_.empty()) return slot::document;
+  switch (rooms_.back()) {
+    case room::top:
+    case room::entry: return next_;
+    case room::metadata: return slot::metadata_value;
+    case room::shape: return slot::dim;
+    case room::offsets: return slot::offset;
+    case room::ignored: return slot::ignored;
+  }
+  return slot::ignored;
+}
+
+bool header_events::key(json::string_t& k) {
+  switch (rooms_.back()) {
+    case room::top:
+      if (k.empty()) return broken("", "empty tensor name");
+      if (!names_.insert(k).second)
+        return broken(k == "__metadata__" ? "" : k,
+                      k == "__metadata__" ? "__metadata__ appears twice in the header"
+                                          : "tensor name appears twice in the header");
+      next_ = k == "__metadata__" ? slot::metadata : slot::tensor;
+      name_ = k;
+      return true;
+    case room::metadata: metadata_key_ = k; return true;
+    case room::entry: {
+      const std::array<std::string_view, 3> known{"dtype", "shape", "data_offsets"};
+      const auto it = std::find(known.begin(), known.end(), k);
+      if (it == known.end()) {
+        next_ = slot::ignored;  // fields a newer writer adds are ignored, as the reference does
+        return true;
+      }
+      const unsigned bit = 1u << (it - known.begin());
+      if (fields_seen_ & bit) return broken(name_, "field '" + k + "' appears twice in the entry");
+      fields_seen_ |= bit;
+      next_ = it == known.begin()       ? slot::dtype
+              : it == known.begin() + 1 ? slot::shape
+                                        : slot::offsets;
+      return true;
+    }
+    default: return true;
+  }
+}
+
+bool header_events::scalar(const token& t) {
+  const std::string& name = name_;
+  switch (target()) {
+    case slot::document: return broken("", "header is not a JSON object");
+    case slot::tensor: return broken(name, "entry is " + t.shown + ", not a JSON object");
+    case slot::metadata:
+      if (t.shown == "null") return true;  // no metadata, as the reference reads it
+      return broken("", "__metadata__ is " + t.shown + ", neither an object nor null");
+    case slot::metadata_value:
+      if (!t.text)
+        return broken(
+            "", "__metadata__ value of '" + metadata_key_ + "' is " + t.shown + ", not a string");
+      header_.metadata[metadata_key_] = *t.text;
+      return true;
+    case slot::dtype: {
+      if (!t.text) return broken(name, "'dtype' is " + t.shown + ", not a string");
+      const auto type = parse_dtype(*t.text);
+      if (!type) return broken(name, "unknown dtype '" + *t.text + "'");
+      entry_.type = *type;
+      return true;
+    }
+    case slot::shape: return broken(name, "'shape' is " + t.shown + ", not an array");
+    case slot::offsets:
+      return broken(name, "'data_offsets' is " + t.shown + ", not an array of two integers");
+    case slot::dim:
+      if (!t.number) return broken(name, "shape holds " + t.shown + ", not a non-negative integer");
+      entry_.shape.push_back(*t.number);
+      return true;
+    case slot::offset:
+      if (!t.number)
+        return broken(name, "'data_offsets' holds " + t.shown + ", not a non-negative integer");
+      if (offsets_read_ == 2) return broken(name, "'data_offsets' holds more than two integers");
+      (offsets_read_++ == 0 ? entry_.begin : entry_.end) = *t.number;
+      return true;
+    case slot::ignored: return true;
+  }
+  return true;
+}
+
+bool header_events::open(bool object) {
+  if (rooms_.size() >= static_cast<std::size_t>(max_header_nesting))
+    return broken("", "header JSON nests deeper than " + std::to_string(max_header_nesting) +
+                          " levels (the limit of the reference reader)");
+  const std::string what = object ? "an object" : "an array";
+  const std::string& name = name_;
+  switch (target()) {
+    case slot::document:
+      if (!object) return broken("", "header is not a JSON object");
+      rooms_.push_back(room::top);
+      return true;
+    case slot::tensor:
+      if (!object) return broken(name, "entry is a JSON array, not an object");
+      entry_ = tensor_entry{};
+      entry_.name = name_;
+      fields_seen_ = 0;
+      offsets_read_ = 0;
+      rooms_.push_back(room::entry);
+      return true;
+    case slot::metadata:
+      if (!object) return broken("", "__metadata__ is an array, neither an object nor null");
+      rooms_.push_back(room::metadata);
+      return true;
+    case slot::metadata_value:
+      return broken("",
+                    "__metadata__ value of '" + metadata_key_ + "' is " + what + ", not a string");
+    case slot::dtype: return broken(name, "'dtype' is " + what + ", not a string");
+    case slot::shape:
+      if (object) return broken(name, "'shape' is an object, not an array");
+      rooms_.push_back(room::shape);
+      return true;
+    case slot::offsets:
+      if (object) return broken(name, "'data_offsets' is an object, not an array of two integers");
+      rooms_.push_back(room::offsets);
+      return true;
+    case slot::dim: return broken(name, "shape holds " + what + ", not a non-negative integer");
+    case slot::offset:
+      return broken(name, "'data_offsets' holds " + what + ", not a non-negative integer");
+    case slot::ignored: rooms_.push_back(room::ignored); return true;
+  }
+  return true;
+}
+
+bool header_events::close() {
+  const room closed = rooms_.back();
+  rooms_.pop_back();
+  if (closed == room::offsets && offsets_read_ != 2)
+    return broken(name_, "'data_offsets' must be an array of two integers");
+  if (closed == room::entry) return finish_entry();
+  return true;
+}
+
+bool header_events::finish_entry() {
+  const std::string& name = name_;
+  for (unsigned i = 0; i < 3; ++i)
+    if (!(fields_seen_ & (1u << i)))
+      return broken(name, std::string("missing '") +
+                              (i == 0   ? "dtype"
+                               : i == 1 ? "shape"
+                                        : "data_offsets") +
+                              "'");
+  header_.tensors.push_back(std::move(entry_));
+  entry_ = tensor_entry{};
+  return true;
+}
+
+// product(shape) * bits / 8 must equal end - begin, each step within 64 bits as in the reference.
+// Checked once the whole header is read, so that a name given twice is reported as such.
+void check_size(const tensor_entry& t, const std::filesystem::path& path) {
   if (t.end < t.begin)
-    fail(path, name,
+    fail(path, t.name,
          "data_offsets end " + std::to_string(t.end) + " is before begin " +
              std::to_string(t.begin));
+  const std::string shape = shape_text(t.shape);
+  const std::string type(to_string(t.type));
+  const auto elements = checked_elements(t.shape);
+  if (!elements) fail(path, t.name, "shape " + shape + " has more elements than 64 bits can count");
+  std::uint64_t bits = 0;
+  if (__builtin_mul_overflow(*elements, std::uint64_t{element_bits(t.type)}, &bits))
+    fail(path, t.name,
+         "shape " + shape + " of " + type + " needs more bits than 64 bits can count");
+  if (bits % 8 != 0)
+    fail(path, t.name, "shape " + shape + " of " + type + " does not fill whole bytes");
+  if (bits / 8 != t.bytes())
+    fail(path, t.name,
+         "size mismatch: shape " + shape + " of " + type + " needs " + std::to_string(bits / 8) +
+             " bytes, data_offsets span " + std::to_string(t.bytes()));
+}
 
-  // product(shape) * bits / 8 must equal end - begin, without overflow.
-  unsigned __int128 total_bits = element_bits(t.type);
-  for (std::uint64_t dim : t.shape) {
-    total_bits *= dim;
-    if (total_bits > (static_cast<unsigned __int128>(1) << 70))
-      fail(path, name, "shape " + shape->dump() + " is absurdly large (byte size overflows)");
-  }
-  if (total_bits % 8 != 0)
-    fail(path, name,
-         "shape " + shape->dump() + " of " + std::string(to_string(t.type)) +
-             " does not fill whole bytes");
-  const auto expected = static_cast<std::uint64_t>(total_bits / 8);
-  if (expected != t.bytes())
-    fail(path, name,
-         "size mismatch: shape " + shape->dump() + " of " + std::string(to_string(t.type)) +
-             " needs " + std::to_string(expected) + " bytes, data_offsets span " +
-             std::to_string(t.bytes()));
-  return t;
+// Checks the 8-byte length of a file of `size` bytes; returns N.
+std::uint64_t header_length(const unsigned char* length_bytes, std::uint64_t size,
+                            const std::filesystem::path& path) {
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | length_bytes[i];
+  if (n > max_header_bytes)
+    fail(path, "",
+         "header length " + std::to_string(n) + " exceeds the limit of " +
+             std::to_string(max_header_bytes));
+  if (n > size - 8)
+    fail(path, "",
+         "header length " + std::to_string(n) + " runs past the end of the " +
+             std::to_string(size) + "-byte file");
+  return n;
+}
+
+void refuse_short_file(std::uint64_t size, const std::filesystem::path& path) {
+  if (size < 8)
+    fail(path, "", "file is " + std::to_string(size) + " bytes, too short for a header length");
 }
 
 }  // namespace
@@ -127,9 +371,11 @@ unsigned element_bits(dtype d) {
 }
 
 std::uint64_t tensor_entry::elements() const {
-  std::uint64_t n = 1;
-  for (std::uint64_t d : shape) n *= d;
-  return n;
+  const auto n = checked_elements(shape);
+  if (!n)
+    throw format_error("tensor '" + name + "': shape " + shape_text(shape) +
+                       " has more elements than 64 bits can count");
+  return *n;
 }
 
 const tensor_entry* safetensors_header::find(std::string_view name) const {
@@ -151,40 +397,20 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> json,
          "header of " + std::to_string(json.size()) + " bytes runs past the end of the " +
              std::to_string(file_size) + "-byte file");
   const auto* text = reinterpret_cast<const char*>(json.data());
+  // nlohmann takes a NUL for the end of its input and would not look past it; JSON allows no NUL
+  // byte anywhere, so one is refused here, wherever it is.
+  if (const void* nul = std::memchr(text, 0, json.size()))
+    fail(path, "",
+         "header holds a NUL byte at byte " + std::to_string(static_cast<const char*>(nul) - text) +
+             " (JSON allows none; padding must be spaces)");
   std::size_t first = 0;
-  while (first < json.size() && text[first] == ' ') ++first;
+  while (first < json.size() && is_json_space(text[first])) ++first;
   if (first == json.size() || text[first] != '{') fail(path, "", "header does not start with '{'");
 
-  // Duplicate top-level keys and nesting depth are checked while parsing: nlohmann keeps the last
-  // duplicate silently, and no valid header nests deeper than 3.
-  std::set<std::string> seen;
-  std::string duplicate;
-  bool too_deep = false;
-  auto watch = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth > 4) too_deep = true;
-    if (event == nlohmann::json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      if (!seen.insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-    }
-    return !too_deep;
-  };
-  nlohmann::json doc = nlohmann::json::parse(text, text + json.size(), watch, false);
-  if (too_deep) fail(path, "", "header JSON nests deeper than any valid header");
-  if (doc.is_discarded()) fail(path, "", "header is not valid UTF-8 JSON");
-  if (!doc.is_object()) fail(path, "", "header is not a JSON object");
-  if (!duplicate.empty()) fail(path, duplicate, "tensor name appears twice in the header");
-
-  for (const auto& [name, value] : doc.items()) {
-    if (name == "__metadata__") {
-      if (!value.is_object()) fail(path, "", "__metadata__ is not an object");
-      for (const auto& [key, v] : value.items()) {
-        if (!v.is_string()) fail(path, "", "__metadata__ value of '" + key + "' is not a string");
-        header.metadata[key] = v.get<std::string>();
-      }
-      continue;
-    }
-    header.tensors.push_back(parse_entry(name, value, path));
-  }
+  header_events events(header);
+  if (!nlohmann::json::sax_parse(text, text + json.size(), &events))
+    fail(path, events.error_tensor(), events.error());
+  for (const auto& t : header.tensors) check_size(t, path);
 
   std::sort(header.tensors.begin(), header.tensors.end(), [](const auto& a, const auto& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
@@ -216,23 +442,21 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> json,
   return header;
 }
 
+safetensors_header parse_safetensors_file(std::span<const std::byte> file,
+                                          const std::filesystem::path& path) {
+  refuse_short_file(file.size(), path);
+  const std::uint64_t n =
+      header_length(reinterpret_cast<const unsigned char*>(file.data()), file.size(), path);
+  return parse_safetensors_header(file.subspan(8, n), file.size(), path);
+}
+
 safetensors_header read_safetensors_header(const std::filesystem::path& path) {
   file f = file::open_read(path);
   const std::uint64_t size = f.size();
-  if (size < 8)
-    fail(path, "", "file is " + std::to_string(size) + " bytes, too short for a header length");
+  refuse_short_file(size, path);
   unsigned char length_bytes[8];
   f.read_exact(length_bytes, 8, 0);
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | length_bytes[i];
-  if (n > max_header_bytes)
-    fail(path, "",
-         "header length " + std::to_string(n) + " exceeds the limit of " +
-             std::to_string(max_header_bytes));
-  if (n > size - 8)
-    fail(path, "",
-         "header length " + std::to_string(n) + " runs past the end of the " +
-             std::to_string(size) + "-byte file");
+  const std::uint64_t n = header_length(length_bytes, size, path);
   std::vector<std::byte> json(n);
   f.read_exact(json.data(), n, 8);
   return parse_safetensors_header(json, size, path);

@@ -37,7 +37,9 @@ enum class dtype : std::uint8_t {
   C64,
   F4,
   F6_E2M3,
-  F6_E3M2
+  F6_E3M2,
+  F8_E4M3FNUZ,
+  F8_E5M2FNUZ
 };
 
 std::string_view to_string(dtype d);
@@ -45,8 +47,13 @@ std::optional<dtype> parse_dtype(std::string_view text);
 // Bits per element (4 for F4, 6 for the F6 types).
 unsigned element_bits(dtype d);
 
+// The limits of the reference reader (the `safetensors` crate), kept so that both read the same
+// files: a header of at most 100,000,000 bytes, and JSON nested at most 127 containers deep
+// counting the header's own object (serde_json's recursion limit), also inside fields that are
+// otherwise ignored. There is no rank limit: the header limit bounds a shape's dimensions (each
+// takes at least two bytes of JSON and 8 bytes of memory).
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
-inline constexpr std::size_t max_tensor_rank = 8;
+inline constexpr int max_header_nesting = 127;
 
 struct tensor_entry {
   std::string name;
@@ -56,6 +63,8 @@ struct tensor_entry {
   std::uint64_t end = 0;
 
   std::uint64_t bytes() const { return end - begin; }
+  // The product of the shape; throws format_error where it does not fit in 64 bits (a parsed
+  // entry always fits: the reader refuses such shapes).
   std::uint64_t elements() const;
 };
 
@@ -76,6 +85,11 @@ struct safetensors_header {
 safetensors_header parse_safetensors_header(std::span<const std::byte> json,
                                             std::uint64_t file_size,
                                             const std::filesystem::path& path);
+
+// Parses a whole file held in memory: the 8-byte length, its limits, then the header. Throws
+// format_error as above; `path` only names the file in messages.
+safetensors_header parse_safetensors_file(std::span<const std::byte> file,
+                                          const std::filesystem::path& path);
 
 // Reads the 8-byte length and the header of a file, then parses it. Throws io_error on a failed
 // read, format_error on any broken rule.

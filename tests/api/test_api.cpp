@@ -272,6 +272,21 @@ TEST_F(api_load, dlpack_refuses_what_it_cannot_describe) {
   for (const auto dt :
        {dtype::BOOL, dtype::F8_E4M3, dtype::F8_E5M2, dtype::F8_E8M0, dtype::F4, dtype::C64})
     EXPECT_THROW(dlpack_dtype(dt), usage_error) << to_string(dt);
+#if defined(DLPACK_MAJOR_VERSION) && (DLPACK_MAJOR_VERSION > 1 || DLPACK_MINOR_VERSION >= 1)
+  EXPECT_EQ(dlpack_dtype(dtype::F8_E4M3FNUZ).code, kDLFloat8_e4m3fnuz);
+  EXPECT_EQ(dlpack_dtype(dtype::F8_E5M2FNUZ).code, kDLFloat8_e5m2fnuz);
+#else
+  for (const auto dt : {dtype::F8_E4M3FNUZ, dtype::F8_E5M2FNUZ}) {
+    try {
+      (void)dlpack_dtype(dt);
+      ADD_FAILURE() << "exported " << to_string(dt) << " without a DLPack type code";
+    } catch (const usage_error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(to_string(dt)) + " has no type code"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+#endif
   EXPECT_EQ(dlpack_dtype(dtype::I64).code, kDLInt);
   EXPECT_EQ(dlpack_dtype(dtype::I64).bits, 64);
   EXPECT_EQ(dlpack_dtype(dtype::F16).code, kDLFloat);

@@ -48,7 +48,7 @@ std::vector<bad_file> bad_files() {
        file_of(
            R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}})",
            4),
-       "a", "absurdly large"},
+       "a", "more elements than 64 bits can count"},
       {"negative_dim", file_of(R"({"a":{"dtype":"U8","shape":[-4],"data_offsets":[0,4]}})", 4), "a",
        "not a non-negative integer"},
       {"float_dim", file_of(R"({"a":{"dtype":"U8","shape":[4.5],"data_offsets":[0,4]}})", 4), "a",
@@ -58,18 +58,96 @@ std::vector<bad_file> bad_files() {
       {"sub_byte", file_of(R"({"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2), "a",
        "whole bytes"},
       {"missing_offsets", file_of(R"({"a":{"dtype":"U8","shape":[4]}})", 4), "a", "data_offsets"},
-      {"unknown_field",
-       file_of(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":1}})", 4), "a",
-       "unknown field"},
+      {"missing_dtype", file_of(R"({"a":{"shape":[4],"data_offsets":[0,4]}})", 4), "a",
+       "missing 'dtype'"},
+      {"three_offsets", file_of(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4,4]}})", 4),
+       "a", "more than two"},
       {"metadata_not_string", file_of(R"({"__metadata__":{"k":1}})", 0), "", "not a string"},
-      {"too_deep", file_of(R"({"a":{"dtype":"U8","shape":[[[[[1]]]]],"data_offsets":[0,1]}})", 1),
-       "", "nests deeper"},
-      {"rank_limit",
-       file_of(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}})", 1), "a",
-       "exceeds the limit"},
+      {"metadata_array", file_of(R"({"__metadata__":[]})", 0), "", "neither an object nor null"},
+      {"metadata_twice", file_of(R"({"__metadata__":{},"__metadata__":null})", 0), "",
+       "appears twice"},
+      {"nested_shape", file_of(R"({"a":{"dtype":"U8","shape":[[1]],"data_offsets":[0,1]}})", 1),
+       "a", "shape holds an array"},
+      // The size that wraps: byte counts between 2^64 and 2^67 once passed for small ones.
+      {"bytes_wrap_to_16",
+       file_of(R"({"a":{"dtype":"U8","shape":[2,9223372036854775816],"data_offsets":[0,16]}})", 16),
+       "a", "more elements than 64 bits can count"},
+      {"bytes_wrap_to_0",
+       file_of(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0),
+       "a", "more elements than 64 bits can count"},
+      {"f4_bytes_wrap_to_0",
+       file_of(R"({"a":{"dtype":"F4","shape":[8589934592,4294967296],"data_offsets":[0,0]}})", 0),
+       "a", "more elements than 64 bits can count"},
+      {"bits_overflow",
+       file_of(R"({"a":{"dtype":"U8","shape":[2305843009213693952],"data_offsets":[0,0]}})", 0),
+       "a", "more bits than 64 bits can count"},
+      // The reference multiplies in order: a 0 after the overflow does not save the shape.
+      {"overflow_before_zero",
+       file_of(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})", 0),
+       "a", "more elements than 64 bits can count"},
+      // Bytes after the JSON value: nlohmann would stop at a NUL and never see them.
+      {"nul_after_json", file_of("{" + ok_a + "}" + std::string(1, '\0'), 4), "",
+       "NUL byte at byte 53"},
+      {"nul_padding", file_of("{" + ok_a + "}" + std::string(10, '\0'), 4), "", "NUL byte"},
+      {"nul_then_second_header",
+       file_of("{" + ok_a + "}" + std::string(1, '\0') +
+                   R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+               4),
+       "", "NUL byte"},
+      {"nul_then_bad_utf8", file_of("{" + ok_a + "}" + std::string(1, '\0') + "\xff\xfe", 4), "",
+       "NUL byte"},
+      {"text_after_json", file_of("{" + ok_a + "}x", 4), "", "not valid UTF-8 JSON"},
+      {"form_feed_after_json", file_of("{" + ok_a + "}\f", 4), "", "not valid UTF-8 JSON"},
+      {"form_feed_before_json", file_of("\f{" + ok_a + "}", 4), "", "does not start with '{'"},
+      {"byte_order_mark", file_of("\xef\xbb\xbf{" + ok_a + "}", 4), "", "does not start with '{'"},
+      // One field twice inside one entry: a first-wins reader would see another dtype.
+      {"dtype_twice",
+       file_of(R"({"a":{"dtype":"F16","dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4), "a",
+       "field 'dtype' appears twice"},
+      {"shape_twice",
+       file_of(R"({"a":{"dtype":"U8","shape":[4],"shape":[2,2],"data_offsets":[0,4]}})", 4), "a",
+       "field 'shape' appears twice"},
+      {"offsets_twice",
+       file_of(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"data_offsets":[0,4]}})", 4),
+       "a", "field 'data_offsets' appears twice"},
+      {"minus_zero_dim", file_of(R"({"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})", 0),
+       "a", "shape holds -0"},
+      {"minus_zero_offset", file_of(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[-0,0]}})", 0),
+       "a", "'data_offsets' holds -0"},
+      // An ignored field still has to be JSON the reference reads: nested at most 127 deep in all
+      // (the header's object, the entry's, then 125 here) and no number beyond a double.
+      {"too_deep_array",
+       file_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)" +
+                   std::string(126, '[') + std::string(126, ']') + "}}",
+               1),
+       "", "nests deeper than 127"},
+      {"too_deep_object",
+       [] {
+         std::string deep;
+         for (int i = 0; i < 126; ++i) deep += R"({"y":)";
+         deep += "1" + std::string(126, '}');
+         return file_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)" + deep + "}}",
+                        1);
+       }(),
+       "", "nests deeper than 127"},
+      {"number_overflow",
+       file_of(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":1e400}})", 1), "",
+       "not valid UTF-8 JSON"},
+      // Deliberately stricter than the reference, which reads these (no writer makes them).
+      {"empty_name", file_of(R"({"":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4), "",
+       "empty tensor name"},
+      {"duplicate_name_differing",
+       file_of("{" + ok_a + R"(,"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", 8), "a",
+       "appears twice"},
+      {"entry_is_array", file_of(R"({"a":["U8",[4],[0,4]]})", 4), "a", "entry is a JSON array"},
+      {"dtype_is_object",
+       file_of(R"({"a":{"dtype":{"U8":null},"shape":[4],"data_offsets":[0,4]}})", 4), "a",
+       "'dtype' is an object"},
   };
   return cases;
 }
+
+void PrintTo(const bad_file& f, std::ostream* os) { *os << f.name; }
 
 class bad_safetensors : public ::testing::TestWithParam<bad_file> {};
 
@@ -113,6 +191,112 @@ TEST(safetensors, reads_a_valid_file_with_padding_metadata_and_zero_size_tensors
   EXPECT_EQ(h.data_offset, 8 + header.size());
 }
 
+// Files the reference reader accepts and writers produce (or may: fields a newer writer adds).
+struct good_file {
+  std::string name;
+  std::string header;
+  std::uint64_t data_bytes;
+};
+
+std::vector<good_file> good_files() {
+  const std::string ok_a = R"("a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]})";
+  std::string deep_ok;  // 125 levels: 127 with the header's object and the entry's
+  for (int i = 0; i < 125; ++i) deep_ok += R"({"y":)";
+  deep_ok += "1" + std::string(125, '}');
+  return {
+      {"newline_before", "\n{" + ok_a + "}", 4},
+      {"tab_cr_before_and_after", "\t\r\n {" + ok_a + "}\r\n\t ", 4},
+      {"fnuz_dtypes",
+       R"({"a":{"dtype":"F8_E4M3FNUZ","shape":[2,2],"data_offsets":[0,4]},"b":{"dtype":"F8_E5M2FNUZ","shape":[3],"data_offsets":[4,7]}})",
+       7},
+      {"metadata_null", R"({"__metadata__":null,)" + ok_a + "}", 4},
+      {"metadata_key_twice_last_wins", R"({"__metadata__":{"k":"1","k":"2"},)" + ok_a + "}", 4},
+      {"unknown_field",
+       R"({"a":{"dtype":"U8","x":1,"shape":[4],"data_offsets":[0,4],"x":"again"}})", 4},
+      {"unknown_field_nested",
+       R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":{"y":[1,-0,1e300,{"z":null}],"dtype":7}}})",
+       4},
+      {"unknown_field_127_deep",
+       R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":)" + deep_ok + "}}", 4},
+      {"rank_9", R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,4],"data_offsets":[0,4]}})", 4},
+      {"rank_200",
+       R"({"a":{"dtype":"U8","shape":[)" +
+           [] {
+             std::string dims;
+             for (int i = 0; i < 199; ++i) dims += "1,";
+             return dims + "4";
+           }() +
+           R"(],"data_offsets":[0,4]}})",
+       4},
+      {"zero_before_huge_dims",
+       R"({"a":{"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", 0},
+      {"largest_elements",
+       R"({"a":{"dtype":"U8","shape":[18446744073709551615,0],"data_offsets":[0,0]}})", 0},
+      {"nul_escape_in_name", R"({"a\u0000":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4},
+  };
+}
+
+void PrintTo(const good_file& f, std::ostream* os) { *os << f.name; }
+
+class good_safetensors : public ::testing::TestWithParam<good_file> {};
+
+TEST_P(good_safetensors, is_read) {
+  temp_dir dir;
+  const auto& c = GetParam();
+  write_safetensors(dir / "ok.safetensors", c.header, c.data_bytes);
+  const auto h = read_safetensors_header(dir / "ok.safetensors");
+  EXPECT_FALSE(h.tensors.empty());
+  EXPECT_EQ(h.data_bytes(), c.data_bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(writer_variants, good_safetensors, ::testing::ValuesIn(good_files()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(safetensors, reads_what_the_variants_say) {
+  const auto parse = [](const std::string& header, std::uint64_t data) {
+    const auto* json = reinterpret_cast<const std::byte*>(header.data());
+    return parse_safetensors_header({json, header.size()}, 8 + header.size() + data,
+                                    "x.safetensors");
+  };
+  const auto fnuz = parse(R"({"a":{"dtype":"F8_E4M3FNUZ","shape":[2,2],"data_offsets":[0,4]}})", 4);
+  EXPECT_EQ(fnuz.find("a")->type, dtype::F8_E4M3FNUZ);
+  EXPECT_TRUE(parse(R"({"__metadata__":null})", 0).metadata.empty());
+  EXPECT_EQ(parse(R"({"__metadata__":{"k":"1","k":"2"}})", 0).metadata.at("k"), "2");
+  const auto unknown =
+      parse(R"({"a":{"x":{"shape":[9]},"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 4);
+  EXPECT_EQ(unknown.find("a")->shape, (std::vector<std::uint64_t>{4}));
+  EXPECT_EQ(unknown.find("a")->bytes(), 4u);
+}
+
+TEST(safetensors, elements_refuses_a_product_past_64_bits) {
+  tensor_entry t;
+  t.name = "w";
+  t.shape = {3, 5, 7};
+  EXPECT_EQ(t.elements(), 105u);
+  t.shape = {4294967296ull, 4294967296ull};
+  try {
+    (void)t.elements();
+    FAIL() << "a wrapped element count was returned";
+  } catch (const format_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'w'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[4294967296, 4294967296]"), std::string::npos)
+        << e.what();
+  }
+  t.shape = {0, 4294967296ull, 4294967296ull};
+  EXPECT_EQ(t.elements(), 0u);
+}
+
+TEST(safetensors, parses_a_whole_file_held_in_memory) {
+  const std::string header = R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
+  const std::string file = le64(header.size()) + header + "abcd";
+  const auto h = parse_safetensors_file(std::as_bytes(std::span(file)), "mem.safetensors");
+  EXPECT_EQ(h.find("a")->bytes(), 4u);
+  const std::string short_length = le64(header.size() + 5) + header + "abcd";
+  EXPECT_THROW(parse_safetensors_file(std::as_bytes(std::span(short_length)), "mem"), format_error);
+  EXPECT_THROW(parse_safetensors_file(std::as_bytes(std::span(file).first(7)), "mem"),
+               format_error);
+}
+
 TEST(safetensors, writer_output_is_read_back_aligned_and_padded) {
   temp_dir dir;
   const std::string header = make_safetensors_header(
@@ -128,9 +312,10 @@ TEST(safetensors, writer_output_is_read_back_aligned_and_padded) {
 }
 
 TEST(safetensors, every_dtype_parses_and_has_its_width) {
-  for (const char* name : {"BOOL", "U8",  "I8",   "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
-                           "U16",  "F16", "BF16", "I32",     "U32",     "F32",     "F64",
-                           "I64",  "U64", "C64",  "F4",      "F6_E2M3", "F6_E3M2"}) {
+  for (const char* name :
+       {"BOOL", "U8",   "I8",      "F8_E5M2", "F8_E4M3",     "F8_E8M0",    "I16", "U16",
+        "F16",  "BF16", "I32",     "U32",     "F32",         "F64",        "I64", "U64",
+        "C64",  "F4",   "F6_E2M3", "F6_E3M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}) {
     const auto d = parse_dtype(name);
     ASSERT_TRUE(d) << name;
     EXPECT_EQ(to_string(*d), name);

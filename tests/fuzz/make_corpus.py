@@ -85,6 +85,25 @@ def main():
     put("safetensors", "rank9", header_file({"a": {"dtype": "U8", "shape": [1] * 9, "data_offsets": [0, 1]}}))
     put("safetensors", "deep", struct.pack("<Q", 60) + b'{"a":{"dtype":"U8","shape":[[[[[1]]]]],"data_offsets":[0,1]}}' + b"\x00")
 
+    # The reference reader's rules (tests/reliability/reference/cases.py has them all): bytes
+    # around the JSON value, fields repeated or unknown, -0, sizes past 64 bits, FNUZ dtypes.
+    def raw(name, text, data=b""):
+        text = text.encode()
+        put("safetensors", name, struct.pack("<Q", len(text)) + text + data)
+    ok = '"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}'
+    raw("leading-whitespace", "\n\t\r {" + ok + "}", b"abcd")
+    raw("nul-after-json", "{" + ok + "}\0\0\0", b"abcd")
+    raw("nul-then-header", "{" + ok + '}\0{"b":{}}', b"abcd")
+    raw("dtype-twice", '{"a":{"dtype":"F16","dtype":"BF16","shape":[2],"data_offsets":[0,4]}}', b"abcd")
+    raw("minus-zero", '{"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,-0]}}')
+    raw("unknown-fields", '{"a":{"dtype":"U8","x":{"y":[1,-0,{"z":null}]},"shape":[4],"data_offsets":[0,4]}}', b"abcd")
+    raw("deep-unknown", '{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4],"x":' + "[" * 125 + "]" * 125 + "}}", b"abcd")
+    raw("metadata-null", '{"__metadata__":null,' + ok + "}", b"abcd")
+    raw("fnuz", '{"a":{"dtype":"F8_E4M3FNUZ","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"F8_E5M2FNUZ","shape":[2],"data_offsets":[2,4]}}', b"abcd")
+    raw("wrap-16", '{"a":{"dtype":"U8","shape":[2,9223372036854775816],"data_offsets":[0,16]}}', b"\0" * 16)
+    raw("zero-before-huge", '{"a":{"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}}')
+    raw("rank-40", '{"a":{"dtype":"U8","shape":[' + "1," * 39 + '4],"data_offsets":[0,4]}}', b"abcd")
+
     # index: names that escape, missing shards, ghost tensors, bad total_size.
     def index_variant(name, edit):
         doc = json.loads(json.dumps(index))

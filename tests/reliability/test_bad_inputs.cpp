@@ -197,13 +197,21 @@ std::vector<defect> defects() {
        "non-negative"},
       {"absurd_dims",
        set_entry(down_blocks, "shape", {4294967296ull, 4294967296ull, 4294967296ull, 16}), "",
-       down_blocks, "absurdly large"},
-      {"rank_over_8", set_entry(down_blocks, "shape", {1, 1, 1, 1, 1, 1, 1, 1, 1}), ".safetensors",
-       down_blocks, "exceeds the limit"},
-      {"nesting_too_deep", set_entry(down_blocks, "shape", nlohmann::json::parse("[[[[[1]]]]]")),
-       ".safetensors", "", "nests deeper"},
-      {"unknown_field", set_entry(down_blocks, "offsets", 1), ".safetensors", down_blocks,
-       "unknown field"},
+       down_blocks, "more elements than 64 bits can count"},
+      {"nul_padding_after_json",
+       [](const fs::path& d) {
+         edit_header_text(d / shard0, [](std::string& t) { t += std::string(8, '\0'); });
+       },
+       shard0, "", "NUL byte"},
+      {"nested_shape", set_entry(down_blocks, "shape", nlohmann::json::parse("[[[[[1]]]]]")),
+       ".safetensors", down_blocks, "shape holds an array"},
+      {"dtype_twice_in_one_entry",
+       [](const fs::path& d) {
+         edit_header_text(shard_holding(d, down_blocks), [](std::string& t) {
+           t.insert(t.find('{', t.find("\"" + down_blocks + "\"")) + 1, "\"dtype\":\"I8\",");
+         });
+       },
+       ".safetensors", down_blocks, "field 'dtype' appears twice"},
       {"metadata_not_string",
        [](const fs::path& d) {
          edit_shard(d / shard0, [](nlohmann::json& h, std::string&) {
