@@ -134,6 +134,12 @@ std::vector<synth_tensor> model_tensors(const synth_shape& s, bool edge) {
   return t;
 }
 
+// The official special-token ids; a smaller vocabulary gets its last ids instead (transformers
+// refuses a pad id outside the vocabulary).
+std::uint64_t token_id(const synth_shape& s, std::uint64_t official) {
+  return s.vocab > 200002 ? official : s.vocab - 1 - (200002 - official) % s.vocab;
+}
+
 nlohmann::json make_config(const synth_shape& s) {
   nlohmann::json layer_types = nlohmann::json::array();
   for (std::uint64_t l = 0; l < s.layers; ++l)
@@ -142,8 +148,8 @@ nlohmann::json make_config(const synth_shape& s) {
           {"model_type", "gpt_oss"},
           {"attention_bias", true},
           {"attention_dropout", 0.0},
-          {"eos_token_id", 200002},
-          {"pad_token_id", 199999},
+          {"eos_token_id", token_id(s, 200002)},
+          {"pad_token_id", token_id(s, 199999)},
           {"experts_per_token", std::min<std::uint64_t>(4, s.experts)},
           {"num_experts_per_tok", std::min<std::uint64_t>(4, s.experts)},
           {"head_dim", s.head_dim},
@@ -279,9 +285,11 @@ synth_report synthesize(const synth_options& o) {
   const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   write_file_atomic(o.out / "model.safetensors.index.json", index.dump(2) + "\n");
   write_file_atomic(o.out / "config.json", make_config(shape).dump(2) + "\n");
-  write_file_atomic(o.out / "generation_config.json",
-                    "{\n  \"bos_token_id\": 199998,\n  \"eos_token_id\": [200002, 199999],\n"
-                    "  \"pad_token_id\": 199999\n}\n");
+  const nlohmann::json generation = {
+      {"bos_token_id", token_id(shape, 199998)},
+      {"eos_token_id", {token_id(shape, 200002), token_id(shape, 199999)}},
+      {"pad_token_id", token_id(shape, 199999)}};
+  write_file_atomic(o.out / "generation_config.json", generation.dump(2) + "\n");
   write_file_atomic(o.out / "tokenizer_config.json",
                     "{\n  \"model_max_length\": 131072,\n  \"tokenizer_class\": "
                     "\"PreTrainedTokenizerFast\"\n}\n");

@@ -1,5 +1,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "kernels/error.hpp"
 #include "src/checkpoint.hpp"
@@ -65,6 +67,16 @@ int run_inspect(const inspect_args& args) {
                      {"quant_method", c.quant_method}};
   }
   out["problems"] = problems;
+  // A checkpoint umload loads fine but transformers would load wrongly, without an error.
+  std::vector<std::string> warnings;
+  if (ckpt.config && ckpt.config->quant_method.empty() && map.pair_count() > 0)
+    warnings.push_back(
+        "config.json has no quantization_config, yet the checkpoint holds " +
+        std::to_string(map.pair_count()) +
+        " MXFP4 expert pairs: umload decodes them (it goes by the tensors), but HF transformers "
+        "would load it without an error and with random experts (the _blocks/_scales tensors "
+        "skipped as unexpected, the expert weights newly initialized)");
+  out["warnings"] = warnings;
 
   if (args.json) {
     std::printf("%s\n", out.dump(2).c_str());
@@ -97,6 +109,7 @@ int run_inspect(const inspect_args& args) {
     std::printf("problems     %zu\n", problems.size());
     for (const auto& p : problems) std::printf("  %s\n", one_line(p).c_str());
   }
+  for (const auto& w : warnings) std::fprintf(stderr, "umload: warning: %s\n", w.c_str());
   // Like every other failure, a refused checkpoint says why on stderr, in one line.
   if (!problems.empty())
     std::fprintf(stderr, "umload: error: %s%s\n", one_line(problems.front()).c_str(),

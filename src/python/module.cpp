@@ -1,4 +1,4 @@
-// The `umload` Python module: the public C++ API (src/umload.hpp) for PyTorch users. A load
+// The `umload._core` extension: the public C++ API (src/umload.hpp) for PyTorch users. A load
 // returns a dict name -> torch.Tensor whose memory umload allocated, handed over through DLPack
 // with no copy; each tensor keeps the loaded weight set alive until the last one is freed.
 // Without torch the values are numpy arrays (host memory only; BF16 as uint16 bit patterns).
@@ -332,10 +332,12 @@ py::object convert(const std::filesystem::path& source, const std::filesystem::p
 
 }  // namespace umload::python
 
-PYBIND11_MODULE(umload, m) {
+// umload._core: the compiled half of the `umload` package (src/python/umload/), which re-exports
+// it; the exception classes are named umload.X, as users meet them.
+PYBIND11_MODULE(_core, m) {
   using namespace umload::python;
   namespace u = umload;
-  m.doc() = "Load MXFP4 GPT-OSS checkpoints into PyTorch tensors (docs/python.md).";
+  m.doc() = "umload's loader, compiled; use it through the umload package (docs/python.md).";
   m.attr("__version__") = UMLOAD_VERSION;
 
   py::tuple plain = py::make_tuple(py::handle(PyExc_Exception));

@@ -21,6 +21,7 @@ torch = common.optional("torch")
 HAVE_DIST = torch is not None and torch.distributed.is_available()
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchrun", "worker.py")
+DTENSOR_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchrun", "dtensor_worker.py")
 UNRESOLVABLE = "umload-no-such-host.invalid"  # RFC 6761: .invalid never resolves
 
 
@@ -63,6 +64,35 @@ class torchrun_ranks(common.checkpoint_case):
 
     def test_four_ranks_gather_to_the_unsharded_load(self):
         self.check_gathered(4, self.launch(4))
+
+    def launch_dtensor(self, nproc, names):
+        results = os.path.join(self.tmp, "dtensor-%d-%s" % (nproc, names))
+        os.makedirs(results)
+        run = torchrun_launch.run(nproc, DTENSOR_WORKER, self.ckpt, results, names)
+        self.assertEqual(run.returncode, 0, run.stdout[-4000:])
+        reports = {}
+        for path in glob.glob(os.path.join(results, "rank*.json")):
+            with open(path) as f:
+                r = json.load(f)
+            reports[r["rank"]] = r
+        self.assertEqual(sorted(reports), list(range(nproc)), run.stdout[-4000:])
+        whole, whole_report = umload.load(self.ckpt, device="cpu", rank=0, world_size=1, names=names,
+                                          with_report=True)
+        for rank, r in reports.items():
+            self.assertEqual(r["names"], sorted(whole))
+            for problem in ("not_dtensor", "wrong_placement", "wrong_local", "mismatched"):
+                self.assertEqual(r[problem], [], "rank %d: %s" % (rank, problem))
+            self.assertEqual(r["sharded"], sum(".mlp.experts." in n for n in whole))
+            self.assertGreater(r["sharded"], 0)
+            self.assertGreater(r["replicated"], 0)
+        # Each rank read only its experts' bytes: the ranks' shares add up to the whole.
+        self.assertEqual(sum(r["quantized_bytes"] for r in reports.values()), whole_report["quantized_bytes"])
+
+    def test_device_mesh_load_gives_dtensors_on_two_ranks(self):
+        self.launch_dtensor(2, "hf")
+
+    def test_device_mesh_load_gives_nemo_named_dtensors_on_four_ranks(self):
+        self.launch_dtensor(4, "nemo")
 
     def test_a_host_name_that_does_not_resolve_changes_nothing(self):
         unshare = can_unshare_uts()
