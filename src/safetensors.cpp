@@ -399,7 +399,7 @@ safetensors_header parse_safetensors_header(std::span<const std::byte> json,
   const auto* text = reinterpret_cast<const char*>(json.data());
   // nlohmann takes a NUL for the end of its input and would not look past it; JSON allows no NUL
   // byte anywhere, so one is refused here, wherever it is.
-  if (const void* nul = std::memchr(text, 0, json.size()))
+  if (const void* nul = json.empty() ? nullptr : std::memchr(text, 0, json.size()))
     fail(path, "",
          "header holds a NUL byte at byte " + std::to_string(static_cast<const char*>(nul) - text) +
              " (JSON allows none; padding must be spaces)");
