@@ -42,7 +42,7 @@ namespace {
 
 using umload::decode_job;
 using umload::layout;
-using umload::out_dtype;
+using umload::output_dtype;
 namespace cpu = umload::cpu;
 
 constexpr std::uint64_t bench_experts = 4;
@@ -87,7 +87,7 @@ const tensor_data& synthetic(std::uint64_t experts, std::uint64_t rows, std::uin
   return cache.emplace(key, std::move(d)).first->second;
 }
 
-decode_job make_job(const tensor_data& d, void* out, layout order, out_dtype dtype) {
+decode_job make_job(const tensor_data& d, void* out, layout order, output_dtype dtype) {
   decode_job job;
   job.blocks = d.blocks.get();
   job.scales = d.scales.get();
@@ -113,7 +113,7 @@ std::uint8_t* output_buffer(std::uint64_t bytes) {
 }
 
 void BM_decode(benchmark::State& state, cpu::isa path, std::uint64_t rows, layout order,
-               out_dtype dtype) {
+               output_dtype dtype) {
   const int threads = static_cast<int>(state.range(0));
   const std::uint64_t experts = static_cast<std::uint64_t>(state.range(1));
   const tensor_data& d = synthetic(experts, rows, groups_20b);
@@ -179,10 +179,10 @@ void register_all() {
   for (const tensor_shape shape : {tensor_shape{"gate_up", 5760}, tensor_shape{"down", 2880}})
     for (cpu::isa path : cpu::supported_isas())
       for (layout order : {layout::hf, layout::native})
-        for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) {
+        for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) {
           // The scalar oracle is single-threaded and slow: one expert, one dtype.
-          if (path == cpu::isa::scalar && dtype == out_dtype::f32) continue;
-          if (dtype == out_dtype::f32 && path != cpu::best_isa()) continue;
+          if (path == cpu::isa::scalar && dtype == output_dtype::f32) continue;
+          if (dtype == output_dtype::f32 && path != cpu::best_isa()) continue;
           const std::string name = std::string("BM_decode/") + shape.name + "/" +
                                    std::string(cpu::to_string(path)) + "/" +
                                    umload::to_string(order) + "/" + umload::to_string(dtype);
@@ -208,7 +208,7 @@ int dump(int argc, char** argv) {
   const std::uint64_t rows = std::strtoull(argv[3], nullptr, 10);
   const std::uint64_t groups = std::strtoull(argv[4], nullptr, 10);
   const tensor_data& d = synthetic(experts, rows, groups);
-  decode_job job = make_job(d, nullptr, layout::hf, out_dtype::bf16);
+  decode_job job = make_job(d, nullptr, layout::hf, output_dtype::bf16);
   std::vector<std::uint8_t> out(job.out_bytes());
   job.out = out.data();
   cpu::decode(job, cpu::best_isa(), 0);

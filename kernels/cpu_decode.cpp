@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/arith.hpp"
 #include "kernels/cpu_decode_detail.hpp"
 #include "kernels/error.hpp"
 #include "kernels/mxfp4.hpp"
@@ -103,14 +104,14 @@ void portable_hf(const decode_job& job, std::uint64_t e, std::uint64_t group_beg
 
 path_kernels portable_kernels() {
   return {[](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
+            if (job.dtype == output_dtype::bf16)
               portable_native<std::uint16_t>(job, begin, end, o);
             else
               portable_native<std::uint32_t>(job, begin, end, o);
           },
           [](const decode_job& job, std::uint64_t expert, std::uint64_t group_begin,
              std::uint64_t group_end, std::uint64_t begin, std::uint64_t end, piece_options o) {
-            if (job.dtype == out_dtype::bf16)
+            if (job.dtype == output_dtype::bf16)
               portable_hf<std::uint16_t>(job, expert, group_begin, group_end, begin, end, o);
             else
               portable_hf<std::uint32_t>(job, expert, group_begin, group_end, begin, end, o);
@@ -126,8 +127,6 @@ path_kernels kernels_for(isa path) {
     default: return portable_kernels();
   }
 }
-
-std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 
 // Runs body(i) for i in [0, count) over `workers` threads; pieces are handed out dynamically
 // because the cores may be shared with other work.
@@ -219,7 +218,7 @@ void decode_scalar(const decode_job& job) {
                                              static_cast<unsigned>(k % mxfp4::block_values));
         const std::uint64_t index =
             job.order == layout::native ? (e * job.rows + r) * in + k : (e * in + k) * job.rows + r;
-        if (job.dtype == out_dtype::bf16)
+        if (job.dtype == output_dtype::bf16)
           detail::store<std::uint16_t>(static_cast<std::uint16_t*>(job.out) + index,
                                        mxfp4::decode_bf16(code, job.scales[b]));
         else

@@ -86,7 +86,7 @@ path_kernels make_path_kernels() {
               else
                 Path::template native<Out, false>(job, begin, end);
             };
-            if (job.dtype == out_dtype::bf16)
+            if (job.dtype == output_dtype::bf16)
               run(std::uint16_t{});
             else
               run(std::uint32_t{});
@@ -102,7 +102,7 @@ path_kernels make_path_kernels() {
               else
                 Path::template hf<Out, false>(job, expert, group_begin, group_end, begin, end);
             };
-            if (job.dtype == out_dtype::bf16)
+            if (job.dtype == output_dtype::bf16)
               run(std::uint16_t{});
             else
               run(std::uint32_t{});

@@ -131,7 +131,7 @@ void decode(const decode_job& job, void* stream) {
   if (job.blocks == nullptr || job.scales == nullptr || job.out == nullptr)
     throw usage_error("cuda::decode: job has a null blocks, scales or out pointer");
   const auto s = static_cast<cudaStream_t>(stream);
-  if (job.dtype == out_dtype::bf16)
+  if (job.dtype == output_dtype::bf16)
     launch<std::uint16_t>(job, s);
   else
     launch<std::uint32_t>(job, s);
@@ -158,7 +158,7 @@ std::size_t summarize_scratch_bytes(std::uint64_t values) {
   return values == 0 ? 0 : result_bytes + reduce_bytes(values, nullptr);
 }
 
-output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype, void* scratch,
+output_summary summarize(const void* out, std::uint64_t values, output_dtype dtype, void* scratch,
                          std::size_t scratch_bytes, void* stream) {
   if (values == 0) return output_summary{};
   const auto s = static_cast<cudaStream_t>(stream);
@@ -169,7 +169,7 @@ output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype,
   auto* result = static_cast<output_summary*>(scratch);
   void* temp = static_cast<std::uint8_t*>(scratch) + result_bytes;
   const thrust::counting_iterator<std::uint64_t> indices(0);
-  const summary_of_value transform{out, dtype == out_dtype::f32};
+  const summary_of_value transform{out, dtype == output_dtype::f32};
   UMLOAD_CUDA_CLEAR_ERROR();
   UMLOAD_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
       temp, temp_bytes, indices, result, static_cast<std::int64_t>(values), combine_summaries{},

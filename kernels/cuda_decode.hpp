@@ -29,7 +29,7 @@ std::size_t summarize_scratch_bytes(std::uint64_t values);
 // Count of non-finite values and checksum of an output tensor of `values` elements, computed on
 // the device with cub::DeviceReduce (same numbers as cuda_tile::summarize_host) in `scratch`
 // (device memory of at least summarize_scratch_bytes(values)). Synchronizes `stream`.
-cuda_tile::output_summary summarize(const void* out, std::uint64_t values, out_dtype dtype,
+cuda_tile::output_summary summarize(const void* out, std::uint64_t values, output_dtype dtype,
                                     void* scratch, std::size_t scratch_bytes, void* stream);
 
 }  // namespace umload::cuda

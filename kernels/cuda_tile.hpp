@@ -205,7 +205,7 @@ struct native_grid {
 
 inline native_grid plan_native(const decode_job& job) {
   native_grid g;
-  g.unit_bytes = job.dtype == out_dtype::bf16 ? 4u : 2u;
+  g.unit_bytes = job.dtype == output_dtype::bf16 ? 4u : 2u;
   g.units = job.experts * job.rows * job.groups * mxfp4::block_bytes / g.unit_bytes;
   g.aligned_blocks = reinterpret_cast<std::uintptr_t>(job.blocks) % g.unit_bytes == 0;
   g.vector_out = reinterpret_cast<std::uintptr_t>(job.out) % 16 == 0;
@@ -428,15 +428,15 @@ UMLOAD_HOST_DEVICE output_summary combine(const output_summary& a, const output_
 }
 
 // The same summary computed on the host, for tests and for host outputs.
-inline output_summary summarize_host(const void* out, std::uint64_t values, out_dtype dtype) {
+inline output_summary summarize_host(const void* out, std::uint64_t values, output_dtype dtype) {
   output_summary sum;
   for (std::uint64_t i = 0; i < values; ++i) {
     std::uint32_t bits;
-    if (dtype == out_dtype::bf16)
+    if (dtype == output_dtype::bf16)
       bits = static_cast<const std::uint16_t*>(out)[i];
     else
       bits = static_cast<const std::uint32_t*>(out)[i];
-    sum = combine(sum, summary_term(i, bits, dtype == out_dtype::f32));
+    sum = combine(sum, summary_term(i, bits, dtype == output_dtype::f32));
   }
   return sum;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace umload {
 
@@ -82,5 +83,15 @@ class mismatch_error : public error {
   using error::error;
   exit_code code() const noexcept override { return exit_code::mismatch; }
 };
+
+// The one shape of a message about one tensor: "<file>: tensor '<tensor>': <rule>". `file` is
+// the shard path (or the model's label where no file is at stake).
+inline std::string tensor_message(std::string_view file, std::string_view tensor,
+                                  std::string_view rule) {
+  std::string m;
+  m.reserve(file.size() + tensor.size() + rule.size() + 14);
+  m.append(file).append(": tensor '").append(tensor).append("': ").append(rule);
+  return m;
+}
 
 }  // namespace umload

@@ -28,6 +28,26 @@ inline constexpr int scale_bias = 127;   // E8M0 exponent bias
 inline constexpr std::uint8_t nan_scale = 255;
 inline constexpr std::uint16_t bf16_nan = 0x7FC0;
 
+// One expert of an MXFP4 expert tensor: blocks [rows, groups, 16] and scales [rows, groups],
+// decoding to rows x groups*32 values. Every per-expert size in the project comes from here.
+struct expert_geometry {
+  std::uint64_t rows = 0;    // output features
+  std::uint64_t groups = 0;  // input features / 32
+
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t in_features() const { return groups * block_values; }
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t values() const { return rows * in_features(); }
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t blocks() const {
+    return rows * groups * static_cast<std::uint64_t>(block_bytes);
+  }
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t scales() const { return rows * groups; }
+  // Blocks and scales together: what a staging slot must hold for one expert.
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t stored() const { return blocks() + scales(); }
+  // Decoded bytes at `element` bytes per value (2 for BF16, 4 for F32).
+  UMLOAD_HOST_DEVICE constexpr std::uint64_t output(unsigned element) const {
+    return values() * element;
+  }
+};
+
 // BF16 bits of FP4[code] * 2^(scale - 127), for code 0..15 and scale 0..255.
 UMLOAD_HOST_DEVICE std::uint16_t decode_bf16(unsigned code, unsigned scale) {
   const std::uint16_t sign = static_cast<std::uint16_t>((code & 8u) << 12);

@@ -51,15 +51,6 @@ std::optional<std::uint64_t> get_size(const env_lookup& env, std::string_view na
 
 }  // namespace
 
-std::string_view to_string(io_choice c) {
-  switch (c) {
-    case io_choice::automatic: return "auto";
-    case io_choice::direct: return "direct";
-    case io_choice::buffered: return "buffered";
-  }
-  return "auto";
-}
-
 defaults read_defaults(const env_lookup& env) {
   defaults d;
   if (auto p = get(env, "UMLOAD_PROFILE")) {
@@ -82,13 +73,9 @@ defaults read_defaults(const env_lookup& env) {
   }
   d.device_ordinal = get_int(env, "UMLOAD_DEVICE", 0, 1023);
   if (auto io = get(env, "UMLOAD_IO")) {
-    if (*io == "auto") {
-      d.io = io_choice::automatic;
-    } else if (*io == "direct") {
-      d.io = io_choice::direct;
-    } else if (*io == "buffered") {
-      d.io = io_choice::buffered;
-    } else {
+    try {
+      d.io = parse_io_mode(*io);
+    } catch (const usage_error&) {
       bad_variable("UMLOAD_IO", *io, "auto, direct or buffered");
     }
   }

@@ -17,10 +17,9 @@
 #include <string_view>
 #include <vector>
 
-namespace umload::platform {
+#include "kernels/vocabulary.hpp"
 
-// How weight bytes are read: chosen by the plan unless UMLOAD_IO (or a budget) forces one.
-enum class io_choice : std::uint8_t { automatic, direct, buffered };
+namespace umload::platform {
 
 struct defaults {
   std::optional<std::string> profile;   // UMLOAD_PROFILE: a built-in profile name
@@ -29,7 +28,7 @@ struct defaults {
   std::optional<std::filesystem::path> cgroup_dir;       // UMLOAD_CGROUP: a cgroup v2 directory
   bool cgroup_disabled = false;                          // UMLOAD_CGROUP=none
   std::optional<int> device_ordinal;                     // UMLOAD_DEVICE: CUDA ordinal to use
-  io_choice io = io_choice::automatic;                   // UMLOAD_IO: auto|direct|buffered
+  io_mode io = io_mode::automatic;                       // UMLOAD_IO: auto|direct|buffered
   std::optional<std::uint64_t> staging_slot_bytes;       // UMLOAD_STAGING_SLOT_SIZE: a size
   std::optional<int> staging_slots;                      // UMLOAD_STAGING_SLOTS: 1..64
   std::optional<std::uint64_t> device_memory_bytes;      // UMLOAD_DEVICE_MEMORY: a size
@@ -60,7 +59,5 @@ struct env_variable {
   std::string_view meaning;
 };
 const std::vector<env_variable>& environment_variables();
-
-std::string_view to_string(io_choice c);
 
 }  // namespace umload::platform

@@ -17,35 +17,6 @@ bool contains(std::string_view s, std::string_view part) {
   return s.find(part) != std::string_view::npos;
 }
 
-// "model.layers.12.mlp..." -> 12; -1 otherwise.
-int layer_of(std::string_view name) {
-  constexpr std::string_view prefix = "model.layers.";
-  const auto at = name.find(prefix);
-  if (at == std::string_view::npos) return -1;
-  std::size_t i = at + prefix.size();
-  int layer = 0;
-  bool any = false;
-  while (i < name.size() && name[i] >= '0' && name[i] <= '9') {
-    layer = layer * 10 + (name[i] - '0');
-    any = true;
-    ++i;
-    if (layer > 1'000'000) return -1;
-  }
-  return any && i < name.size() && name[i] == '.' ? layer : -1;
-}
-
-tensor_kind kind_of(std::string_view name) {
-  if (contains(name, ".mlp.experts.")) {
-    return ends_with(name, "_blocks") || ends_with(name, "_scales") ? tensor_kind::expert_weight
-                                                                    : tensor_kind::expert_bias;
-  }
-  if (contains(name, ".mlp.router.")) return tensor_kind::router;
-  if (contains(name, "embed_tokens") || contains(name, "lm_head")) return tensor_kind::embedding;
-  if (contains(name, ".self_attn.")) return tensor_kind::attention;
-  if (contains(name, "layernorm") || contains(name, "model.norm")) return tensor_kind::norm;
-  return tensor_kind::dense;
-}
-
 // Order of use inside the forward pass: embeddings, each layer (norm, attention, norm, router,
 // experts), final norm, head.
 std::tuple<int, int, int> use_key(const tensor_demand& t) {
@@ -77,48 +48,7 @@ std::uint64_t product(const std::vector<std::uint64_t>& shape) {
   return p;
 }
 
-std::string divisors_text(std::uint64_t n) {
-  std::string out;
-  for (std::uint64_t d = 1; d <= n; ++d) {
-    if (n % d == 0) out += (out.empty() ? "" : ", ") + std::to_string(d);
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string_view to_string(output_dtype d) {
-  switch (d) {
-    case output_dtype::bf16: return "bf16";
-    case output_dtype::f32: return "f32";
-    case output_dtype::keep: return "keep";
-  }
-  return "bf16";
-}
-std::string_view to_string(output_layout l) { return l == output_layout::hf ? "hf" : "native"; }
-std::string_view to_string(tensor_kind k) {
-  switch (k) {
-    case tensor_kind::dense: return "dense";
-    case tensor_kind::expert_weight: return "expert_weight";
-    case tensor_kind::expert_bias: return "expert_bias";
-    case tensor_kind::router: return "router";
-    case tensor_kind::embedding: return "embedding";
-    case tensor_kind::attention: return "attention";
-    case tensor_kind::norm: return "norm";
-  }
-  return "dense";
-}
-std::optional<output_dtype> parse_output_dtype(std::string_view text) {
-  for (auto d : {output_dtype::bf16, output_dtype::f32, output_dtype::keep}) {
-    if (text == to_string(d)) return d;
-  }
-  return std::nullopt;
-}
-std::optional<output_layout> parse_output_layout(std::string_view text) {
-  if (text == "hf") return output_layout::hf;
-  if (text == "native") return output_layout::native;
-  return std::nullopt;
-}
 
 std::uint64_t element_bytes(std::string_view dtype) {
   static const std::map<std::string_view, std::uint64_t> sizes{
@@ -148,92 +78,26 @@ std::uint64_t model_demand::largest_stage_unit() const {
 
 model_demand make_demand(std::vector<stored_tensor> tensors, const demand_options& options,
                          std::string label) {
-  if (options.world_size < 1) {
-    throw usage_error("world size " + std::to_string(options.world_size) + " must be at least 1");
-  }
-  if (options.rank < 0 || options.rank >= options.world_size) {
-    throw usage_error("rank " + std::to_string(options.rank) + " must be in [0, " +
-                      std::to_string(options.world_size) + ")");
-  }
-  const auto world = static_cast<std::uint64_t>(options.world_size);
   model_demand d;
   d.label = std::move(label);
   d.options = options;
-
-  std::map<std::string, const stored_tensor*, std::less<>> by_name;
-  for (const auto& t : tensors) by_name.emplace(t.name, &t);
-
-  auto check_experts = [&](const stored_tensor& t, std::uint64_t experts) {
-    if (d.experts == 0) d.experts = experts;
-    if (experts % world != 0) {
-      throw usage_error(d.label + ": " + t.name + " holds " + std::to_string(experts) +
-                        " experts, which do not divide over " + std::to_string(world) +
-                        " ranks; world sizes that divide them: " + divisors_text(experts));
-    }
-  };
-
-  for (const auto& t : tensors) {
-    const tensor_kind kind = kind_of(t.name);
-    tensor_demand out;
-    out.layer = layer_of(t.name);
-    out.kind = kind;
-    const bool is_expert = kind == tensor_kind::expert_weight || kind == tensor_kind::expert_bias;
-    const std::uint64_t experts = is_expert && !t.shape.empty() ? t.shape[0] : 0;
-
-    if (ends_with(t.name, "_scales") &&
-        by_name.count(t.name.substr(0, t.name.size() - 7) + "_blocks")) {
-      continue;  // priced with its blocks
-    }
-    if (ends_with(t.name, "_blocks")) {
-      const std::string base = t.name.substr(0, t.name.size() - 7);
-      auto sit = by_name.find(base + "_scales");
-      if (sit != by_name.end() && t.shape.size() == 4 && experts > 0) {
-        const stored_tensor& scales = *sit->second;
-        check_experts(t, experts);
-        const std::uint64_t share = experts / world;
-        const std::uint64_t per_expert_blocks = t.bytes / experts;
-        const std::uint64_t per_expert_scales = scales.bytes / experts;
-        if (options.dtype == output_dtype::keep) {
-          for (const stored_tensor* part : {&t, &scales}) {
-            tensor_demand half = out;
-            half.name = part->name;
-            half.kind = tensor_kind::expert_weight;
-            half.bytes_stored = part->bytes / experts * share;
-            half.bytes_output = half.bytes_stored;
-            half.stage_unit_bytes = part->bytes / experts;
-            half.sharded = true;
-            half.sources = {part->name};
-            d.tensors.push_back(std::move(half));
-          }
-        } else {
-          const std::uint64_t values_per_expert = t.shape[1] * t.shape[2] * 32;
-          const std::uint64_t elem = options.dtype == output_dtype::f32 ? 4 : 2;
-          out.name = base;
-          out.kind = tensor_kind::expert_weight;
-          out.bytes_stored = (per_expert_blocks + per_expert_scales) * share;
-          out.bytes_output = values_per_expert * elem * share;
-          out.stage_unit_bytes = per_expert_blocks + per_expert_scales;
-          out.sharded = true;
-          out.decoded = true;
-          out.sources = {t.name, scales.name};
-          d.tensors.push_back(std::move(out));
-        }
-        continue;
-      }
-    }
-    out.name = t.name;
-    out.sources = {t.name};
-    if (is_expert && experts > 0) {
-      check_experts(t, experts);
-      const std::uint64_t share = experts / world;
-      out.bytes_stored = t.bytes / experts * share;
-      out.bytes_output = t.bytes / experts * share;
-      out.sharded = true;
-    } else {
-      out.bytes_stored = t.bytes;
-      out.bytes_output = t.bytes;  // dense tensors are loaded as stored, whatever --dtype
-    }
-    d.tensors.push_back(std::move(out));
+  const auto outputs = derive_outputs(tensors, options, d.label);
+  d.tensors.reserve(outputs.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const output_spec& o = outputs[i];
+    tensor_demand t;
+    t.name = o.name;
+    t.layer = o.layer;
+    t.kind = o.kind;
+    t.bytes_stored = o.bytes_stored;
+    t.bytes_output = o.bytes;
+    t.stage_unit_bytes = o.stage_unit_bytes;
+    t.sharded = o.per_expert;
+    t.decoded = o.decoded;
+    for (std::size_t s : o.sources) t.sources.push_back(tensors[s].name);
+    t.output = i;
+    if (d.experts == 0 && o.per_expert) d.experts = o.experts;
+    d.tensors.push_back(std::move(t));
   }
   std::stable_sort(d.tensors.begin(), d.tensors.end(),
                    [](const tensor_demand& a, const tensor_demand& b) {

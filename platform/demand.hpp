@@ -14,45 +14,12 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/vocabulary.hpp"
+#include "platform/outputs.hpp"
+
 namespace umload::platform {
 
-// What expert weights become: BF16 (the HF form), F32 (every floating tensor widened), or kept
-// as stored (MXFP4 blocks and scales, everything else untouched).
-enum class output_dtype : std::uint8_t { bf16, f32, keep };
-// Where decoded experts put their axes: hf [E, in, out] (transformers, NeMo) or native [E, out,
-// in].
-enum class output_layout : std::uint8_t { hf, native };
-
-enum class tensor_kind : std::uint8_t {
-  dense,          // anything not named below
-  expert_weight,  // MXFP4 expert pair (decoded) or one half of it (kept)
-  expert_bias,    // other tensors under .mlp.experts.
-  router,         // .mlp.router.
-  embedding,      // embed_tokens, lm_head
-  attention,      // .self_attn.
-  norm,           // layer norms and the final norm
-};
-
-std::string_view to_string(output_dtype d);
-std::string_view to_string(output_layout l);
-std::string_view to_string(tensor_kind k);
-std::optional<output_dtype> parse_output_dtype(std::string_view text);
-std::optional<output_layout> parse_output_layout(std::string_view text);
-
-// One tensor as the checkpoint stores it. dtype is the safetensors string ("BF16", "U8", ...).
-struct stored_tensor {
-  std::string name;
-  std::string dtype;
-  std::vector<std::uint64_t> shape;
-  std::uint64_t bytes = 0;
-};
-
-struct demand_options {
-  output_dtype dtype = output_dtype::bf16;
-  output_layout layout = output_layout::hf;
-  int rank = 0;
-  int world_size = 1;
-};
+using demand_options = output_options;
 
 struct tensor_demand {
   std::string name;  // the output tensor's name (an expert pair's base name when decoded)
@@ -65,6 +32,7 @@ struct tensor_demand {
   bool sharded = false;  // an expert tensor: this rank holds only its share of the experts
   bool decoded = false;  // an MXFP4 pair decoded on load
   std::vector<std::string> sources;  // the stored tensors it is made from
+  std::size_t output = 0;            // its index in derive_outputs' list (streaming order)
 };
 
 struct model_demand {
@@ -81,9 +49,9 @@ struct model_demand {
   std::uint64_t largest_stage_unit() const;
 };
 
-// Groups `_blocks`/`_scales` pairs, classifies, shards experts over ranks and prices the output.
-// Throws usage_error when rank/world_size are out of range or the experts do not divide over the
-// ranks (the message lists the world sizes that do).
+// The outputs of derive_outputs (outputs.hpp), in order of use. Throws what derive_outputs
+// throws: usage_error when rank/world_size are out of range or the experts do not divide over
+// the ranks (the message lists the world sizes that do).
 model_demand make_demand(std::vector<stored_tensor> tensors, const demand_options& options,
                          std::string label);
 

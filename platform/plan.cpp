@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 
+#include "kernels/arith.hpp"
 #include "kernels/error.hpp"
 #include "platform/units.hpp"
 
@@ -11,8 +12,6 @@ namespace umload::platform {
 namespace {
 
 constexpr std::uint64_t mib = std::uint64_t{1} << 20;
-
-std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 
 std::uint64_t minus(std::uint64_t a, std::uint64_t b) { return a > b ? a - b : 0; }
 
@@ -132,8 +131,8 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
             ? "direct I/O: page cache would take memory from the one pool the weights need"
             : "direct I/O into pinned staging: no page cache, no extra copy";
   }
-  if (b.io != io_choice::automatic) {
-    p.orders.io = b.io == io_choice::direct ? io_mode::direct : io_mode::buffered;
+  if (b.io != io_mode::automatic) {
+    p.orders.io = b.io;
     p.io_reason = "forced by UMLOAD_IO=" + std::string(to_string(b.io));
   }
   // Every model leaves no page cache behind: buffered reads drop each range once consumed, direct
@@ -148,10 +147,11 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   for (const auto& t : demand.tensors) {
     placement pl;
     pl.tensor = t.name;
+    pl.output = t.output;
     pl.bytes = t.bytes_output;
     pl.layer = t.layer;
     pl.kind = t.kind;
-    pl.where = is_gpu(m) ? location::device : location::host;
+    pl.where = is_gpu(m) ? memory_kind::device : memory_kind::host;
     p.orders.placements.push_back(std::move(pl));
   }
   if (m == memory_model::coherent) {
@@ -174,18 +174,18 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
       if (used + pl.bytes <= room) {
         used += pl.bytes;
       } else {
-        pl.where = location::host_managed;
+        pl.where = memory_kind::host_managed;
         pl.numa_node = host_node;
         pl.preferred_location_host = true;
         pl.accessed_by_device = true;
       }
     }
     for (const auto& pl : p.orders.placements) {
-      if (pl.where == location::host_managed) p.orders.prefetch.push_back(pl.tensor);
+      if (pl.where == memory_kind::host_managed) p.orders.prefetch.push_back(pl.tensor);
     }
   }
   for (const auto& pl : p.orders.placements) {
-    (pl.where == location::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
+    (pl.where == memory_kind::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
   }
   p.peak_device_bytes = p.device_resident_bytes + p.device_scratch_bytes;
   p.peak_host_bytes = p.host_resident_bytes + p.staging_bytes;
@@ -295,18 +295,6 @@ std::string suggestion_text(const suggestion& s, memory_model m) {
 }
 
 }  // namespace
-
-std::string_view to_string(location l) {
-  switch (l) {
-    case location::device: return "device";
-    case location::host: return "host";
-    case location::host_numa: return "host-numa";
-    case location::host_managed: return "host-managed";
-  }
-  return "device";
-}
-
-std::string_view to_string(io_mode m) { return m == io_mode::direct ? "direct" : "buffered"; }
 
 budgets budgets::from(const defaults& env) {
   budgets b;
@@ -422,12 +410,8 @@ nlohmann::json to_json(const placement_plan& p) {
               {"bytes", pl.bytes},
               {"layer", pl.layer},
               {"kind", std::string(to_string(pl.kind))}};
-    if (pl.where == location::host_numa) {
-      e["location"] = "host-numa:" + std::to_string(pl.numa_node);
-    } else {
-      e["location"] = std::string(to_string(pl.where));
-    }
-    if (pl.where == location::host_managed) {
+    e["location"] = std::string(to_string(pl.where));
+    if (pl.where == memory_kind::host_managed) {
       e["numa_node"] = pl.numa_node;
       e["preferred_location"] =
           pl.numa_node >= 0 ? "host-numa:" + std::to_string(pl.numa_node) : "host";
@@ -512,7 +496,7 @@ std::string describe(const placement_plan& p, bool every_tensor) {
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
   for (const auto& pl : p.orders.placements) {
     std::string key(to_string(pl.where));
-    if (pl.where == location::host_managed || pl.where == location::host_numa) {
+    if (pl.where == memory_kind::host_managed) {
       key += pl.numa_node >= 0 ? " (NUMA node " + std::to_string(pl.numa_node) + ")" : "";
     }
     auto& e = by_location[key];

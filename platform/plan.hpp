@@ -6,7 +6,7 @@
 //
 //   auto plan = make_plan(detect_platform(opts), gpt_oss_demand(preset, {}), budgets::from(env));
 //   require_fits(plan);   // throws budget_error with the plan's message when it does not fit
-//   for (const auto& p : plan.orders.placements) ... p.tensor, p.where, p.numa_node
+//   for (const auto& p : plan.orders.placements) ... p.output, p.tensor, p.where, p.numa_node
 //
 // This header brings in the whole public surface of platform/: detection (platform.hpp), devices
 // and memory models (device.hpp), demand (demand.hpp), profiles, units and configuration.
@@ -39,22 +39,12 @@
 
 namespace umload::platform {
 
-enum class location : std::uint8_t {
-  device,        // cudaMalloc (on integrated machines: the one pool)
-  host,          // host memory, no NUMA preference
-  host_numa,     // host memory bound to NUMA node `numa_node`
-  host_managed,  // host memory the GPU reads, with cudaMemAdvise preferred location / accessed by
-};
-std::string_view to_string(location l);  // "device", "host", "host-numa", "host-managed"
-
-enum class io_mode : std::uint8_t { direct, buffered };
-std::string_view to_string(io_mode m);
-
 // One tensor's orders.
 struct placement {
   std::string tensor;
-  location where = location::device;
-  int numa_node = -1;                    // host_numa / host_managed: bind there before first touch
+  std::size_t output = 0;  // the index of the tensor in derive_outputs' list (outputs.hpp)
+  memory_kind where = memory_kind::device;
+  int numa_node = -1;                    // host_managed: bind there before first touch
   bool preferred_location_host = false;  // cudaMemAdviseSetPreferredLocation(host-numa:node | host)
   bool accessed_by_device = false;       // cudaMemAdviseSetAccessedBy(device)
   std::uint64_t bytes = 0;
@@ -76,9 +66,9 @@ struct staging_order {
 // device, simulated.
 struct load_orders {
   std::vector<placement>
-      placements;  // in order of use; host ones are faulted in ahead of their decode
-  io_mode io = io_mode::direct;
-  bool drop_page_cache = true;  // drop every page the load's buffered reads cached
+      placements;                // in order of use; host ones are faulted in ahead of their decode
+  io_mode io = io_mode::direct;  // direct or buffered, never automatic
+  bool drop_page_cache = true;   // drop every page the load's buffered reads cached
   staging_order staging;
   std::string reader_cpuset;  // hwloc list; reader threads are bound to it. Empty: no binding
   std::vector<std::string> prefetch;  // spilled tensors in order of use: weight_set::prefetch moves
@@ -93,7 +83,7 @@ struct budgets {
   std::uint64_t host_reserve_bytes = 0;
   std::optional<std::size_t> staging_slot_bytes;
   std::optional<int> staging_slots;
-  io_choice io = io_choice::automatic;
+  io_mode io = io_mode::automatic;
 
   // UMLOAD_DEVICE_MEMORY, UMLOAD_HOST_MEMORY, UMLOAD_STAGING_*, UMLOAD_IO.
   static budgets from(const defaults& env);

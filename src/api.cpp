@@ -23,38 +23,27 @@ pipeline_options pipeline_for(layout order, output_dtype dtype, const shard& s) 
 }  // namespace
 
 shard resolve_shard(const shard_request& request, const platform::defaults& env) {
-  shard s;
-  s.world_size = request.world_size.value_or(env.world_size.value_or(1));
+  const int world = request.world_size.value_or(env.world_size.value_or(1));
   // An explicit world size with no rank is a single-process request: rank 0, not $RANK.
-  s.rank = request.rank.value_or(request.world_size ? 0 : env.rank.value_or(0));
-  if (s.world_size < 1)
-    throw usage_error("world size " + std::to_string(s.world_size) + " must be at least 1");
-  if (s.rank < 0 || s.rank >= s.world_size)
-    throw usage_error("rank " + std::to_string(s.rank) + " must be in [0, " +
-                      std::to_string(s.world_size) + ") for world size " +
-                      std::to_string(s.world_size));
-  return s;
-}
-
-std::string resolve_device(std::string_view device, const platform::defaults& env) {
-  const std::string ordinal = "cuda:" + std::to_string(default_cuda_ordinal(env));
-  if (device == "cpu") return "cpu";
-  if (device == "cuda") return ordinal;
-  if (device == "auto") return cuda_available() ? ordinal : "cpu";
-  if (device.substr(0, 5) == "cuda:" && device.size() > 5 &&
-      device.find_first_not_of("0123456789", 5) == std::string_view::npos)
-    return std::string(device);
-  throw usage_error("bad device '" + std::string(device) +
-                    "' (expected auto, cpu, cuda or cuda:N)");
+  const int rank = request.rank.value_or(request.world_size ? 0 : env.rank.value_or(0));
+  return platform::checked_shard(rank, world);
 }
 
 load_options to_load_options(const load_request& request, const platform::defaults& env) {
   load_options o;
   o.pipeline = pipeline_for(request.order, request.dtype, resolve_shard(request.sharding, env));
   o.pipeline.on_progress = request.on_progress;
-  o.device = resolve_device(request.device, env);
+  o.pipeline.allow_nan_scales = request.allow_nan_scales;
+  o.pipeline.keep_page_cache = request.keep_page_cache;
+  if (request.io) o.pipeline.io = *request.io;
+  if (request.slot_bytes) o.pipeline.slot_bytes = *request.slot_bytes;
+  if (request.slots) o.pipeline.slots = *request.slots;
+  o.staging_from_plan = !request.slot_bytes && !request.slots;
+  o.device = request.device;
   o.threads = request.threads;
+  o.isa = request.isa;
   o.digest = request.digest;
+  o.check = request.check;
   o.platform = request.platform;
   return o;
 }
@@ -88,12 +77,11 @@ std::vector<output_tensor> model::outputs(const load_request& request) const {
 platform::placement_plan model::plan(const plan_request& request) const {
   const auto options = pipeline_for(request.order, request.dtype,
                                     resolve_shard(request.sharding, platform::process_defaults()));
-  return plan_checkpoint(state_->ckpt, options, choose_platform(request.platform),
-                         request.platform);
+  return plan_checkpoint(state_->map, options, choose_platform(request.platform), request.platform);
 }
 
 load_result model::load(const load_request& request) const {
-  return load_checkpoint(state_->ckpt.source,
+  return load_checkpoint(state_->ckpt, state_->map,
                          to_load_options(request, platform::process_defaults()));
 }
 

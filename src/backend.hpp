@@ -27,13 +27,6 @@
 
 namespace umload {
 
-// Where an output tensor's memory lives. Chosen by the plan (platform/), honoured by the backend.
-enum class memory_kind : std::uint8_t {
-  host,          // pageable or anonymous host memory
-  device,        // cudaMalloc
-  host_managed,  // host memory the GPU reads (coherent spill / integrated), with advice
-};
-
 // One staged unit of work: the bytes of a run of experts (blocks then scales), or a range of a
 // tensor copied as it is.
 struct staged_item {
@@ -112,7 +105,7 @@ class backend {
   // Count of non-finite values and an order-sensitive checksum of a decoded output, computed
   // where the data lives (CUB on the device for device memory). The default serves host memory.
   virtual cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values,
-                                              out_dtype dtype, memory_kind where) {
+                                              output_dtype dtype, memory_kind where) {
     (void)where;
     return cuda_tile::summarize_host(data, values, dtype);
   }

@@ -24,6 +24,7 @@
 #include <new>
 #include <string>
 
+#include "kernels/arith.hpp"
 #include "kernels/cuda_check.hpp"
 #include "kernels/cuda_decode.hpp"
 #include "kernels/error.hpp"
@@ -37,8 +38,6 @@ namespace {
 
 constexpr std::size_t scratch_alignment = 256;
 constexpr int scratch_slots = 2;
-
-std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
 // Events are timed only after they are known complete.
 float elapsed_ms(cudaEvent_t from, cudaEvent_t to) {
@@ -299,8 +298,8 @@ class cuda_backend final : public backend {
     UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
   }
 
-  cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values, out_dtype dtype,
-                                      memory_kind where) override {
+  cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values,
+                                      output_dtype dtype, memory_kind where) override {
     if (where != memory_kind::device) return cuda_tile::summarize_host(data, values, dtype);
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/error.hpp"
 #include "src/backend.hpp"
 #include "src/memory.hpp"
 

@@ -263,4 +263,9 @@ checkpoint open_checkpoint(const fs::path& source) {
   return ckpt;
 }
 
+std::string checkpoint_label(const checkpoint& ckpt) {
+  std::string label = ckpt.source.filename().string();
+  return label.empty() ? ckpt.source.string() : label;
+}
+
 }  // namespace umload

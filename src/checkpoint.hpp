@@ -63,6 +63,9 @@ struct checkpoint {
   const std::filesystem::path& shard_path(std::size_t i) const { return shards[i].path; }
 };
 
+// What messages call the checkpoint: the last component of what the user named.
+std::string checkpoint_label(const checkpoint& ckpt);
+
 // Opens a directory or a single .safetensors file. Throws format_error or io_error.
 checkpoint open_checkpoint(const std::filesystem::path& source);
 

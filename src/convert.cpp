@@ -231,13 +231,13 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
         " bytes, so the budget must be at least " +
         std::to_string(static_cast<std::uint64_t>(need * per_slot_bytes) + (8 << 20)) + " bytes");
   std::uint64_t chunk = 0;  // the largest output of one item
-  const std::uint64_t out_elem = pipeline.dtype == output_dtype::f32 ? 4 : 2;
   for (const auto& out : outputs) {
     if (out.pair) {
-      const std::uint64_t per = out.pair->rows * out.pair->groups * 17;
-      const std::uint64_t experts = std::min<std::uint64_t>(
-          out.expert_end - out.expert_begin, std::max<std::uint64_t>(1, pipeline.slot_bytes / per));
-      chunk = std::max(chunk, experts * out.pair->rows * out.pair->in_features() * out_elem);
+      const auto g = out.pair->geometry();
+      const std::uint64_t experts =
+          std::min<std::uint64_t>(out.expert_end - out.expert_begin,
+                                  std::max<std::uint64_t>(1, pipeline.slot_bytes / g.stored()));
+      chunk = std::max(chunk, experts * g.output(element_bytes(pipeline.dtype)));
     } else {
       chunk =
           std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "kernels/arith.hpp"
 #include "kernels/error.hpp"
 
 namespace umload {
@@ -166,8 +167,8 @@ std::size_t file::read_at_least(void* dst, std::size_t bytes, std::size_t requir
 std::size_t file::write_exact(const void* src, std::size_t bytes, std::uint64_t offset) const {
   const auto* in = static_cast<const char*>(src);
   const std::uint64_t a = direct_alignment_;
-  const std::uint64_t first = (offset + a - 1) / a * a;
-  const std::uint64_t last = (offset + bytes) / a * a;
+  const std::uint64_t first = round_up(offset, a);
+  const std::uint64_t last = round_down(offset + bytes, a);
   const bool aligned = reinterpret_cast<std::uintptr_t>(in + (first - offset)) % a == 0;
   if (direct_fd_ < 0 || last <= first || !aligned) {
     write_through(fd_, in, bytes, offset);

@@ -1,13 +1,8 @@
 #include "src/loader.hpp"
 
 #include <openssl/evp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdio>
-#include <map>
-#include <thread>
 
 #include "kernels/error.hpp"
 #include "platform/config.hpp"
@@ -80,6 +75,21 @@ std::string digest_tensor(backend& engine, const loaded_tensor& t) {
   return "sha256:" + h.finish();
 }
 
+// The plan's placement of each output, by the output's index. Every output has exactly one
+// placement: a plan made from other outputs than these is a defect, not a default.
+std::vector<const platform::placement*> placements_by_output(
+    const platform::load_orders& orders, const std::vector<output_tensor>& outputs) {
+  std::vector<const platform::placement*> placed(outputs.size(), nullptr);
+  for (const auto& p : orders.placements) {
+    if (p.output >= outputs.size() || placed[p.output] || outputs[p.output].name != p.tensor)
+      throw error("plan placement of '" + p.tensor + "' matches no output of the load");
+    placed[p.output] = &p;
+  }
+  for (std::size_t i = 0; i < outputs.size(); ++i)
+    if (!placed[i]) throw error("the plan places no '" + outputs[i].name + "'");
+  return placed;
+}
+
 }  // namespace
 
 std::string sha256_hex(const void* data, std::size_t bytes) {
@@ -117,61 +127,61 @@ std::uint64_t weight_set::bytes() const {
   return total;
 }
 
-load_result load_checkpoint(const std::filesystem::path& source, const load_options& options) {
-  const checkpoint ckpt = open_checkpoint(source);
-  const model_map map = build_model_map(ckpt);
-  pipeline_options pipeline = options.pipeline;
-  const auto outputs = plan_outputs(map, pipeline);
+namespace {
 
-  // The plan decides strategy, I/O and staging; a plan that cannot fit stops here, before any
-  // memory is taken, with what was needed and what would fit.
-  device_choice device = choose_device(options.device);
+// What the plan and the device make of the options: where the load runs and how it reads.
+struct load_setup {
+  device_choice device;
+  platform::platform_info info;
+  platform::placement_plan plan;
+  pipeline_options pipeline;
+};
+
+// The plan decides strategy, I/O and staging; a plan that cannot fit stops here, before any
+// memory is taken, with what was needed and what would fit.
+load_setup settle(const model_map& map, const std::vector<output_tensor>& outputs,
+                  const load_options& options) {
+  load_setup s;
+  const auto query = options.query ? nullptr : platform::make_cuda_device_query();
+  s.device = choose_device(options.device, platform::process_defaults(),
+                           options.query ? *options.query : *query);
   platform_choice examined = options.platform;
-  if (device.cuda && !examined.device) examined.device = device.ordinal;  // the GPU loaded onto
-  const platform::platform_info info = choose_platform(examined);
-  const platform::placement_plan plan = plan_checkpoint(ckpt, pipeline, info, examined);
-  platform::require_fits(plan);
-  const platform::load_orders& orders = plan.orders;
-  if (options.io_from_plan && pipeline.io == io_mode::automatic)
-    pipeline.io = orders.io == platform::io_mode::direct ? io_mode::direct : io_mode::buffered;
+  if (s.device.cuda && !examined.device) examined.device = s.device.ordinal;  // the GPU used
+  s.info = choose_platform(examined);
+  s.pipeline = options.pipeline;
+  s.plan = plan_checkpoint(map, s.pipeline, s.info, examined);
+  platform::require_fits(s.plan);
+  s.device = settle_device(s.device, s.plan, s.info.source);
+  const platform::load_orders& orders = s.plan.orders;
+  if (options.io_from_plan && s.pipeline.io == io_mode::automatic) s.pipeline.io = orders.io;
   if (options.staging_from_plan && orders.staging.slot_bytes > 0 && orders.staging.slots > 0) {
-    pipeline.slot_bytes = std::max<std::size_t>(orders.staging.slot_bytes, min_slot_bytes(outputs));
-    pipeline.slots = orders.staging.slots;
+    s.pipeline.slot_bytes =
+        std::max<std::size_t>(orders.staging.slot_bytes, min_slot_bytes(outputs));
+    s.pipeline.slots = orders.staging.slots;
   }
-  pipeline.drop_page_cache = orders.drop_page_cache;
-  pipeline.reader_cpuset = orders.reader_cpuset;
+  s.pipeline.drop_page_cache = orders.drop_page_cache;
+  s.pipeline.reader_cpuset = orders.reader_cpuset;
+  return s;
+}
 
-  load_report report;
-  report.memory_model = std::string(platform::to_string(plan.model));
-  report.platform = info.source;
-  report.plan_reason = plan.reason;
-  report.predicted_peak_device_bytes = plan.peak_device_bytes;
-  report.predicted_peak_host_bytes = plan.peak_host_bytes;
-
+// The backend the setup asks for, with the report's description of it.
+std::shared_ptr<backend> make_engine(const load_setup& s, const load_options& options,
+                                     load_report& report) {
+  const auto& plan = s.plan;
+  const auto& staging = plan.orders.staging;
   const bool gpu_plan = plan.model != platform::memory_model::host;
-  if (device.cuda && !gpu_plan) {
-    // A plan for a host-only machine (a forced --platform host, a CPU profile) puts every tensor
-    // in host memory, which the GPU does not decode into: "auto" follows the plan onto the CPU.
-    if (options.device != "auto")
-      throw usage_error("device '" + options.device + "' with a host-only plan (" + info.source +
-                        ": every tensor in host memory); load with --device cpu or plan for a GPU "
-                        "platform");
-    device = {};
-  }
   std::shared_ptr<backend> engine;
-  std::map<std::string, const platform::placement*, std::less<>> placement_of;
-  for (const auto& p : orders.placements) placement_of[p.tensor] = &p;
-  if (device.cuda) {
+  if (s.device.cuda) {
     cuda_backend_options cuda;
-    cuda.ordinal = device.ordinal;
-    cuda.zero_copy_staging = orders.staging.zero_copy;
-    cuda.staging_numa_node = orders.staging.numa_node;
+    cuda.ordinal = s.device.ordinal;
+    cuda.zero_copy_staging = staging.zero_copy;
+    cuda.staging_numa_node = staging.numa_node;
     engine = make_cuda_backend(cuda);
-    report.device = "cuda:" + std::to_string(device.ordinal);
+    report.device = "cuda:" + std::to_string(s.device.ordinal);
     report.strategy =
         std::string(platform::to_string(plan.model)) +
-        (orders.staging.zero_copy ? ": pinned staging read in place by the GPU, decode on GPU"
-                                  : ": pinned staging copied to device scratch, decode on GPU");
+        (staging.zero_copy ? ": pinned staging read in place by the GPU, decode on GPU"
+                           : ": pinned staging copied to device scratch, decode on GPU");
   } else {
     engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
     report.device = "cpu";
@@ -181,119 +191,155 @@ load_result load_checkpoint(const std::filesystem::path& source, const load_opti
                        " plan with the host standing in for the device: CPU decode into host memory"
                  : "host: staging ring, decode on CPU cores";
   }
-  report.strategy +=
-      std::string(", ") + (pipeline.io == io_mode::direct ? "direct" : "buffered") + " I/O";
+  report.strategy += std::string(", ") + to_string(s.pipeline.io) + " I/O";
   report.backend = std::string(engine->name());
+  report.memory_model = std::string(platform::to_string(plan.model));
+  report.platform = s.info.source;
+  report.plan_reason = plan.reason;
+  report.predicted_peak_device_bytes = plan.peak_device_bytes;
+  report.predicted_peak_host_bytes = plan.peak_host_bytes;
+  return engine;
+}
 
+// Every output allocated up front, placed as ordered, so a load that cannot fit fails before
+// reading anything. Each placement's record (planned beside actual, the actions) goes to
+// `done.tensors`, in the order of the outputs.
+std::vector<loaded_tensor> place_outputs(backend& engine, const std::vector<output_tensor>& outputs,
+                                         const platform::load_orders& orders,
+                                         const device_choice& device, load_actions& done) {
+  const auto placed_as = placements_by_output(orders, outputs);
   std::vector<loaded_tensor> tensors;
   tensors.reserve(outputs.size());
-  load_actions& done = report.actions;
-  std::vector<fault_ahead::target> ahead;
-  // Allocate every output up front, placed as ordered, so a load that cannot fit fails before
-  // reading anything.
   try {
-    for (const auto& out : outputs) {
-      // An output the plan does not name goes where the plan's model puts tensors, and the
-      // report says it was not planned.
-      const auto planned = placement_of.find(out.name);
-      platform::placement order;
-      order.tensor = out.name;
-      order.where = gpu_plan ? platform::location::device : platform::location::host;
-      if (planned != placement_of.end()) order = *planned->second;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      const platform::placement& order = *placed_as[i];
       const output_request request = request_for(order);
       loaded_tensor t;
-      t.name = out.name;
-      t.type = out.type;
-      t.shape = out.shape;
-      t.bytes = out.bytes;
-      placed_output placed = engine->place_output(out.bytes, request);
+      t.name = outputs[i].name;
+      t.type = outputs[i].type;
+      t.shape = outputs[i].shape;
+      t.bytes = outputs[i].bytes;
+      placed_output placed = engine.place_output(t.bytes, request);
       t.data = placed.data;
       // A host standing in for the device places host memory for every request.
       t.where = device.cuda ? request.where : memory_kind::host;
       t.device = t.where == memory_kind::host ? -1 : device.ordinal;
-      tensors.push_back(std::move(t));
       tensor_record record;
-      record.tensor = out.name;
-      record.plan_index =
-          planned == placement_of.end()
-              ? orders.placements.size()
-              : static_cast<std::size_t>(planned->second - orders.placements.data());
-      record.planned = planned == placement_of.end() ? "not in the plan" : planned_location(order);
+      record.tensor = t.name;
+      record.plan_index = static_cast<std::size_t>(&order - orders.placements.data());
+      record.planned = planned_location(order);
       record.planned_numa_node = order.numa_node;
-      record.actual = std::string(to_string(tensors.back().where));
+      record.actual = to_string(t.where);
       record.actions = std::move(placed.actions);
       record.simulated = std::move(placed.simulated);
+      tensors.push_back(std::move(t));
       done.tensors.push_back(std::move(record));
     }
   } catch (...) {
-    for (auto& t : tensors) engine->release_output(t.data, t.bytes, t.where);
+    for (auto& t : tensors) engine.release_output(t.data, t.bytes, t.where);
     throw;
   }
-  auto weights = std::make_shared<weight_set>(engine, std::move(tensors));
-  auto& held = weights->tensors_;
+  return tensors;
+}
+
+// What the load did with the orders that concern the whole run (I/O, page cache, reader
+// threads, staging), and on a host standing in for the device, which of them it only simulated.
+void record_run_actions(const platform::load_orders& orders, const pipeline_stats& run,
+                        bool host_stands_in, load_actions& done) {
+  done.io_mode = run.direct_io ? "direct" : "buffered";
+  done.page_cache =
+      run.dropped_page_cache ? "dropped as it went and at the end" : "kept (--keep-cache)";
+  done.reader_cpuset =
+      orders.reader_cpuset.empty() ? "not bound (the plan names no cpuset)" : run.reader_binding;
+  done.staging = run.staging;
+  if (!host_stands_in) return;
+  if (orders.staging.pinned) done.simulated.push_back("pinned staging (host backend: pageable)");
+  done.simulated.push_back(orders.staging.zero_copy ? "staging read in place by the GPU"
+                                                    : "device scratch copies of each slot");
+  if (orders.staging.numa_node >= 0)
+    done.simulated.push_back("staging bound to NUMA node " +
+                             std::to_string(orders.staging.numa_node));
+  if (!orders.prefetch.empty())
+    done.simulated.push_back("prefetch of " + std::to_string(orders.prefetch.size()) +
+                             " spilled tensors toward the GPU (weight_set::prefetch)");
+}
+
+// Runs the pipeline while destinations are faulted in where they were placed, ahead of the
+// decode, in order of use (fault_ahead: a thread of its own).
+pipeline_stats run_faulted_ahead(const checkpoint& ckpt, const std::vector<output_tensor>& outputs,
+                                 const pipeline_options& pipeline, backend& engine,
+                                 std::vector<loaded_tensor>& held, load_actions& done) {
+  std::vector<fault_ahead::target> ahead;
+  ahead.reserve(held.size());
   for (std::size_t i = 0; i < held.size(); ++i)
     ahead.push_back({held[i].data,
                      held[i].bytes,
                      {held[i].where, done.tensors[i].planned_numa_node},
                      &done.tensors[i]});
-  std::map<std::string, std::size_t, std::less<>> index_of;
-  for (std::size_t i = 0; i < held.size(); ++i) index_of[held[i].name] = i;
-  for (const auto& name : orders.prefetch)
-    if (const auto it = index_of.find(name); it != index_of.end())
-      weights->prefetch_order_.push_back({it->second, outputs[it->second].layer});
   memory_sink sink(held);
-  {
-    // Destinations are faulted in where they were placed, ahead of the decode, in order of use.
-    fault_ahead faulting(*engine, std::move(ahead));
-    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+  fault_ahead faulting(engine, std::move(ahead));
+  return run_pipeline(ckpt, outputs, pipeline, engine, sink);
+}
+
+// With check: non-finite values and a checksum of every decoded tensor, where it lives.
+void check_decoded(backend& engine, const std::vector<output_tensor>& outputs, output_dtype dtype,
+                   std::vector<loaded_tensor>& held, load_report& report) {
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    if (!outputs[i].pair) continue;
+    auto& t = held[i];
+    const auto s = engine.summarize(t.data, t.bytes / element_bytes(dtype), dtype, t.where);
+    t.non_finite = s.non_finite;
+    t.checksum = s.checksum;
+    report.non_finite += s.non_finite;
   }
-  done.io_mode = report.pipeline.direct_io ? "direct" : "buffered";
-  done.page_cache = report.pipeline.dropped_page_cache ? "dropped as it went and at the end"
-                                                       : "kept (--keep-cache)";
-  done.reader_cpuset = orders.reader_cpuset.empty() ? "not bound (the plan names no cpuset)"
-                                                    : report.pipeline.reader_binding;
-  done.staging = report.pipeline.staging;
-  if (report.host_stands_in) {
-    if (orders.staging.pinned) done.simulated.push_back("pinned staging (host backend: pageable)");
-    done.simulated.push_back(orders.staging.zero_copy ? "staging read in place by the GPU"
-                                                      : "device scratch copies of each slot");
-    if (orders.staging.numa_node >= 0)
-      done.simulated.push_back("staging bound to NUMA node " +
-                               std::to_string(orders.staging.numa_node));
-    if (!orders.prefetch.empty())
-      done.simulated.push_back("prefetch of " + std::to_string(orders.prefetch.size()) +
-                               " spilled tensors toward the GPU (weight_set::prefetch)");
+}
+
+// Per-tensor digests, and one over "<name> <hex>\n" lines sorted by name.
+std::string digest_all(backend& engine, std::vector<loaded_tensor>& held) {
+  std::vector<std::pair<std::string, std::string>> lines;
+  for (auto& t : held) {
+    t.digest = digest_tensor(engine, t);
+    lines.emplace_back(t.name, t.digest.substr(7));
   }
+  std::sort(lines.begin(), lines.end());
+  sha256 all;
+  for (const auto& [name, h] : lines) {
+    const std::string line = name + " " + h + "\n";
+    all.update(line.data(), line.size());
+  }
+  return "sha256:" + all.finish();
+}
+
+}  // namespace
+
+load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
+                            const load_options& options) {
+  const auto outputs = plan_outputs(map, options.pipeline);
+  const load_setup setup = settle(map, outputs, options);
+  const platform::load_orders& orders = setup.plan.orders;
+  load_report report;
+  const std::shared_ptr<backend> engine = make_engine(setup, options, report);
+  load_actions& done = report.actions;
+  auto weights = std::make_shared<weight_set>(
+      engine, place_outputs(*engine, outputs, orders, setup.device, done));
+  auto& held = weights->tensors_;
+  for (const auto& p : orders.placements)
+    if (p.where == memory_kind::host_managed)
+      weights->prefetch_order_.push_back({p.output, outputs[p.output].layer});
+  report.pipeline = run_faulted_ahead(ckpt, outputs, setup.pipeline, *engine, held, done);
+  record_run_actions(orders, report.pipeline, report.host_stands_in, done);
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
-  if (options.check) {
-    for (std::size_t i = 0; i < held.size(); ++i) {
-      if (!outputs[i].pair) continue;
-      auto& t = held[i];
-      const out_dtype dt = t.type == dtype::F32 ? out_dtype::f32 : out_dtype::bf16;
-      const auto s = engine->summarize(t.data, t.bytes / element_bytes(dt), dt, t.where);
-      t.non_finite = s.non_finite;
-      t.checksum = s.checksum;
-      report.non_finite += s.non_finite;
-    }
-  }
-  if (options.digest) {
-    std::vector<std::pair<std::string, std::string>> lines;
-    for (auto& t : held) {
-      t.digest = digest_tensor(*engine, t);
-      lines.emplace_back(t.name, t.digest.substr(7));
-    }
-    std::sort(lines.begin(), lines.end());
-    sha256 all;
-    for (const auto& [name, h] : lines) {
-      const std::string line = name + " " + h + "\n";
-      all.update(line.data(), line.size());
-    }
-    report.digest = "sha256:" + all.finish();
-  }
+  if (options.check) check_decoded(*engine, outputs, setup.pipeline.dtype, held, report);
+  if (options.digest) report.digest = digest_all(*engine, held);
   report.peak_rss_bytes = peak_rss_bytes();
   report.page_cache_bytes_after = resident_page_cache_bytes(ckpt);
   return {weights, report};
+}
+
+load_result load_checkpoint(const std::filesystem::path& source, const load_options& options) {
+  const checkpoint ckpt = open_checkpoint(source);
+  return load_checkpoint(ckpt, build_model_map(ckpt), options);
 }
 
 nlohmann::json to_json(const load_report& r, const weight_set* weights) {

@@ -21,9 +21,11 @@
 
 namespace umload {
 
+// The plain, checked values a load runs with: what a load_request (src/umload.hpp), the CLI's
+// flags or the Python module's keywords become in to_load_options.
 struct load_options {
   pipeline_options pipeline;
-  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  device_request device;        // auto | cpu | cuda | cuda:N
   int threads = 0;              // CPU decode threads (0: all)
   std::optional<cpu::isa> isa;  // CPU decode path (default: best this CPU has)
   bool digest = false;          // compute per-tensor SHA-256 digests
@@ -32,6 +34,8 @@ struct load_options {
   // Staging slot size and count come from the plan unless the caller set them.
   bool staging_from_plan = true;
   bool io_from_plan = true;  // pipeline.io automatic: the plan's I/O mode
+  // The GPU as the load sees it: nullptr for the CUDA runtime; tests give a fixed device.
+  const platform::device_query* query = nullptr;
 };
 
 struct loaded_tensor {
@@ -70,7 +74,7 @@ class weight_set {
   std::vector<std::string> prefetch(const std::vector<int>& layers, void* stream = nullptr) const;
 
  private:
-  friend load_result load_checkpoint(const std::filesystem::path&, const load_options&);
+  friend load_result load_checkpoint(const checkpoint&, const model_map&, const load_options&);
   std::shared_ptr<backend> owner_;
   std::vector<loaded_tensor> tensors_;
   struct spilled {
@@ -105,6 +109,10 @@ struct load_result {
   load_report report;
 };
 
+// Loads an opened checkpoint (its map built) with resolved options.
+load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
+                            const load_options& options);
+// Opens `source`, builds its map, and loads it.
 load_result load_checkpoint(const std::filesystem::path& source, const load_options& options);
 
 // The report as JSON (the keys `umload load --json` prints). With `weights`, per-tensor digests

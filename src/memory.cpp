@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/arith.hpp"
 #include "kernels/error.hpp"
 #include "platform/binding.hpp"
 
@@ -16,8 +17,6 @@ namespace {
 
 constexpr std::size_t page_bytes = 4096;
 constexpr std::size_t huge_page = 2u << 20;
-
-constexpr std::size_t round_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
 
 [[noreturn]] void refuse(std::size_t bytes, const char* what, int err) {
   throw budget_error("cannot allocate " + std::to_string(bytes) + " bytes of " + what + ": " +

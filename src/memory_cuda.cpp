@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kernels/arith.hpp"
 #include "kernels/error.hpp"
 #include "platform/binding.hpp"
 
@@ -38,8 +39,6 @@ void cuda_try_alloc(cudaError_t status, const char* call, std::size_t bytes,
 namespace {
 
 constexpr std::size_t page_bytes = 4096;
-
-std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
 }  // namespace
 

@@ -1,10 +1,10 @@
 #include "src/model_map.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <map>
 
 #include "kernels/error.hpp"
+#include "platform/outputs.hpp"
 
 namespace umload {
 
@@ -15,17 +15,6 @@ constexpr std::string_view scales_suffix = "_scales";
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-// "model.layers.12.mlp..." -> 12; anything else -> -1.
-int layer_of(std::string_view name) {
-  constexpr std::string_view prefix = "model.layers.";
-  if (name.substr(0, prefix.size()) != prefix) return -1;
-  name.remove_prefix(prefix.size());
-  int layer = -1;
-  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
-  if (ec != std::errc() || end == name.data() || *end != '.') return -1;
-  return layer;
 }
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) {
@@ -59,8 +48,9 @@ model_map build(const checkpoint& ckpt, std::vector<std::string>* problems) {
 
   std::map<int, layer_group> groups;
   model_map map;
+  map.label = checkpoint_label(ckpt);
   for (const auto& [name, ref] : ckpt.tensors) {
-    const int layer = layer_of(name);
+    const int layer = platform::layer_of(name);
     auto& group = groups[layer];
     group.layer = layer;
     if (ends_with(name, scales_suffix)) {

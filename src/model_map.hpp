@@ -2,13 +2,14 @@
 // they are shaped, and how everything groups by layer, the unit the pipeline streams.
 //
 //   auto map = umload::build_model_map(ckpt);
-//   for (const auto& layer : map.layers) for (const auto& pair : layer.pairs) ...
+//   for (const auto& group : map.groups) for (const auto& pair : group.pairs) ...
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "kernels/mxfp4.hpp"
 #include "src/checkpoint.hpp"
 
 namespace umload {
@@ -26,8 +27,9 @@ struct expert_pair {
   std::uint64_t rows = 0;    // output features
   std::uint64_t groups = 0;  // input features / 32
 
-  std::uint64_t in_features() const { return groups * 32; }
-  std::uint64_t values() const { return experts * rows * groups * 32; }
+  mxfp4::expert_geometry geometry() const { return {rows, groups}; }
+  std::uint64_t in_features() const { return geometry().in_features(); }
+  std::uint64_t values() const { return experts * geometry().values(); }
   std::uint64_t quantized_bytes() const { return blocks.bytes() + scales.bytes(); }
 };
 
@@ -38,6 +40,7 @@ struct layer_group {
 };
 
 struct model_map {
+  std::string label;                // what messages call the model: the checkpoint's folder name
   std::vector<layer_group> groups;  // the non-layer group first, then layers in order
   std::uint64_t quantized_bytes = 0;
   std::uint64_t dense_bytes = 0;

@@ -11,40 +11,19 @@ std::size_t load_actions::count(std::string_view action_prefix) const {
   return n;
 }
 
-memory_kind kind_for(platform::location where) {
-  switch (where) {
-    case platform::location::device: return memory_kind::device;
-    case platform::location::host_managed: return memory_kind::host_managed;
-    case platform::location::host:
-    case platform::location::host_numa: return memory_kind::host;
-  }
-  return memory_kind::host;
-}
-
 output_request request_for(const platform::placement& p) {
   output_request r;
-  r.where = kind_for(p.where);
-  r.numa_node =
-      p.where == platform::location::host_numa || p.where == platform::location::host_managed
-          ? p.numa_node
-          : -1;
+  r.where = p.where;
+  r.numa_node = p.where == memory_kind::device ? -1 : p.numa_node;
   r.prefer_host = p.preferred_location_host;
   r.accessed_by_device = p.accessed_by_device;
   return r;
 }
 
 std::string planned_location(const platform::placement& p) {
-  if (p.where == platform::location::host_numa) return "host-numa:" + std::to_string(p.numa_node);
-  return std::string(platform::to_string(p.where));
-}
-
-std::string_view to_string(memory_kind k) {
-  switch (k) {
-    case memory_kind::device: return "device";
-    case memory_kind::host: return "host";
-    case memory_kind::host_managed: return "host-managed";
-  }
-  return "host";
+  if (p.where == memory_kind::host && p.numa_node >= 0)
+    return "host-numa:" + std::to_string(p.numa_node);
+  return to_string(p.where);
 }
 
 fault_ahead::fault_ahead(backend& engine, std::vector<target> targets)

@@ -47,11 +47,9 @@ struct load_actions {
 
 // The memory kind a placement asks for on a GPU; a host standing in for it asks the same, and
 // its backend places host memory and says what it simulated.
-memory_kind kind_for(platform::location where);
 output_request request_for(const platform::placement& p);
-std::string planned_location(
-    const platform::placement& p);          // "device", "host-managed", "host-numa:1"
-std::string_view to_string(memory_kind k);  // "device", "host", "host-managed"
+// "device", "host-managed", "host", or "host-numa:1" for host memory bound to a node.
+std::string planned_location(const platform::placement& p);
 
 // Faults outputs in ahead of the pipeline, in the order given, 64 MiB at a time, on a thread of
 // its own (first-touch faults would otherwise stall the decode; on virtual machines they cost

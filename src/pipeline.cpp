@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kernels/arith.hpp"
 #include "kernels/cpu_decode.hpp"
 #include "kernels/error.hpp"
 #include "platform/binding.hpp"
@@ -31,9 +32,6 @@ double seconds_since(clock_type::time_point t0) {
 
 // Page size for page-cache advice, and the O_DIRECT alignment when statx cannot tell.
 constexpr std::uint64_t page_bytes = 4096;
-
-std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-std::uint64_t round_down(std::uint64_t v, std::uint64_t a) { return v / a * a; }
 
 struct byte_range {
   std::size_t shard = 0;
@@ -59,12 +57,11 @@ std::vector<work_item> make_items(const std::vector<output_tensor>& outputs,
     const auto& out = outputs[t];
     if (out.pair) {
       const auto& pair = *out.pair;
-      const std::uint64_t blocks_per = pair.rows * pair.groups * 16;
-      const std::uint64_t scales_per = pair.rows * pair.groups;
-      const std::uint64_t out_per =
-          pair.rows * pair.groups * 32 *
-          element_bytes(options.dtype == output_dtype::f32 ? out_dtype::f32 : out_dtype::bf16);
-      const std::uint64_t step = std::max<std::uint64_t>(1, capacity / (blocks_per + scales_per));
+      const auto g = pair.geometry();
+      const std::uint64_t blocks_per = g.blocks();
+      const std::uint64_t scales_per = g.scales();
+      const std::uint64_t out_per = g.output(element_bytes(options.dtype));
+      const std::uint64_t step = std::max<std::uint64_t>(1, capacity / g.stored());
       for (std::uint64_t e = out.expert_begin; e < out.expert_end; e += step) {
         const std::uint64_t n = std::min(step, out.expert_end - e);
         work_item item;
@@ -324,98 +321,6 @@ bool choose_direct(const pipeline_options& options) {
 
 }  // namespace
 
-const char* to_string(output_dtype d) {
-  return d == output_dtype::bf16 ? "bf16" : d == output_dtype::f32 ? "f32" : "keep";
-}
-const char* to_string(io_mode m) {
-  return m == io_mode::automatic ? "auto" : m == io_mode::direct ? "direct" : "buffered";
-}
-
-output_dtype parse_output_dtype(std::string_view text) {
-  if (text == "bf16") return output_dtype::bf16;
-  if (text == "f32") return output_dtype::f32;
-  if (text == "keep") return output_dtype::keep;
-  throw usage_error("unknown dtype '" + std::string(text) + "' (expected bf16, f32 or keep)");
-}
-
-io_mode parse_io_mode(std::string_view text) {
-  if (text == "auto") return io_mode::automatic;
-  if (text == "direct") return io_mode::direct;
-  if (text == "buffered") return io_mode::buffered;
-  throw usage_error("unknown I/O mode '" + std::string(text) +
-                    "' (expected auto, direct or buffered)");
-}
-
-layout parse_layout(std::string_view text) {
-  if (text == "hf") return layout::hf;
-  if (text == "native") return layout::native;
-  throw usage_error("unknown layout '" + std::string(text) + "' (expected hf or native)");
-}
-
-std::vector<output_tensor> plan_outputs(const model_map& map, const pipeline_options& options) {
-  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
-    throw usage_error("rank " + std::to_string(options.rank) + " is outside world size " +
-                      std::to_string(options.world_size));
-  const auto slice = [&](const std::string& name, std::uint64_t experts, std::uint64_t& begin,
-                         std::uint64_t& end) {
-    const auto w = static_cast<std::uint64_t>(options.world_size);
-    if (experts % w != 0)
-      throw usage_error("tensor '" + name + "' has " + std::to_string(experts) +
-                        " experts, which do not divide evenly over world size " +
-                        std::to_string(w));
-    begin = experts / w * static_cast<std::uint64_t>(options.rank);
-    end = begin + experts / w;
-  };
-  const bool sharded = options.world_size > 1;
-  std::vector<output_tensor> outputs;
-  const auto add_copy = [&](const tensor_ref& ref, int layer) {
-    output_tensor out;
-    out.name = ref.name();
-    out.type = ref.entry->type;
-    out.shape = ref.entry->shape;
-    out.bytes = ref.bytes();
-    out.layer = layer;
-    out.source = ref;
-    const bool expert_tensor = out.name.find(".mlp.experts.") != std::string::npos;
-    if (sharded && expert_tensor && !out.shape.empty() && out.shape[0] > 0) {
-      slice(out.name, out.shape[0], out.expert_begin, out.expert_end);
-      out.bytes = out.bytes / out.shape[0] * (out.expert_end - out.expert_begin);
-      out.shape[0] = out.expert_end - out.expert_begin;
-      out.sliced = true;
-    } else if (!out.shape.empty()) {
-      out.expert_end = out.shape[0];
-    }
-    outputs.push_back(std::move(out));
-  };
-  for (const auto& group : map.groups) {
-    for (const auto& ref : group.dense) add_copy(ref, group.layer);
-    for (const auto& pair : group.pairs) {
-      if (options.dtype == output_dtype::keep) {
-        add_copy(pair.blocks, group.layer);
-        add_copy(pair.scales, group.layer);
-        continue;
-      }
-      output_tensor out;
-      out.name = pair.base;
-      out.type = options.dtype == output_dtype::f32 ? dtype::F32 : dtype::BF16;
-      out.layer = group.layer;
-      out.pair = &pair;
-      out.expert_end = pair.experts;
-      if (sharded) {
-        slice(pair.base, pair.experts, out.expert_begin, out.expert_end);
-        out.sliced = true;
-      }
-      const std::uint64_t experts = out.expert_end - out.expert_begin;
-      out.shape = options.order == layout::hf
-                      ? std::vector<std::uint64_t>{experts, pair.in_features(), pair.rows}
-                      : std::vector<std::uint64_t>{experts, pair.rows, pair.in_features()};
-      out.bytes = experts * pair.rows * pair.in_features() * (out.type == dtype::F32 ? 4 : 2);
-      outputs.push_back(std::move(out));
-    }
-  }
-  return outputs;
-}
-
 std::uint64_t staging_bytes(const pipeline_options& options) {
   return static_cast<std::uint64_t>(std::max(2, options.slots)) *
          (round_up(options.slot_bytes, page_bytes) + 8 * page_bytes);
@@ -424,7 +329,7 @@ std::uint64_t staging_bytes(const pipeline_options& options) {
 std::uint64_t min_slot_bytes(const std::vector<output_tensor>& outputs) {
   std::uint64_t need = 1;
   for (const auto& out : outputs)
-    if (out.pair) need = std::max(need, out.pair->rows * out.pair->groups * 17);
+    if (out.pair) need = std::max(need, out.pair->geometry().stored());
   return need;
 }
 
@@ -466,14 +371,10 @@ pipeline_stats run_pipeline(const checkpoint& ckpt, const std::vector<output_ten
       work.what = staged_item::kind::decode;
       work.staged = staged[0];
       work.staged_bytes = item.src[0].bytes + item.src[1].bytes;
+      work.job = decode_job::of(pair.geometry(), item.experts, options.order, options.dtype);
       work.job.blocks = reinterpret_cast<const std::uint8_t*>(staged[0]);
       work.job.scales = scales;
       work.job.out = dst;
-      work.job.experts = item.experts;
-      work.job.rows = pair.rows;
-      work.job.groups = pair.groups;
-      work.job.order = options.order;
-      work.job.dtype = options.dtype == output_dtype::f32 ? out_dtype::f32 : out_dtype::bf16;
       stats.quantized_bytes += work.staged_bytes;
     } else {
       work.what = staged_item::kind::copy;
@@ -526,7 +427,7 @@ std::uint64_t resident_page_cache_bytes(const checkpoint& ckpt) {
     void* map = ::mmap(nullptr, shard.file_size, PROT_READ, MAP_SHARED, fd, 0);
     ::close(fd);
     if (map == MAP_FAILED) continue;
-    const std::size_t pages = (shard.file_size + page - 1) / page;
+    const std::size_t pages = ceil_div(shard.file_size, static_cast<std::uint64_t>(page));
     std::vector<unsigned char> present(pages);
     if (::mincore(map, shard.file_size, present.data()) == 0)
       for (unsigned char p : present) resident += (p & 1) ? static_cast<std::uint64_t>(page) : 0;

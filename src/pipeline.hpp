@@ -18,17 +18,9 @@
 #include "src/backend.hpp"
 #include "src/checkpoint.hpp"
 #include "src/model_map.hpp"
+#include "src/outputs.hpp"
 
 namespace umload {
-
-enum class output_dtype : std::uint8_t { bf16, f32, keep };
-enum class io_mode : std::uint8_t { automatic, direct, buffered };
-
-const char* to_string(output_dtype d);
-const char* to_string(io_mode m);
-output_dtype parse_output_dtype(std::string_view text);  // throws usage_error
-io_mode parse_io_mode(std::string_view text);            // throws usage_error
-layout parse_layout(std::string_view text);              // throws usage_error
 
 struct progress_event {
   std::uint64_t bytes_done = 0;  // output bytes produced so far
@@ -54,23 +46,13 @@ struct pipeline_options {
   std::function<void(const progress_event&)> on_progress;
 };
 
-// One tensor the pipeline produces.
-struct output_tensor {
-  std::string name;
-  dtype type = dtype::BF16;
-  std::vector<std::uint64_t> shape;
-  std::uint64_t bytes = 0;
-  int layer = -1;
-  const expert_pair* pair = nullptr;  // decoded from this pair; null: copied from `source`
-  tensor_ref source;
-  std::uint64_t expert_begin = 0;  // the experts this rank holds (sliced tensors)
-  std::uint64_t expert_end = 0;
-  bool sliced = false;  // tensor under .mlp.experts., cut to the rank's experts
-};
-
-// The tensors a load or convert produces, in streaming order (non-layer tensors, then layers).
-// Throws usage_error when the experts do not divide by world_size.
-std::vector<output_tensor> plan_outputs(const model_map& map, const pipeline_options& options);
+// What the outputs of a run with these options are made of (src/outputs.hpp).
+inline platform::output_options output_options_of(const pipeline_options& o) {
+  return {o.dtype, o.order, o.rank, o.world_size};
+}
+inline std::vector<output_tensor> plan_outputs(const model_map& map, const pipeline_options& o) {
+  return plan_outputs(map, output_options_of(o));
+}
 
 // Where each item's output goes. `destination` is asked before the backend runs; `commit` after.
 class output_sink {

@@ -7,15 +7,6 @@
 
 namespace umload {
 
-std::vector<platform::stored_tensor> stored_tensors(const checkpoint& ckpt) {
-  std::vector<platform::stored_tensor> out;
-  out.reserve(ckpt.tensors.size());
-  for (const auto& [name, ref] : ckpt.tensors)
-    out.push_back(
-        {name, std::string(umload::to_string(ref.entry->type)), ref.entry->shape, ref.bytes()});
-  return out;
-}
-
 int default_cuda_ordinal(const platform::defaults& env) {
   // torchrun with one visible GPU per rank (CUDA_VISIBLE_DEVICES set per process): LOCAL_RANK
   // counts ranks on the node, but the only device this process sees is 0.
@@ -23,29 +14,58 @@ int default_cuda_ordinal(const platform::defaults& env) {
   return env.device();
 }
 
-device_choice choose_device(const std::string& device) {
-  if (device == "cpu") return {};
-  if (device == "auto") return cuda_available() ? choose_device("cuda") : device_choice{};
-  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-    int ordinal = default_cuda_ordinal(platform::process_defaults());
-    if (device.size() > 5) {
-      try {
-        std::size_t used = 0;
-        ordinal = std::stoi(device.substr(5), &used);
-        if (used != device.size() - 5 || ordinal < 0) throw std::invalid_argument(device);
-      } catch (const std::exception&) {
-        throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
-      }
-    }
-    if (!cuda_available())
-      throw cuda_error("device '" + device + "' asked for, but no usable CUDA GPU was found" +
-                       std::string(cuda_device_count() == 0 ? "" : " with that ordinal"));
-    if (ordinal >= cuda_device_count())
-      throw usage_error("device '" + device + "': only " + std::to_string(cuda_device_count()) +
-                        " CUDA device(s)");
-    return {true, ordinal};
+device_request::device_request(std::string_view text) {
+  if (text == "auto") return;
+  if (text == "cpu") {
+    what = kind::cpu;
+    return;
   }
-  throw usage_error("bad device '" + device + "' (expected auto, cpu, cuda or cuda:N)");
+  const auto digits = text.substr(std::min<std::size_t>(5, text.size()));
+  const bool numbered = text.substr(0, 5) == "cuda:" && !digits.empty() && digits.size() <= 6 &&
+                        digits.find_first_not_of("0123456789") == std::string_view::npos;
+  if (text != "cuda" && !numbered)
+    throw usage_error("bad device '" + std::string(text) +
+                      "' (expected auto, cpu, cuda or cuda:N)");
+  what = kind::cuda;
+  if (numbered) ordinal = std::stoi(std::string(digits));
+}
+
+std::string device_request::text() const {
+  if (what == kind::automatic) return "auto";
+  if (what == kind::cpu) return "cpu";
+  return ordinal ? "cuda:" + std::to_string(*ordinal) : "cuda";
+}
+
+device_choice choose_device(const device_request& device, const platform::defaults& env,
+                            const platform::device_query& query) {
+  if (device.what == device_request::kind::cpu) return {};
+  const int ordinal = device.ordinal.value_or(default_cuda_ordinal(env));
+  const platform::device_info gpu = query.query(ordinal);
+  if (device.what == device_request::kind::automatic)
+    return gpu.present ? device_choice{true, ordinal, true} : device_choice{false, 0, true};
+  if (gpu.device_count == 0)
+    throw cuda_error("device '" + device.text() + "' (cuda:" + std::to_string(ordinal) +
+                     ") asked for, but no usable CUDA GPU was found" +
+                     (gpu.absence_reason.empty() ? "" : " (" + gpu.absence_reason + ")"));
+  if (!gpu.present || ordinal >= gpu.device_count)
+    throw usage_error("device '" + device.text() + "': only " + std::to_string(gpu.device_count) +
+                      " CUDA device(s)");
+  return {true, ordinal, false};
+}
+
+device_choice choose_device(const device_request& device) {
+  return choose_device(device, platform::process_defaults(), *platform::make_cuda_device_query());
+}
+
+device_choice settle_device(const device_choice& device, const platform::placement_plan& plan,
+                            const std::string& platform_source) {
+  if (!device.cuda || plan.model != platform::memory_model::host) return device;
+  if (!device.automatic)
+    throw usage_error("device 'cuda:" + std::to_string(device.ordinal) +
+                      "' with a host-only plan (" + platform_source +
+                      ": every tensor in host memory); load with --device cpu or plan for a GPU "
+                      "platform");
+  return {false, 0, true};
 }
 
 platform::platform_info choose_platform(const platform_choice& choice) {
@@ -67,27 +87,17 @@ platform::platform_info choose_platform(const platform_choice& choice) {
   return info;
 }
 
-platform::model_demand demand_of(const checkpoint& ckpt, const pipeline_options& options) {
-  platform::demand_options demand_options;
-  demand_options.dtype = options.dtype == output_dtype::f32    ? platform::output_dtype::f32
-                         : options.dtype == output_dtype::keep ? platform::output_dtype::keep
-                                                               : platform::output_dtype::bf16;
-  demand_options.layout =
-      options.order == layout::hf ? platform::output_layout::hf : platform::output_layout::native;
-  demand_options.rank = options.rank;
-  demand_options.world_size = options.world_size;
-  std::string label = ckpt.source.filename().string();
-  if (label.empty()) label = ckpt.source.string();
-  return platform::make_demand(stored_tensors(ckpt), demand_options, label);
+platform::model_demand demand_of(const model_map& map, const pipeline_options& options) {
+  return platform::make_demand(stored_tensors(map), output_options_of(options), map.label);
 }
 
-platform::placement_plan plan_checkpoint(const checkpoint& ckpt, const pipeline_options& options,
+platform::placement_plan plan_checkpoint(const model_map& map, const pipeline_options& options,
                                          const platform::platform_info& info,
                                          const platform_choice& choice) {
   auto b = platform::budgets::from(platform::process_defaults());
   if (choice.device_memory_bytes) b.device_memory_bytes = choice.device_memory_bytes;
   if (choice.host_memory_bytes) b.host_memory_bytes = choice.host_memory_bytes;
-  return platform::make_plan(info, demand_of(ckpt, options), b);
+  return platform::make_plan(info, demand_of(map, options), b);
 }
 
 }  // namespace umload

@@ -6,14 +6,15 @@
 //   umload::load_request request;                            // device "auto", BF16, hf layout
 //   auto [weights, report] = ckpt.load(request);             // owns every tensor's memory
 //   for (const auto& t : weights->tensors()) {
-//     umload::tensor_view v = umload::view(t);               // pointer, dtype, shape, strides,
-//     device DLManagedTensor* dl = umload::to_dlpack(weights, t);   // holds `weights` alive
+//     umload::tensor_view v = umload::view(t);         // pointer, dtype, shape, strides, device
+//     DLManagedTensor* dl = umload::to_dlpack(weights, t);   // holds `weights` alive
 //     ...                                                    // give `dl` to a framework
 //   }
 //
-// Rank, world size and the GPU default to torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)
-// through platform::process_defaults(); an explicit value in a request wins. Each rank of an
-// expert-parallel load holds its contiguous range of experts of every tensor under
+// A request is resolved once (to_load_options): rank, world size and the GPU default to
+// torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) through platform::process_defaults(); an
+// explicit value in a request wins. The command line and the Python module build a request too.
+// Each rank of an expert-parallel load holds its contiguous range of experts of every tensor under
 // `.mlp.experts.`, and every other tensor whole. Every failure is one of the exceptions of
 // kernels/error.hpp (format_error, io_error, cuda_error, budget_error, usage_error, ...); the
 // library never prints and never aborts. docs/api.md has a complete example program.
@@ -51,21 +52,15 @@ struct shard_request {
   std::optional<int> world_size;
 };
 
-struct shard {
-  int rank = 0;
-  int world_size = 1;
-};
+using platform::shard;
 
-// Applies the defaults; throws usage_error when rank is not below world size.
+// Applies the defaults, then platform::checked_shard (throws usage_error, one wording).
 shard resolve_shard(const shard_request& request, const platform::defaults& env);
 
-// "auto" and "cuda" pick the GPU UMLOAD_DEVICE names, else LOCAL_RANK, else 0; "cpu" and
-// "cuda:N" stay as they are. "auto" stays CPU when no usable GPU is found. Throws usage_error for
-// anything else.
-std::string resolve_device(std::string_view device, const platform::defaults& env);
-
+// A load as the caller states it. The CLI's flags and the Python module's keywords fill one of
+// these; to_load_options resolves it, once, into plain checked values.
 struct load_request {
-  std::string device = "auto";              // auto | cpu | cuda | cuda:N
+  device_request device;                    // auto | cpu | cuda | cuda:N (usage_error otherwise)
   layout order = layout::hf;                // hf: experts [E, in, out]; native: [E, out, in]
   output_dtype dtype = output_dtype::bf16;  // bf16 | f32 | keep (MXFP4 pairs as stored)
   shard_request sharding;
@@ -78,9 +73,20 @@ struct load_request {
   // Called on the loading thread after every staged item, with output bytes and tensors done.
   // An exception it throws stops the load and propagates.
   std::function<void(const progress_event&)> on_progress;
+  // Overrides of what the plan decides, and of the decode's defaults (unset: the plan's, the
+  // best CPU path).
+  std::optional<io_mode> io;
+  std::optional<std::size_t> slot_bytes;
+  std::optional<int> slots;
+  std::optional<cpu::isa> isa;
+  bool check = false;             // non-finite count and checksum of every decoded tensor
+  bool allow_nan_scales = false;  // decode scale byte 255 to NaN instead of refusing it
+  bool keep_page_cache = false;   // benchmarks: leave consumed input pages cached
 };
 
-// The load_options a request becomes under `env` (tests pass their own environment).
+// The front door: the load_options a request becomes under `env` (tests pass their own
+// environment). Rank and world size are checked here; the device text was parsed when it was
+// set, and is matched against the machine when the load starts (choose_device).
 load_options to_load_options(const load_request& request, const platform::defaults& env);
 
 struct plan_request {

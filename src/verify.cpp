@@ -25,7 +25,7 @@ std::vector<std::byte> read_range(const checkpoint& ckpt, const tensor_ref& ref,
 
 verify_report verify_conversion(const std::filesystem::path& source,
                                 const std::filesystem::path& destination, layout order,
-                                out_dtype dtype) {
+                                output_dtype dtype) {
   const checkpoint src = open_checkpoint(source);
   const model_map map = build_model_map(src);
   const checkpoint dst = open_checkpoint(destination);
@@ -45,9 +45,10 @@ verify_report verify_conversion(const std::filesystem::path& source,
     for (const auto& pair : group.pairs) {
       ++expected;
       const tensor_ref& out = dst.tensor(pair.base);
-      const std::uint64_t per_blocks = pair.rows * pair.groups * 16;
-      const std::uint64_t per_scales = pair.rows * pair.groups;
-      const std::uint64_t per_out = pair.rows * pair.in_features() * element_bytes(dtype);
+      const auto g = pair.geometry();
+      const std::uint64_t per_blocks = g.blocks();
+      const std::uint64_t per_scales = g.scales();
+      const std::uint64_t per_out = g.output(element_bytes(dtype));
       if (out.bytes() != per_out * pair.experts)
         throw mismatch_error(destination.string() + ": tensor '" + pair.base + "' has " +
                              std::to_string(out.bytes()) + " bytes, expected " +
@@ -56,15 +57,10 @@ verify_report verify_conversion(const std::filesystem::path& source,
       for (std::uint64_t e = 0; e < pair.experts; ++e) {
         const auto blocks = read_range(src, pair.blocks, e * per_blocks, per_blocks);
         const auto scales = read_range(src, pair.scales, e * per_scales, per_scales);
-        decode_job job;
+        auto job = decode_job::of(g, 1, order, dtype);
         job.blocks = reinterpret_cast<const std::uint8_t*>(blocks.data());
         job.scales = reinterpret_cast<const std::uint8_t*>(scales.data());
         job.out = want.data();
-        job.experts = 1;
-        job.rows = pair.rows;
-        job.groups = pair.groups;
-        job.order = order;
-        job.dtype = dtype;
         cpu::decode_scalar(job);
         const auto got = read_range(dst, out, e * per_out, per_out);
         if (got != want) {

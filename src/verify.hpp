@@ -19,6 +19,6 @@ struct verify_report {
 // Throws mismatch_error naming the first tensor and element that differ.
 verify_report verify_conversion(const std::filesystem::path& source,
                                 const std::filesystem::path& destination, layout order,
-                                out_dtype dtype);
+                                output_dtype dtype);
 
 }  // namespace umload

@@ -128,8 +128,8 @@ int run() {
     UMLOAD_CUDA_CHECK(cudaMemcpy(d_scales, scales.data(), scales.size(), cudaMemcpyHostToDevice));
     job.blocks = d_blocks;
     job.scales = d_scales;
-    for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) {
-      if (dtype == out_dtype::f32 && std::string(s.name) != "down") continue;
+    for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) {
+      if (dtype == output_dtype::f32 && std::string(s.name) != "down") continue;
       job.dtype = dtype;
       void* out = device_alloc(job.out_bytes());
       job.out = out;
@@ -140,7 +140,7 @@ int run() {
             {std::string("decode_") + to_string(order) + "_" + to_string(dtype) + "_" + s.name,
              double(job.block_bytes() + job.scale_bytes() + job.out_bytes()), ms});
       }
-      if (dtype == out_dtype::bf16 && std::string(s.name) == "gate_up") {
+      if (dtype == output_dtype::bf16 && std::string(s.name) == "gate_up") {
         const std::size_t scratch_bytes = cuda::summarize_scratch_bytes(job.values());
         void* scratch = device_alloc(scratch_bytes);
         const double ms = median_ms(stream, 1, 5, [&] {

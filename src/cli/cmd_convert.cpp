@@ -72,9 +72,10 @@ int run_convert(const convert_args& args) {
         "converted %s -> %s on %s: %zu tensors in %zu shards, %s in %.2f s (%s), peak RSS %s "
         "(budget %s)\n",
         args.source.c_str(), args.out.c_str(), r.device.c_str(), r.tensors, r.shards,
-        human_bytes(r.output_bytes).c_str(), seconds,
+        platform::format_bytes(r.output_bytes).c_str(), seconds,
         human_rate(seconds > 0 ? r.output_bytes / seconds : 0).c_str(),
-        human_bytes(r.peak_rss_bytes).c_str(), human_bytes(r.memory_budget).c_str());
+        platform::format_bytes(r.peak_rss_bytes).c_str(),
+        platform::format_bytes(r.memory_budget).c_str());
   }
   return 0;
 }

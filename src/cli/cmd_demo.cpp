@@ -8,8 +8,8 @@
 #include "src/cli/commands.hpp"
 #include "src/cli/report.hpp"
 #include "src/convert.hpp"
-#include "src/loader.hpp"
 #include "src/synth.hpp"
+#include "src/umload.hpp"
 #include "src/verify.hpp"
 
 namespace umload::cli {
@@ -38,7 +38,7 @@ int run_demo(const std::string& dir_option, bool keep) {
   std::printf(
       "1. synth    %s: a GPT-OSS-layout checkpoint, %zu tensors in %zu shards (%s), "
       "scales covering every byte 0..254\n",
-      source.string().c_str(), s.tensors, s.shards, human_bytes(s.tensor_bytes).c_str());
+      source.string().c_str(), s.tensors, s.shards, platform::format_bytes(s.tensor_bytes).c_str());
 
   convert_options convert;
   convert.memory_budget = 64ull << 20;
@@ -47,27 +47,27 @@ int run_demo(const std::string& dir_option, bool keep) {
   std::printf(
       "2. convert  %s: %zu tensors in %zu BF16 shard(s) (%s), layout hf [E, in, out], "
       "%.3f s, peak RSS %s\n",
-      dense.string().c_str(), c.tensors, c.shards, human_bytes(c.output_bytes).c_str(),
-      c.pipeline.seconds, human_bytes(c.peak_rss_bytes).c_str());
+      dense.string().c_str(), c.tensors, c.shards, platform::format_bytes(c.output_bytes).c_str(),
+      c.pipeline.seconds, platform::format_bytes(c.peak_rss_bytes).c_str());
 
-  const auto v = verify_conversion(source, dense, layout::hf, out_dtype::bf16);
+  const auto v = verify_conversion(source, dense, layout::hf, output_dtype::bf16);
   std::printf(
       "3. verify   %zu expert tensors equal the scalar oracle bit for bit (%llu values), "
       "%zu dense tensors copied byte for byte\n",
       v.decoded_tensors, static_cast<unsigned long long>(v.values_checked), v.dense_tensors);
 
-  load_options load;
-  load.device = "auto";
+  const model checkpoint = model::open(source);
+  load_request load;
   load.digest = true;
-  const auto l = load_checkpoint(source, load);
+  const auto l = checkpoint.load(load);
   std::printf(
       "4. load     %zu tensors into %s memory (%s) in %.3f s on this %s machine, digest %s\n",
-      l.report.tensor_count, l.report.device.c_str(), human_bytes(l.report.output_bytes).c_str(),
-      l.report.pipeline.seconds, l.report.memory_model.c_str(),
-      l.report.digest.substr(0, 23).c_str());
+      l.report.tensor_count, l.report.device.c_str(),
+      platform::format_bytes(l.report.output_bytes).c_str(), l.report.pipeline.seconds,
+      l.report.memory_model.c_str(), l.report.digest.substr(0, 23).c_str());
 
   load.platform.profile = "dgx-spark";
-  const auto spark = load_checkpoint(source, load);
+  const auto spark = checkpoint.load(load);
   std::printf("5. profile  the same load planned as on a DGX Spark (%s): %s; digest %s\n",
               spark.report.memory_model.c_str(), spark.report.strategy.c_str(),
               spark.report.digest == l.report.digest ? "identical" : "DIFFERENT");

@@ -84,17 +84,18 @@ int run_inspect(const inspect_args& args) {
     std::printf("checkpoint   %s (%s)\n", ckpt.source.string().c_str(),
                 ckpt.single_file ? "single file" : "directory");
     std::printf("shards       %zu, %s on disk\n", ckpt.shards.size(),
-                human_bytes(ckpt.file_bytes()).c_str());
+                platform::format_bytes(ckpt.file_bytes()).c_str());
     for (const auto& s : ckpt.shards)
       std::printf("  %-40s %5zu tensors  %s\n", s.path.filename().string().c_str(),
-                  s.tensors.size(), human_bytes(s.file_size).c_str());
+                  s.tensors.size(), platform::format_bytes(s.file_size).c_str());
     std::printf("tensors      %zu (%s)\n", ckpt.tensors.size(),
-                human_bytes(ckpt.tensor_bytes()).c_str());
+                platform::format_bytes(ckpt.tensor_bytes()).c_str());
     std::printf("expert pairs %zu, %s MXFP4 -> %s BF16\n", map.pair_count(),
-                human_bytes(map.quantized_bytes).c_str(),
-                human_bytes(bf16_bytes - map.dense_bytes).c_str());
-    std::printf("dense        %s\n", human_bytes(map.dense_bytes).c_str());
-    std::printf("after decode %s with experts in BF16\n", human_bytes(bf16_bytes).c_str());
+                platform::format_bytes(map.quantized_bytes).c_str(),
+                platform::format_bytes(bf16_bytes - map.dense_bytes).c_str());
+    std::printf("dense        %s\n", platform::format_bytes(map.dense_bytes).c_str());
+    std::printf("after decode %s with experts in BF16\n",
+                platform::format_bytes(bf16_bytes).c_str());
     if (ckpt.config)
       std::printf(
           "config       %s, %llu layers, %llu experts, hidden %llu, intermediate %llu, %s\n",

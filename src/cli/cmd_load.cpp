@@ -7,7 +7,7 @@
 #include "src/cli/commands.hpp"
 #include "src/cli/options.hpp"
 #include "src/cli/report.hpp"
-#include "src/loader.hpp"
+#include "src/umload.hpp"
 
 namespace umload::cli {
 
@@ -33,29 +33,33 @@ struct load_args {
   std::string progress = "auto";
 };
 
-int run_load(const load_args& args) {
-  load_options options;
-  apply_decode_options(args.decode, options.pipeline);
-  options.device = args.device;
-  options.threads = args.decode.threads;
-  options.isa = parse_isa_option(args.decode.isa);
-  options.digest = args.digest;
-  options.check = args.check;
-  options.pipeline.io = parse_io_mode(args.io);
-  options.pipeline.keep_page_cache = args.keep_cache;
-  if (!args.slot_size.empty()) options.pipeline.slot_bytes = platform::parse_size(args.slot_size);
-  if (args.slots > 0) options.pipeline.slots = args.slots;
-  options.staging_from_plan = args.slot_size.empty() && args.slots == 0;
-  if (!args.profile.empty()) options.platform.profile = args.profile;
-  if (!args.platform_model.empty()) options.platform.memory_model = args.platform_model;
-  if (!args.topology.empty()) options.platform.topology = args.topology;
+// The flags as a load_request: the same front door as the C++ API and the Python module.
+load_request request_of(const load_args& args) {
+  load_request request;
+  apply_decode_options(args.decode, request);
+  request.device = args.device;
+  request.digest = args.digest;
+  request.check = args.check;
+  const io_mode io = parse_io_mode(args.io);
+  if (io != io_mode::automatic) request.io = io;
+  request.keep_page_cache = args.keep_cache;
+  if (!args.slot_size.empty()) request.slot_bytes = platform::parse_size(args.slot_size);
+  if (args.slots > 0) request.slots = args.slots;
+  if (!args.profile.empty()) request.platform.profile = args.profile;
+  if (!args.platform_model.empty()) request.platform.memory_model = args.platform_model;
+  if (!args.topology.empty()) request.platform.topology = args.topology;
   if (!args.device_memory.empty())
-    options.platform.device_memory_bytes = platform::parse_size(args.device_memory);
+    request.platform.device_memory_bytes = platform::parse_size(args.device_memory);
   if (!args.host_memory.empty())
-    options.platform.host_memory_bytes = platform::parse_size(args.host_memory);
-  options.pipeline.on_progress = make_progress(
+    request.platform.host_memory_bytes = platform::parse_size(args.host_memory);
+  request.on_progress = make_progress(
       args.progress != "none" && !(args.json && args.progress == "auto"), args.progress == "json");
-  const auto result = load_checkpoint(args.source, options);
+  return request;
+}
+
+int run_load(const load_args& args) {
+  const load_request request = request_of(args);
+  const auto result = model::open(args.source).load(request);
   end_progress();
   const auto& r = result.report;
   const nlohmann::json j = to_json(r, result.weights.get());
@@ -70,21 +74,22 @@ int run_load(const load_args& args) {
   }
   const auto& p = r.pipeline;
   std::printf("loaded %zu tensors (%s) on %s in %.3f s: %s of output\n", r.tensor_count,
-              human_bytes(r.output_bytes).c_str(), r.device.c_str(), p.seconds,
+              platform::format_bytes(r.output_bytes).c_str(), r.device.c_str(), p.seconds,
               human_rate(p.seconds > 0 ? r.output_bytes / p.seconds : 0).c_str());
   std::printf("  platform     %s, memory model %s\n", r.platform.c_str(), r.memory_model.c_str());
   std::printf("  strategy     %s\n", r.strategy.c_str());
-  std::printf("  read         %s in %.3f s (%s I/O)\n", human_bytes(p.bytes_read).c_str(),
-              p.read_seconds, p.direct_io ? "direct" : "buffered");
+  std::printf("  read         %s in %.3f s (%s I/O)\n",
+              platform::format_bytes(p.bytes_read).c_str(), p.read_seconds,
+              p.direct_io ? "direct" : "buffered");
   std::printf("  copy         %.3f s\n", p.copy_seconds);
   std::printf("  decode       %.3f s (%s MXFP4)\n", p.decode_seconds,
-              human_bytes(p.quantized_bytes).c_str());
-  std::printf("  peak RSS     %s\n", human_bytes(r.peak_rss_bytes).c_str());
+              platform::format_bytes(p.quantized_bytes).c_str());
+  std::printf("  peak RSS     %s\n", platform::format_bytes(r.peak_rss_bytes).c_str());
   if (p.peak_device_bytes)
-    std::printf("  peak device  %s\n", human_bytes(p.peak_device_bytes).c_str());
+    std::printf("  peak device  %s\n", platform::format_bytes(p.peak_device_bytes).c_str());
   std::printf("  page cache   %s of the checkpoint still cached\n",
-              human_bytes(r.page_cache_bytes_after).c_str());
-  if (options.check)
+              platform::format_bytes(r.page_cache_bytes_after).c_str());
+  if (request.check)
     std::printf("  check        %llu non-finite values in decoded tensors\n",
                 static_cast<unsigned long long>(r.non_finite));
   if (!r.digest.empty()) std::printf("  digest       %s\n", r.digest.c_str());

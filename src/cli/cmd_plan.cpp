@@ -19,6 +19,7 @@
 #include "src/cli/commands.hpp"
 #include "src/model_map.hpp"
 #include "src/planning.hpp"
+#include "src/umload.hpp"
 
 namespace umload::cli {
 
@@ -41,17 +42,14 @@ struct plan_args {
 
 int run_plan(const plan_args& args) {
   const checkpoint ckpt = open_checkpoint(args.source);
-  build_model_map(ckpt);  // every pairing and shape rule, before anything is priced
+  const model_map map = build_model_map(ckpt);  // every pairing and shape rule, before pricing
 
   pipeline_options options;
   options.dtype = parse_output_dtype(args.dtype);
   options.order = parse_layout(args.layout);
-  const auto& env = platform::process_defaults();
-  options.world_size = args.world_size.value_or(env.world_size.value_or(1));
-  options.rank = args.rank.value_or(args.world_size ? 0 : env.rank.value_or(0));
-  if (options.rank >= options.world_size)
-    throw usage_error("--rank " + std::to_string(options.rank) + " must be below --world-size " +
-                      std::to_string(options.world_size));
+  const shard s = resolve_shard({args.rank, args.world_size}, platform::process_defaults());
+  options.rank = s.rank;
+  options.world_size = s.world_size;
 
   platform_choice choice;
   if (!args.profile.empty()) choice.profile = args.profile;
@@ -61,7 +59,7 @@ int run_plan(const plan_args& args) {
     choice.device_memory_bytes = platform::parse_size(args.device_memory);
   if (!args.host_memory.empty()) choice.host_memory_bytes = platform::parse_size(args.host_memory);
   const platform::placement_plan plan =
-      plan_checkpoint(ckpt, options, choose_platform(choice), choice);
+      plan_checkpoint(map, options, choose_platform(choice), choice);
   if (args.json) {
     std::printf("%s\n", platform::to_json(plan).dump(2).c_str());
     return plan.fits ? 0 : static_cast<int>(exit_code::budget);

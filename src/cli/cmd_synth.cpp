@@ -42,7 +42,7 @@ void add_synth(CLI::App& app, int& status) {
                               .c_str());
     else
       std::printf("wrote %s: %zu tensors in %zu shards, %s\n", r.directory.string().c_str(),
-                  r.tensors, r.shards, human_bytes(r.tensor_bytes).c_str());
+                  r.tensors, r.shards, platform::format_bytes(r.tensor_bytes).c_str());
     status = 0;
   });
 }

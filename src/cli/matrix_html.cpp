@@ -184,11 +184,12 @@ std::string run_rows(const run_record& r, const verdict& v, double y, double tim
     std::string b;
     const double hw = scaled(host), dw = scaled(device);
     b += rect(memory_x, yy, hw, 13, std::string("bar ") + kind + "-host", host_fill, stroke_host,
-              std::string(kind) + " host peak " + human_bytes(host));
+              std::string(kind) + " host peak " + platform::format_bytes(host));
     if (device)
-      b += rect(memory_x + hw, yy, dw, 13, std::string("bar ") + kind + "-device", device_fill,
-                stroke_device, std::string(kind) + " device peak " + human_bytes(device));
-    b += text(memory_x + hw + dw + 4, yy + 11, human_bytes(host + device) + " " + kind,
+      b +=
+          rect(memory_x + hw, yy, dw, 13, std::string("bar ") + kind + "-device", device_fill,
+               stroke_device, std::string(kind) + " device peak " + platform::format_bytes(device));
+    b += text(memory_x + hw + dw + 4, yy + 11, platform::format_bytes(host + device) + " " + kind,
               "class=\"value\" font-size=\"11\"");
     return b;
   };
@@ -228,7 +229,7 @@ std::string cell(const std::string& content, bool numeric = false) {
 }
 
 std::string bytes_cell(std::uint64_t bytes, bool ok) {
-  return cell(ok && bytes ? human_bytes(bytes) : "-", true);
+  return cell(ok && bytes ? platform::format_bytes(bytes) : "-", true);
 }
 
 std::string runs_table(const std::vector<run_record>& records, const judgement& judged) {

@@ -10,7 +10,9 @@ namespace umload::cli::matrix {
 
 namespace {
 
-std::string bytes_or_dash(std::uint64_t bytes) { return bytes ? human_bytes(bytes) : "-"; }
+std::string bytes_or_dash(std::uint64_t bytes) {
+  return bytes ? platform::format_bytes(bytes) : "-";
+}
 
 std::vector<std::string> row_of(const run_record& r, const verdict& v) {
   const bool ok = r.status == run_status::ok;

@@ -2,6 +2,7 @@
 
 #include "kernels/error.hpp"
 #include "platform/config.hpp"
+#include "src/umload.hpp"
 
 namespace umload::cli {
 
@@ -39,12 +40,18 @@ void apply_decode_options(const decode_args& args, pipeline_options& pipeline) {
   pipeline.order = parse_layout(args.layout);
   pipeline.dtype = parse_output_dtype(args.dtype);
   pipeline.allow_nan_scales = args.allow_nan_scales;
-  const auto& env = platform::process_defaults();
-  pipeline.world_size = args.world_size.value_or(env.world_size.value_or(1));
-  pipeline.rank = args.rank.value_or(args.world_size ? 0 : env.rank.value_or(0));
-  if (pipeline.rank >= pipeline.world_size)
-    throw usage_error("--rank " + std::to_string(pipeline.rank) + " must be below --world-size " +
-                      std::to_string(pipeline.world_size));
+  const shard s = resolve_shard({args.rank, args.world_size}, platform::process_defaults());
+  pipeline.rank = s.rank;
+  pipeline.world_size = s.world_size;
+}
+
+void apply_decode_options(const decode_args& args, load_request& request) {
+  request.order = parse_layout(args.layout);
+  request.dtype = parse_output_dtype(args.dtype);
+  request.allow_nan_scales = args.allow_nan_scales;
+  request.sharding = {args.rank, args.world_size};
+  request.threads = args.threads;
+  request.isa = parse_isa_option(args.isa);
 }
 
 }  // namespace umload::cli

@@ -7,6 +7,10 @@
 
 #include "src/pipeline.hpp"
 
+namespace umload {
+struct load_request;
+}
+
 namespace umload::cli {
 
 struct decode_args {
@@ -22,8 +26,11 @@ struct decode_args {
 // Registers --layout, --dtype, --threads, --isa, --allow-nan-scales, --rank, --world-size.
 void add_decode_options(CLI::App& cmd, decode_args& args, bool allow_keep);
 
-// Fills the pipeline options; rank and world size default to torchrun's RANK and WORLD_SIZE.
+// Fills the pipeline options; rank and world size default to torchrun's RANK and WORLD_SIZE
+// (resolve_shard: one check, one wording).
 void apply_decode_options(const decode_args& args, pipeline_options& pipeline);
+// Fills a load request (layout, dtype, NaN scales, shard, threads, CPU path).
+void apply_decode_options(const decode_args& args, load_request& request);
 std::optional<cpu::isa> parse_isa_option(const std::string& text);
 
 }  // namespace umload::cli

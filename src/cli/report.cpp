@@ -11,16 +11,6 @@ namespace {
 bool g_bar_drawn = false;
 }
 
-std::string human_bytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024 && u < 4) v /= 1024, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), u ? "%.2f %s" : "%.0f %s", v, units[u]);
-  return buf;
-}
-
 std::string human_rate(double bytes_per_second) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f GB/s", bytes_per_second / 1e9);
@@ -53,9 +43,9 @@ std::function<void(const progress_event&)> make_progress(bool enabled, bool json
     std::string bar(filled, '#');
     bar.append(width - filled, ' ');
     std::fprintf(stderr, "\r[%s] %3.0f%%  %s / %s  %s  %zu/%zu tensors  ETA %.0fs ", bar.c_str(),
-                 fraction * 100, human_bytes(e.bytes_done).c_str(),
-                 human_bytes(e.bytes_total).c_str(), human_rate(rate).c_str(), e.tensors_done,
-                 e.tensors_total, eta);
+                 fraction * 100, platform::format_bytes(e.bytes_done).c_str(),
+                 platform::format_bytes(e.bytes_total).c_str(), human_rate(rate).c_str(),
+                 e.tensors_done, e.tensors_total, eta);
     g_bar_drawn = true;
   };
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "platform/units.hpp"
 #include "src/pipeline.hpp"
 
 namespace umload::cli {
@@ -17,7 +18,6 @@ std::function<void(const progress_event&)> make_progress(bool enabled, bool json
 // Ends the bar's line (when one was drawn).
 void end_progress();
 
-std::string human_bytes(std::uint64_t bytes);
 // An error message made safe for one line of a terminal: control characters (a newline inside a
 // tensor name from a hostile header) are written as \xNN escapes.
 std::string one_line(std::string_view message);

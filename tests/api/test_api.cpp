@@ -81,21 +81,6 @@ TEST(api_defaults, shard_follows_torchrun_variables) {
   EXPECT_THROW(resolve_shard({}, env_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}})), usage_error);
 }
 
-TEST(api_defaults, device_follows_local_rank) {
-  const auto env = env_of({{"LOCAL_RANK", "3"}});
-  // A process that sees one GPU (one CUDA_VISIBLE_DEVICES entry per rank) takes it whatever its
-  // rank.
-  const std::string by_rank = cuda_device_count() == 1 ? "cuda:0" : "cuda:3";
-  EXPECT_EQ(resolve_device("cuda", env), by_rank);
-  EXPECT_EQ(resolve_device("cuda", env_of({{"LOCAL_RANK", "3"}, {"UMLOAD_DEVICE", "1"}})),
-            "cuda:1");
-  EXPECT_EQ(resolve_device("cuda:2", env), "cuda:2");
-  EXPECT_EQ(resolve_device("cpu", env), "cpu");
-  EXPECT_EQ(resolve_device("auto", env), cuda_available() ? by_rank : "cpu");
-  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:1x", ""})
-    EXPECT_THROW(resolve_device(bad, env), usage_error) << bad;
-}
-
 TEST(api_defaults, request_becomes_load_options) {
   load_request r;
   r.device = "cpu";
@@ -104,7 +89,7 @@ TEST(api_defaults, request_becomes_load_options) {
   r.digest = true;
   r.platform.profile = "gh200";
   const auto o = to_load_options(r, env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}}));
-  EXPECT_EQ(o.device, "cpu");
+  EXPECT_EQ(o.device.what, device_request::kind::cpu);
   EXPECT_EQ(o.pipeline.order, layout::native);
   EXPECT_EQ(o.pipeline.dtype, output_dtype::f32);
   EXPECT_EQ(o.pipeline.rank, 1);

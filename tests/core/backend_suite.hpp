@@ -67,7 +67,7 @@ TEST_P(BackendSuite, DecodesEqualTheOracleInEveryLayoutAndDtype) {
   const std::uint64_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   for (layout order : {layout::hf, layout::native})
-    for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32})
+    for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32})
       for (const auto& s : shapes) {
         SCOPED_TRACE(s.name() + " " + to_string(order) + " " + to_string(dtype));
         const auto d = random_data(s, seed);
@@ -111,7 +111,7 @@ TEST_P(BackendSuite, SummaryEqualsTheHostSummary) {
   const mxfp4_shape s{2, 130, 5};
   const auto d = clustered_data(s, fresh_seed());
   std::byte* slot = engine().allocate_staging(suite_slot_bytes);
-  for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) {
+  for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) {
     const decode_job job = job_for(s, layout::hf, dtype);
     std::byte* out = engine().allocate_output(job.out_bytes(), kind());
     decode(job, d, slot, out);
@@ -165,7 +165,7 @@ TEST_P(BackendSuite, HostOutputsAreBoundToTheirNodeAndSayWhatWasDone) {
 TEST_P(BackendSuite, FaultingInAheadChangesNoResult) {
   const mxfp4_shape s{2, 130, 5};
   const auto d = random_data(s, fresh_seed());
-  const decode_job job = job_for(s, layout::native, out_dtype::bf16);
+  const decode_job job = job_for(s, layout::native, output_dtype::bf16);
   std::byte* slot = engine().allocate_staging(suite_slot_bytes);
   std::byte* out = engine().allocate_output(job.out_bytes(), kind());
   const std::string done = engine().fault_in(out, job.out_bytes(), {kind(), -1});

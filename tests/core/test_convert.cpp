@@ -20,7 +20,7 @@ convert_options small_shards() {
   return o;
 }
 
-class convert_layouts : public ::testing::TestWithParam<std::tuple<layout, out_dtype>> {};
+class convert_layouts : public ::testing::TestWithParam<std::tuple<layout, output_dtype>> {};
 
 TEST_P(convert_layouts, round_trip_equals_the_oracle) {
   temp_dir dir;
@@ -28,7 +28,7 @@ TEST_P(convert_layouts, round_trip_equals_the_oracle) {
   auto [order, dt] = GetParam();
   auto o = small_shards();
   o.pipeline.order = order;
-  o.pipeline.dtype = dt == out_dtype::f32 ? output_dtype::f32 : output_dtype::bf16;
+  o.pipeline.dtype = dt;
   const auto r = convert_checkpoint(dir / "src", dir / "dst", o);
   EXPECT_GT(r.shards, 1u);
   const auto v = verify_conversion(dir / "src", dir / "dst", order, dt);
@@ -38,7 +38,8 @@ TEST_P(convert_layouts, round_trip_equals_the_oracle) {
 
 INSTANTIATE_TEST_SUITE_P(all, convert_layouts,
                          ::testing::Combine(::testing::Values(layout::hf, layout::native),
-                                            ::testing::Values(out_dtype::bf16, out_dtype::f32)),
+                                            ::testing::Values(output_dtype::bf16,
+                                                              output_dtype::f32)),
                          [](const auto& info) {
                            return std::string(to_string(std::get<0>(info.param))) + "_" +
                                   to_string(std::get<1>(info.param));
@@ -119,7 +120,7 @@ TEST(convert, another_model_is_not_overwritten_without_force) {
   auto o = small_shards();
   o.force = true;
   convert_checkpoint(dir / "a", dir / "b", o);
-  EXPECT_NO_THROW(verify_conversion(dir / "a", dir / "b", layout::hf, out_dtype::bf16));
+  EXPECT_NO_THROW(verify_conversion(dir / "a", dir / "b", layout::hf, output_dtype::bf16));
   EXPECT_FALSE(fs::exists(dir / "b" / "model-00000-of-00002.safetensors"));  // old shards gone
 }
 
@@ -136,7 +137,7 @@ TEST(convert, rerun_after_a_crash_gives_a_correct_result) {
       break;
     }
   convert_checkpoint(dir / "src", dir / "dst", small_shards());
-  EXPECT_NO_THROW(verify_conversion(dir / "src", dir / "dst", layout::hf, out_dtype::bf16));
+  EXPECT_NO_THROW(verify_conversion(dir / "src", dir / "dst", layout::hf, output_dtype::bf16));
   for (const auto& e : fs::directory_iterator(dir / "dst"))
     EXPECT_EQ(e.path().filename().string().find(".partial"), std::string::npos);
 }
@@ -147,7 +148,7 @@ TEST(convert, a_folder_left_by_a_kill_while_writing_the_marker_is_taken_as_empty
   fs::create_directories(dir / "dst");
   write_bytes(dir / "dst" / "umload_convert.json.umload-tmp", "{\"tool\": \"umload con");
   convert_checkpoint(dir / "src", dir / "dst", small_shards());
-  EXPECT_NO_THROW(verify_conversion(dir / "src", dir / "dst", layout::hf, out_dtype::bf16));
+  EXPECT_NO_THROW(verify_conversion(dir / "src", dir / "dst", layout::hf, output_dtype::bf16));
   EXPECT_FALSE(fs::exists(dir / "dst" / "umload_convert.json.umload-tmp"));
 }
 

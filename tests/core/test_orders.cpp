@@ -25,7 +25,7 @@ load_options on_profile(const std::string& profile) {
 nlohmann::json plan_json(const fs::path& dir, const load_options& o) {
   const checkpoint ckpt = open_checkpoint(dir);
   return platform::to_json(
-      plan_checkpoint(ckpt, o.pipeline, choose_platform(o.platform), o.platform));
+      plan_checkpoint(build_model_map(ckpt), o.pipeline, choose_platform(o.platform), o.platform));
 }
 
 bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
@@ -115,7 +115,8 @@ TEST(orders, prefetch_moves_spilled_tensors_of_the_asked_layers_in_plan_order) {
   auto o = on_profile("gh200");
   o.platform.device_memory_bytes = (std::uint64_t{1} << 30) + (256u << 10);
   const checkpoint ckpt = open_checkpoint(dir / "m");
-  const auto plan = plan_checkpoint(ckpt, o.pipeline, choose_platform(o.platform), o.platform);
+  const auto plan =
+      plan_checkpoint(build_model_map(ckpt), o.pipeline, choose_platform(o.platform), o.platform);
   ASSERT_TRUE(plan.fits) << plan.message;
   ASSERT_FALSE(plan.orders.prefetch.empty()) << "nothing spilled";
   const auto r = load_checkpoint(dir / "m", o);

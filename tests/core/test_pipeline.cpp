@@ -38,7 +38,7 @@ std::vector<std::byte> read_tensor(const checkpoint& ckpt, const tensor_ref& ref
 
 // Every output of a load equals the source (dense) or the scalar oracle (experts).
 void expect_matches_oracle(const fs::path& src, const weight_set& weights, layout order,
-                           out_dtype dt) {
+                           output_dtype dt) {
   const auto ckpt = open_checkpoint(src);
   const auto map = build_model_map(ckpt);
   std::size_t checked = 0;
@@ -79,7 +79,7 @@ void expect_matches_oracle(const fs::path& src, const weight_set& weights, layou
   EXPECT_EQ(checked, weights.tensors().size());
 }
 
-class load_layouts : public ::testing::TestWithParam<std::tuple<layout, out_dtype>> {};
+class load_layouts : public ::testing::TestWithParam<std::tuple<layout, output_dtype>> {};
 
 TEST_P(load_layouts, host_load_equals_the_oracle) {
   temp_dir dir;
@@ -87,7 +87,7 @@ TEST_P(load_layouts, host_load_equals_the_oracle) {
   auto [order, dt] = GetParam();
   auto o = host_options();
   o.pipeline.order = order;
-  o.pipeline.dtype = dt == out_dtype::f32 ? output_dtype::f32 : output_dtype::bf16;
+  o.pipeline.dtype = dt;
   const auto r = load_checkpoint(dir / "m", o);
   expect_matches_oracle(dir / "m", *r.weights, order, dt);
   EXPECT_EQ(r.report.device, "cpu");
@@ -96,7 +96,8 @@ TEST_P(load_layouts, host_load_equals_the_oracle) {
 
 INSTANTIATE_TEST_SUITE_P(all, load_layouts,
                          ::testing::Combine(::testing::Values(layout::hf, layout::native),
-                                            ::testing::Values(out_dtype::bf16, out_dtype::f32)),
+                                            ::testing::Values(output_dtype::bf16,
+                                                              output_dtype::f32)),
                          [](const auto& info) {
                            return std::string(to_string(std::get<0>(info.param))) + "_" +
                                   to_string(std::get<1>(info.param));

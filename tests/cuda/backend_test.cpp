@@ -39,7 +39,7 @@ class CudaBackend : public ::testing::TestWithParam<bool> {
 // Streams `layers` layers of two expert tensors and one dense tensor through the backend, a run of
 // `experts_per_item` experts per item, two staging slots used in turn. Each layer's outputs are
 // checked and released before the next layer, as a consumer that takes them layer by layer would.
-void stream_layers(backend& engine, int layers, layout order, out_dtype dtype,
+void stream_layers(backend& engine, int layers, layout order, output_dtype dtype,
                    std::uint64_t& largest_layer_bytes) {
   const mxfp4_shape tensors[] = {{4, 576, 9}, {4, 289, 18}};  // gate_up-like, down-like (odd rows)
   const std::uint64_t experts_per_item = 2;
@@ -121,7 +121,7 @@ TEST_P(CudaBackend, OutputsEqualOracleAndDevicePeakStaysPerLayer) {
   auto engine = make_cuda_backend(options);
   EXPECT_EQ(engine->name(), "cuda");
   for (layout order : {layout::hf, layout::native})
-    for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) {
+    for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) {
       SCOPED_TRACE(std::string(to_string(order)) + " " + to_string(dtype));
       std::uint64_t largest_layer = 0;
       stream_layers(*engine, 3, order, dtype, largest_layer);
@@ -153,7 +153,7 @@ TEST(CudaBackendMemory, HostManagedOutputIsReadableOnTheHost) {
   auto engine = make_cuda_backend({});
   const mxfp4_shape s{2, 130, 5};
   const auto d = test::random_data(s, test::fresh_seed());
-  decode_job job = test::job_for(s, layout::hf, out_dtype::bf16);
+  decode_job job = test::job_for(s, layout::hf, output_dtype::bf16);
   const auto expected = test::oracle(job, d.blocks.data(), d.scales.data());
   std::byte* slot = engine->allocate_staging(slot_bytes);
   std::byte* out = engine->allocate_output(job.out_bytes(), memory_kind::host_managed);
@@ -178,7 +178,7 @@ TEST(CudaBackendMemory, PageableHostOutputIsRefusedWhereTheGpuCannotWriteIt) {
   auto engine = make_cuda_backend({});
   const mxfp4_shape s{2, 130, 5};
   const auto d = test::random_data(s, test::fresh_seed());
-  const decode_job job = test::job_for(s, layout::native, out_dtype::bf16);
+  const decode_job job = test::job_for(s, layout::native, output_dtype::bf16);
   std::byte* slot = engine->allocate_staging(slot_bytes);
   std::byte* host = engine->allocate_output(job.out_bytes(), memory_kind::host);
   EXPECT_THROW(engine->process(staged_decode(job, d, slot, host)), usage_error);
@@ -221,7 +221,7 @@ TEST(CudaBackendFaults, DecodeThatFailsAfterItsCopyLeavesTheSlotSafe) {
   std::byte* slot = engine->allocate_staging(small_slot);
   const mxfp4_shape small{2, 130, 5};
   const auto d = test::random_data(small, test::fresh_seed());
-  const decode_job job = test::job_for(small, layout::hf, out_dtype::bf16);
+  const decode_job job = test::job_for(small, layout::hf, output_dtype::bf16);
   std::byte* out = engine->allocate_output(job.out_bytes(), memory_kind::device);
   detail::inject_decode_failures(1);
   EXPECT_THROW(engine->process(staged_decode(job, d, slot, out)), cuda_error);
@@ -231,7 +231,7 @@ TEST(CudaBackendFaults, DecodeThatFailsAfterItsCopyLeavesTheSlotSafe) {
   std::byte* large = engine->allocate_staging(large_slot);
   const mxfp4_shape big{2, 1536, 90};
   const auto big_data = test::random_data(big, test::fresh_seed());
-  const decode_job big_job = test::job_for(big, layout::hf, out_dtype::bf16);
+  const decode_job big_job = test::job_for(big, layout::hf, output_dtype::bf16);
   ASSERT_GT(big_job.block_bytes() + big_job.scale_bytes(), small_slot);
   std::byte* big_out = engine->allocate_output(big_job.out_bytes(), memory_kind::device);
   engine->process(staged_decode(big_job, big_data, large, big_out));
@@ -280,7 +280,7 @@ TEST(CudaBackendMemory, SummaryScratchCountsInPeakDeviceBytes) {
   const std::uint64_t values = 1u << 22;
   std::byte* out = engine->allocate_output(values * 2, memory_kind::device);
   UMLOAD_CUDA_CHECK(cudaMemset(out, 0, values * 2));
-  const auto s = engine->summarize(out, values, out_dtype::bf16, memory_kind::device);
+  const auto s = engine->summarize(out, values, output_dtype::bf16, memory_kind::device);
   EXPECT_EQ(s.non_finite, 0u);
   EXPECT_GE(engine->stats().peak_device_bytes, values * 2 + cuda::summarize_scratch_bytes(values));
   engine->release_output(out, values * 2, memory_kind::device);

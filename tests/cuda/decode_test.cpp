@@ -42,7 +42,7 @@ class CudaDecode : public ::testing::Test {
 
   // Decodes on the device with blocks at `in_offset` bytes and the output at `out_offset` bytes
   // past 256-byte aligned allocations, and compares with the oracle and its summary.
-  void check(const mxfp4_shape& s, const test::mxfp4_data& d, layout order, out_dtype dtype,
+  void check(const mxfp4_shape& s, const test::mxfp4_data& d, layout order, output_dtype dtype,
              std::size_t in_offset = 0, std::size_t out_offset = 0) {
     SCOPED_TRACE(s.name() + " " + to_string(order) + " " + to_string(dtype) + " in+" +
                  std::to_string(in_offset) + " out+" + std::to_string(out_offset));
@@ -92,7 +92,7 @@ TEST_F(CudaDecode, OddShapesRandomDataBothLayoutsBothDtypes) {
   for (const auto& s : odd_shapes) {
     const auto d = test::random_data(s, seed);
     for (layout order : {layout::hf, layout::native})
-      for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) check(s, d, order, dtype);
+      for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) check(s, d, order, dtype);
   }
 }
 
@@ -103,7 +103,7 @@ TEST_F(CudaDecode, RealShapesClusteredAndEdgeScales) {
   for (const mxfp4_shape s : {mxfp4_shape{2, 5760, 90}, mxfp4_shape{2, 2880, 90}}) {
     const auto d = test::clustered_data(s, seed);
     for (layout order : {layout::hf, layout::native})
-      for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) check(s, d, order, dtype);
+      for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) check(s, d, order, dtype);
   }
 }
 
@@ -121,7 +121,7 @@ TEST_F(CudaDecode, AllScaleBytesWithEveryCodeByte) {
         d.blocks[(e * 256 + r) * 16 + j] = static_cast<std::uint8_t>(16 * r + j + 64 * e);
     }
   for (layout order : {layout::hf, layout::native})
-    for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) check(s, d, order, dtype);
+    for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) check(s, d, order, dtype);
 }
 
 TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowerPaths) {
@@ -130,7 +130,7 @@ TEST_F(CudaDecode, UnalignedInputsAndOutputsTakeTheNarrowerPaths) {
   for (const mxfp4_shape s : {mxfp4_shape{2, 136, 6}, mxfp4_shape{1, 129, 9}}) {
     const auto d = test::random_data(s, seed);
     for (layout order : {layout::hf, layout::native})
-      for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32}) {
+      for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32}) {
         check(s, d, order, dtype, 1, 0);
         check(s, d, order, dtype, 2, element_bytes(dtype));
         check(s, d, order, dtype, 0, 2 * element_bytes(dtype));
@@ -147,13 +147,13 @@ TEST_F(CudaDecode, EmptyJobLaunchesNothing) {
   decode_job job;
   EXPECT_NO_THROW(cuda::decode(job, nullptr));
   EXPECT_EQ(cuda::summarize_scratch_bytes(0), 0u);
-  const auto s = cuda::summarize(nullptr, 0, out_dtype::bf16, nullptr, 0, nullptr);
+  const auto s = cuda::summarize(nullptr, 0, output_dtype::bf16, nullptr, 0, nullptr);
   EXPECT_EQ(s.non_finite, 0u);
   EXPECT_EQ(s.checksum, 0u);
 }
 
 TEST_F(CudaDecode, NullPointersAreAUsageError) {
-  decode_job job = test::job_for({1, 1, 1}, layout::hf, out_dtype::bf16);
+  decode_job job = test::job_for({1, 1, 1}, layout::hf, output_dtype::bf16);
   EXPECT_THROW(cuda::decode(job, nullptr), usage_error);
 }
 

@@ -58,7 +58,7 @@ inline mxfp4_data clustered_data(const mxfp4_shape& s, std::uint64_t seed) {
   return d;
 }
 
-inline decode_job job_for(const mxfp4_shape& s, layout order, out_dtype dtype) {
+inline decode_job job_for(const mxfp4_shape& s, layout order, output_dtype dtype) {
   decode_job job;
   job.experts = s.experts;
   job.rows = s.rows;

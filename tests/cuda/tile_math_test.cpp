@@ -144,7 +144,7 @@ void check_against_oracle(const shape& s, layout order, const recording_sink<Out
   job.rows = s.rows;
   job.groups = s.groups;
   job.order = order;
-  job.dtype = sizeof(Out) == 2 ? out_dtype::bf16 : out_dtype::f32;
+  job.dtype = sizeof(Out) == 2 ? output_dtype::bf16 : output_dtype::f32;
   cpu::decode_scalar(job);
   int bad = 0;
   for (std::size_t i = 0; i < expected.size() && bad < 5; ++i) {
@@ -175,7 +175,7 @@ void run_native(const shape& s, bool aligned_blocks, bool vector_out) {
   job.rows = s.rows;
   job.groups = s.groups;
   job.order = layout::native;
-  job.dtype = sizeof(Out) == 2 ? out_dtype::bf16 : out_dtype::f32;
+  job.dtype = sizeof(Out) == 2 ? output_dtype::bf16 : output_dtype::f32;
   native_grid g = plan_native(job);
   g.aligned_blocks = aligned_blocks;  // the host loads bytes either way; the flag picks the path
   g.vector_out = vector_out;
@@ -200,7 +200,7 @@ void run_hf(const shape& s, unsigned blocks_offset, bool vector_out) {
   job.rows = s.rows;
   job.groups = s.groups;
   job.order = layout::hf;
-  job.dtype = sizeof(Out) == 2 ? out_dtype::bf16 : out_dtype::f32;
+  job.dtype = sizeof(Out) == 2 ? output_dtype::bf16 : output_dtype::f32;
   hf_grid g = plan_hf(job);  // the host loads bytes at every width; the width picks the GPU's loads
   g.vector_out = vector_out && (s.rows * sizeof(Out)) % 16 == 0;
   const auto table = host_table();
@@ -290,7 +290,7 @@ TEST(CudaTilePlan, AlignmentDecidesTheWidePaths) {
   EXPECT_EQ(plan_hf(job).block_width, 4u);
   EXPECT_TRUE(plan_native(job).aligned_blocks);  // 4-byte units
   EXPECT_FALSE(plan_native(job).vector_out);
-  job.dtype = out_dtype::f32;
+  job.dtype = output_dtype::f32;
   job.blocks = bytes + 2;
   EXPECT_TRUE(plan_native(job).aligned_blocks);  // 2-byte units
   job.blocks = bytes + 1;
@@ -299,12 +299,12 @@ TEST(CudaTilePlan, AlignmentDecidesTheWidePaths) {
 
 TEST(CudaTileSummary, CountsNonFiniteAndChecksumsIndexAndBits) {
   const std::uint16_t values[] = {0x3F80, 0x7F80, 0xFF80, 0x7FC0, 0x0020, 0x8000};
-  const output_summary s = summarize_host(values, 6, out_dtype::bf16);
+  const output_summary s = summarize_host(values, 6, output_dtype::bf16);
   EXPECT_EQ(s.non_finite, 3u);
   std::uint16_t swapped[] = {0x7F80, 0x3F80, 0xFF80, 0x7FC0, 0x0020, 0x8000};
-  EXPECT_NE(summarize_host(swapped, 6, out_dtype::bf16).checksum, s.checksum);
+  EXPECT_NE(summarize_host(swapped, 6, output_dtype::bf16).checksum, s.checksum);
   const std::uint32_t wide[] = {0x3F800000u, 0x7F800000u, 0x00200000u};
-  EXPECT_EQ(summarize_host(wide, 3, out_dtype::f32).non_finite, 1u);
+  EXPECT_EQ(summarize_host(wide, 3, output_dtype::f32).non_finite, 1u);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ int main() {
   for (size_t i = 0; i < scales.size(); ++i) scales[i] = i % 256;
   int bad = 0;
   for (auto order : {layout::hf, layout::native})
-    for (auto dt : {out_dtype::bf16, out_dtype::f32}) {
+    for (auto dt : {output_dtype::bf16, output_dtype::f32}) {
       decode_job job;
       job.blocks = blocks.data();
       job.scales = scales.data();

@@ -22,7 +22,7 @@ namespace {
 
 using umload::decode_job;
 using umload::layout;
-using umload::out_dtype;
+using umload::output_dtype;
 namespace cpu = umload::cpu;
 using rescalable = umload::cpu::detail::rescalable_scales;
 
@@ -106,7 +106,7 @@ struct guarded_output {
   }
 };
 
-decode_job make_job(const input& in, const shape& s, layout order, out_dtype dtype, void* out) {
+decode_job make_job(const input& in, const shape& s, layout order, output_dtype dtype, void* out) {
   decode_job job;
   job.blocks = in.blocks.data();
   job.scales = in.scales.data();
@@ -127,7 +127,7 @@ std::int64_t first_difference(const std::uint8_t* a, const std::uint8_t* b, std:
   return -1;
 }
 
-using path_case = std::tuple<cpu::isa, layout, out_dtype, int>;
+using path_case = std::tuple<cpu::isa, layout, output_dtype, int>;
 
 class CpuDecodePath : public ::testing::TestWithParam<path_case> {
  protected:
@@ -197,7 +197,7 @@ std::vector<path_case> all_cases() {
   std::vector<path_case> cases;
   for (cpu::isa path : cpu::supported_isas())
     for (layout order : {layout::hf, layout::native})
-      for (out_dtype dtype : {out_dtype::bf16, out_dtype::f32})
+      for (output_dtype dtype : {output_dtype::bf16, output_dtype::f32})
         for (int threads : {1, 2, 3, 0}) {
           if (path == cpu::isa::scalar && threads != 1) continue;  // single-threaded oracle
           cases.emplace_back(path, order, dtype, threads);
@@ -222,13 +222,13 @@ TEST(CpuDecode, LowNibbleFirstOnEveryPath) {
     for (layout order : {layout::hf, layout::native}) {
       std::uint16_t bf16[32] = {};
       std::uint32_t f32[32] = {};
-      decode_job job{blocks, &scale, bf16, 1, 1, 1, order, out_dtype::bf16};
+      decode_job job{blocks, &scale, bf16, 1, 1, 1, order, output_dtype::bf16};
       cpu::decode(job, path, 1);
       EXPECT_EQ(bf16[0], 0x3F80) << cpu::to_string(path);
       EXPECT_EQ(bf16[1], 0x3F00) << cpu::to_string(path);
       EXPECT_EQ(bf16[2], 0x0000) << cpu::to_string(path);
       job.out = f32;
-      job.dtype = out_dtype::f32;
+      job.dtype = output_dtype::f32;
       cpu::decode(job, path, 1);
       EXPECT_EQ(f32[0], 0x3F800000u) << cpu::to_string(path);
       EXPECT_EQ(f32[1], 0x3F000000u) << cpu::to_string(path);
@@ -265,7 +265,7 @@ TEST(CpuDecode, EmptyJobWritesNothing) {
 TEST(CpuDecode, NegativeThreadsIsUsageError) {
   std::uint8_t blocks[16] = {}, scale = 127;
   std::uint16_t out[32];
-  decode_job job{blocks, &scale, out, 1, 1, 1, layout::native, out_dtype::bf16};
+  decode_job job{blocks, &scale, out, 1, 1, 1, layout::native, output_dtype::bf16};
   EXPECT_THROW(cpu::decode(job, cpu::isa::portable, -1), umload::usage_error);
 }
 

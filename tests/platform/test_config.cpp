@@ -22,7 +22,7 @@ TEST(Defaults, EmptyEnvironment) {
   EXPECT_FALSE(d.profile);
   EXPECT_FALSE(d.topology);
   EXPECT_EQ(d.meminfo_path, "/proc/meminfo");
-  EXPECT_EQ(d.io, up::io_choice::automatic);
+  EXPECT_EQ(d.io, umload::io_mode::automatic);
   EXPECT_EQ(d.device(), 0);
   EXPECT_FALSE(d.rank);
 }
@@ -44,7 +44,7 @@ TEST(Defaults, ReadsEveryVariable) {
   EXPECT_EQ(*d.topology, "/tmp/t.xml");
   EXPECT_EQ(d.meminfo_path, "/tmp/meminfo");
   EXPECT_TRUE(d.cgroup_disabled);
-  EXPECT_EQ(d.io, up::io_choice::buffered);
+  EXPECT_EQ(d.io, umload::io_mode::buffered);
   EXPECT_EQ(*d.staging_slot_bytes, 32ull << 20);
   EXPECT_EQ(*d.staging_slots, 3);
   EXPECT_EQ(*d.device_memory_bytes, 80ull << 30);
@@ -62,7 +62,7 @@ TEST(Defaults, DeviceWinsOverLocalRank) {
 TEST(Defaults, EmptyValueIsUnset) {
   const auto d = up::read_defaults(env_of({{"UMLOAD_PROFILE", ""}, {"UMLOAD_IO", ""}}));
   EXPECT_FALSE(d.profile);
-  EXPECT_EQ(d.io, up::io_choice::automatic);
+  EXPECT_EQ(d.io, umload::io_mode::automatic);
 }
 
 TEST(Defaults, UnknownValuesAreErrors) {

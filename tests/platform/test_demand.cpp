@@ -4,8 +4,8 @@
 #include "platform/demand.hpp"
 
 namespace up = umload::platform;
+using umload::output_dtype;
 using up::gpt_oss_preset;
-using up::output_dtype;
 
 namespace {
 std::uint64_t stored_total(const std::vector<up::stored_tensor>& ts) {
@@ -130,9 +130,9 @@ TEST(Demand, BadRanks) {
 }
 
 TEST(Demand, Names) {
-  EXPECT_EQ(up::parse_output_dtype("keep"), output_dtype::keep);
-  EXPECT_FALSE(up::parse_output_dtype("fp8"));
-  EXPECT_EQ(up::parse_output_layout("native"), up::output_layout::native);
+  EXPECT_EQ(umload::parse_output_dtype("keep"), output_dtype::keep);
+  EXPECT_THROW(umload::parse_output_dtype("fp8"), umload::usage_error);
+  EXPECT_EQ(umload::parse_layout("native"), umload::layout::native);
   EXPECT_EQ(up::parse_gpt_oss_preset("120b"), gpt_oss_preset::gpt_oss_120b);
   EXPECT_EQ(up::element_bytes("BF16"), 2u);
   EXPECT_EQ(up::element_bytes("F4"), 0u);

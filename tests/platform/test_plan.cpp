@@ -7,10 +7,10 @@
 #include "platform/profiles.hpp"
 
 namespace up = umload::platform;
+using umload::memory_kind;
+using umload::output_dtype;
 using up::gpt_oss_preset;
-using up::location;
 using up::memory_model;
-using up::output_dtype;
 
 namespace {
 
@@ -53,12 +53,13 @@ TEST(Plan, TwentyBBf16FitsH100SxmAtTotalPlusStaging) {
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::discrete_hmm);  // PageableMemoryAccess=1: HMM, same policy
-  EXPECT_EQ(p.orders.io, up::io_mode::direct);
+  EXPECT_EQ(p.orders.io, umload::io_mode::direct);
   EXPECT_TRUE(p.orders.staging.pinned);
   EXPECT_TRUE(p.device_scratch);
   EXPECT_EQ(p.peak_device_bytes, bf16_20b + p.staging_bytes);
   EXPECT_EQ(p.peak_host_bytes, p.staging_bytes);
-  for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::device) << pl.tensor;
+  for (const auto& pl : p.orders.placements)
+    EXPECT_EQ(pl.where, umload::memory_kind::device) << pl.tensor;
   // Staging and readers next to the GPU: GPU 0 of a DGX H100 sits on socket 0.
   const auto platform = up::profile_platform("h100-sxm");
   EXPECT_EQ(p.orders.staging.numa_node, 0);
@@ -138,8 +139,8 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
   std::uint64_t smallest_spilled = UINT64_MAX;
   std::vector<std::string> spilled;
   for (const auto& pl : p.orders.placements) {
-    if (pl.where == location::device) continue;
-    EXPECT_EQ(pl.where, location::host_managed);
+    if (pl.where == umload::memory_kind::device) continue;
+    EXPECT_EQ(pl.where, umload::memory_kind::host_managed);
     EXPECT_EQ(pl.numa_node, 0);  // Grace's LPDDR5X, never the HBM node
     EXPECT_TRUE(pl.preferred_location_host);
     EXPECT_TRUE(pl.accessed_by_device);
@@ -158,7 +159,7 @@ TEST(Plan, Gh200SpillsOneTwentyBBf16ByThePredictedShare) {
   EXPECT_LT(p.spill_fraction, 0.65);
   EXPECT_EQ(p.orders.prefetch, spilled);  // hints for the spilled part, in order of use
   EXPECT_EQ(p.orders.staging.numa_node, 0);
-  EXPECT_EQ(p.orders.io, up::io_mode::direct);
+  EXPECT_EQ(p.orders.io, umload::io_mode::direct);
   // The 144 GB part spills less.
   const auto big = plan("gh200-144g", gpt_oss_preset::gpt_oss_120b, output_dtype::bf16);
   EXPECT_TRUE(big.fits);
@@ -178,7 +179,7 @@ TEST(Plan, IntegratedUsesDirectIoAndOneCopy) {
       const auto p = plan("dgx-spark", preset, dtype);
       expect_consistent(p);
       EXPECT_EQ(p.model, memory_model::integrated);
-      EXPECT_EQ(p.orders.io, up::io_mode::direct);
+      EXPECT_EQ(p.orders.io, umload::io_mode::direct);
       EXPECT_TRUE(p.orders.drop_page_cache);  // what direct reads' buffered fallbacks cached
       EXPECT_TRUE(p.single_pool);
       EXPECT_FALSE(p.device_scratch);
@@ -186,7 +187,7 @@ TEST(Plan, IntegratedUsesDirectIoAndOneCopy) {
       EXPECT_EQ(p.peak_device_bytes, p.output_bytes);
       EXPECT_EQ(p.peak_host_bytes, p.staging_bytes);
       EXPECT_LE(p.staging_bytes, 64ull << 20);  // a small ring
-      for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::device);
+      for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, umload::memory_kind::device);
     }
   }
   EXPECT_TRUE(plan("dgx-spark", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16).fits);
@@ -198,12 +199,12 @@ TEST(Plan, HostProfile) {
   expect_consistent(p);
   EXPECT_TRUE(p.fits) << p.message;
   EXPECT_EQ(p.model, memory_model::host);
-  EXPECT_EQ(p.orders.io, up::io_mode::buffered);
+  EXPECT_EQ(p.orders.io, umload::io_mode::buffered);
   EXPECT_TRUE(p.orders.drop_page_cache);
   EXPECT_EQ(p.peak_device_bytes, 0u);
   EXPECT_EQ(p.peak_host_bytes, bf16_20b + p.staging_bytes);
   EXPECT_TRUE(p.orders.reader_cpuset.empty());
-  for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, location::host);
+  for (const auto& pl : p.orders.placements) EXPECT_EQ(pl.where, umload::memory_kind::host);
   const auto big = plan("host", gpt_oss_preset::gpt_oss_120b, output_dtype::bf16);
   EXPECT_FALSE(big.fits);
   EXPECT_TRUE(has(big.message, "host memory")) << big.message;
@@ -238,9 +239,9 @@ TEST(Plan, BudgetsOverride) {
   EXPECT_EQ(p.device_capacity_bytes, 40ull << 30);
 
   up::budgets io;
-  io.io = up::io_choice::buffered;
+  io.io = umload::io_mode::buffered;
   const auto q = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16, 1, io);
-  EXPECT_EQ(q.orders.io, up::io_mode::buffered);
+  EXPECT_EQ(q.orders.io, umload::io_mode::buffered);
   EXPECT_TRUE(q.orders.drop_page_cache);
 
   up::budgets small;
@@ -265,7 +266,7 @@ TEST(Plan, ForcedModelOnHostNeedsADeviceFigure) {
   auto hmm = up::with_model(up::profile_platform("h100-sxm"), memory_model::discrete_hmm);
   const auto q = up::make_plan(hmm, d, {});
   EXPECT_EQ(q.model, memory_model::discrete_hmm);
-  for (const auto& pl : q.orders.placements) EXPECT_EQ(pl.where, location::device);
+  for (const auto& pl : q.orders.placements) EXPECT_EQ(pl.where, umload::memory_kind::device);
 }
 
 TEST(Plan, DemandWithoutSourceStillPlans) {

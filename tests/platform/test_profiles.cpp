@@ -69,7 +69,7 @@ std::string kinds_text(const up::topology_info& t) {
   return out;
 }
 
-up::model_demand demand(up::gpt_oss_preset preset, up::output_dtype dtype, int world) {
+up::model_demand demand(up::gpt_oss_preset preset, umload::output_dtype dtype, int world) {
   up::demand_options o;
   o.dtype = dtype;
   o.world_size = world;
@@ -79,8 +79,8 @@ up::model_demand demand(up::gpt_oss_preset preset, up::output_dtype dtype, int w
 std::string figures_row(const std::string& name) {
   const auto p = up::find_profile(name);
   const auto info = up::profile_platform(name);
-  const auto plan =
-      up::make_plan(info, demand(up::gpt_oss_preset::gpt_oss_20b, up::output_dtype::bf16, 1), {});
+  const auto plan = up::make_plan(
+      info, demand(up::gpt_oss_preset::gpt_oss_20b, umload::output_dtype::bf16, 1), {});
   const auto& d = p.device;
   std::ostringstream o;
   o << "| `" << name << "` | " << (d.present ? d.name : "none") << " | ";
@@ -154,7 +154,8 @@ std::string matrix_rows(const std::string& name) {
   std::string out;
   for (auto preset : {up::gpt_oss_preset::gpt_oss_20b, up::gpt_oss_preset::gpt_oss_120b}) {
     out.append("| `").append(name).append("` | ").append(up::to_string(preset)).append(" |");
-    for (auto dtype : {up::output_dtype::bf16, up::output_dtype::f32, up::output_dtype::keep}) {
+    for (auto dtype :
+         {umload::output_dtype::bf16, umload::output_dtype::f32, umload::output_dtype::keep}) {
       for (int world : {1, 2, 4})
         out += " " + decision(up::make_plan(info, demand(preset, dtype, world), {})) + " |";
     }
@@ -240,9 +241,9 @@ INSTANTIATE_TEST_SUITE_P(All, Profile, ::testing::ValuesIn(up::profile_names()),
 // two H200; a GB200 GPU spills 15% of it.
 TEST(ProfileDecisions, WhatThePublicFiguresImply) {
   const auto ws = [](const std::string& profile, int world) {
-    return up::make_plan(up::profile_platform(profile),
-                         demand(up::gpt_oss_preset::gpt_oss_120b, up::output_dtype::bf16, world),
-                         {});
+    return up::make_plan(
+        up::profile_platform(profile),
+        demand(up::gpt_oss_preset::gpt_oss_120b, umload::output_dtype::bf16, world), {});
   };
   EXPECT_EQ(decision(ws("dgx-spark", 2)), "fits +4.26");
   EXPECT_FALSE(ws("dgx-spark-121g", 2).fits);
