@@ -31,7 +31,7 @@ endif
 DEBIAN_PACKAGES := cmake ninja-build g++ pkg-config make \
   libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev \
   liburing-dev libssl-dev python3 python3-dev python3-venv python3-pybind11 pybind11-dev libdlpack-dev \
-  clang clang-format libclang-rt-14-dev g++-aarch64-linux-gnu qemu-user chromium fonts-dejavu-core
+  clang clang-format libclang-rt-14-dev ccache g++-aarch64-linux-gnu qemu-user chromium fonts-dejavu-core
 
 # nvcc is optional: use the toolkit where it is installed even when it is not on PATH.
 ifeq ($(shell command -v nvcc 2>/dev/null),)
@@ -40,7 +40,7 @@ ifeq ($(shell command -v nvcc 2>/dev/null),)
   endif
 endif
 
-.PHONY: all deps venv configure build test demo bench asan fuzz gpu-dry-run clean
+.PHONY: all deps venv configure build test pip-check demo bench asan fuzz gpu-dry-run clean
 
 all: build
 
@@ -93,6 +93,11 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --no-tests=error
+
+# `pip install .` from a fresh clone into a fresh venv, then import and load from outside it
+# (minutes on 2 cores: not part of `make test`; .ci/run runs it).
+pip-check: build
+	bash tests/python/pip_install.sh $(BUILD_DIR)
 
 demo: build
 	./$(BUILD_DIR)/umload demo
