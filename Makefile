@@ -30,7 +30,7 @@ endif
 
 DEBIAN_PACKAGES := cmake ninja-build g++ pkg-config make \
   libgtest-dev libgmock-dev libbenchmark-dev libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev \
-  liburing-dev libssl-dev python3 python3-dev python3-venv python3-pybind11 pybind11-dev libdlpack-dev \
+  liburing-dev libssl-dev python3 python3-dev python3-venv python3-pyflakes python3-pybind11 pybind11-dev libdlpack-dev \
   clang clang-format libclang-rt-14-dev ccache g++-aarch64-linux-gnu qemu-user chromium fonts-dejavu-core
 
 # nvcc is optional: use the toolkit where it is installed even when it is not on PATH.

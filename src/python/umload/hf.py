@@ -12,7 +12,6 @@ the tensors). Needs torch and transformers (5.x).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Optional

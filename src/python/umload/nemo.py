@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 from ._load import load as _load
-from ._names import nemo_name, rename  # noqa: F401
+from ._names import nemo_name, rename
+
+__all__ = ["load", "to_nemo", "nemo_name", "rename"]
 
 
 def load(path, **kwargs):
