@@ -364,15 +364,16 @@ placement_plan make_plan(const platform_info& platform, const model_demand& dema
 }
 
 bounded_staging plan_bounded_staging(const model_demand& demand, std::uint64_t budget_bytes) {
-  // Per slot of staging, the chunk holds its decoded bytes: 64/17 of it for BF16 (32 values of 2
-  // bytes from 16 + 1 stored bytes), 128/17 for F32, at least a slot for copied tensors.
+  // Per slot of staging, each chunk holds its decoded bytes: 64/17 of it for BF16 (32 values of
+  // 2 bytes from 16 + 1 stored bytes), 128/17 for F32, at least a slot for copied tensors.
+  constexpr std::uint64_t max_slot_bytes = 32 * mib;
   const double growth = demand.options.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
   bounded_staging b;
   b.staging.slots = 2;
-  const double per_slot = b.staging.slots + std::max(1.0, growth);
+  const double per_slot = b.staging.slots + b.chunks * std::max(1.0, growth);
   const auto slot =
-      static_cast<std::uint64_t>(static_cast<double>(budget_bytes) / per_slot) / 4096 * 4096;
-  b.staging.slot_bytes = static_cast<std::size_t>(std::min<std::uint64_t>(slot, 256 * mib));
+      round_down(static_cast<std::uint64_t>(static_cast<double>(budget_bytes) / per_slot), 4096);
+  b.staging.slot_bytes = static_cast<std::size_t>(std::min(slot, max_slot_bytes));
   const std::uint64_t need = std::max<std::uint64_t>(1, demand.largest_stage_unit());
   if (b.staging.slot_bytes < need) {
     b.fits = false;
@@ -395,6 +396,7 @@ bounded_staging plan_bounded_staging(const model_demand& demand, std::uint64_t b
           b.chunk_bytes, std::min<std::uint64_t>(t.bytes_output, b.staging.slot_bytes));
     }
   }
+  b.chunk_bytes = std::max<std::uint64_t>(b.chunk_bytes, 1);
   return b;
 }
 

@@ -139,13 +139,18 @@ struct placement_plan {
 placement_plan make_plan(const platform_info& platform, const model_demand& demand,
                          const budgets& b);
 
-// Staging for a run held to `budget_bytes` of host memory, as convert runs: two slots and one
-// output chunk that holds the decoded bytes of the largest item, each slot as large as the budget
-// allows (a multiple of 4 KiB, at most 256 MiB). fits=false, with the message, when a slot that
-// holds one expert does not fit the budget. Pure.
+// Staging for a run held to `budget_bytes` of host memory, as convert runs: two slots (one
+// decoded from while the next is read) and two output chunks (one decoded into while the other
+// is written), a chunk holding the decoded bytes of the largest item. Slots are as large as the
+// budget allows, a multiple of 4 KiB, at most 32 MiB: larger ones only lengthen the start (the
+// first slot read and decoded before any write) and the end (the last chunk written after the
+// decode), and more chunks do not write faster (the writer is the bottleneck), so a budget beyond
+// about 300 MiB is not spent. fits=false, with the message, when a slot that holds one expert
+// does not fit the budget. Pure.
 struct bounded_staging {
   staging_order staging;
-  std::uint64_t chunk_bytes = 0;  // the output chunk: the largest item's decoded bytes
+  int chunks = 2;                 // output chunks in flight between the decode and the writer
+  std::uint64_t chunk_bytes = 0;  // each chunk: the largest item's decoded bytes
   bool fits = true;
   std::string message;
 };

@@ -207,43 +207,15 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   report.destination = destination;
   report.memory_budget = options.memory_budget ? options.memory_budget : default_memory_budget();
 
-  // Budget: two staging slots (one decoded from while the next is read) and two output chunks
-  // (one decoded into while the other is written), a chunk being the decoded size of a full
-  // slot: 64/17 of it for BF16, 128/17 for F32, at least a slot for copied tensors. Slots stop
-  // growing at max_slot_bytes: larger ones only lengthen the start (the first slot read and
-  // decoded before any write) and the end (the last chunk written after the decode is done). More
-  // chunks did not write faster (docs/performance.md): the writer is the bottleneck, and a longer
-  // queue only holds more memory. So a budget beyond about 300 MiB is not spent.
-  constexpr std::size_t max_slot_bytes = 32ull << 20;
-  constexpr std::size_t chunks = 2;
-  const double growth = pipeline.dtype == output_dtype::f32 ? 128.0 / 17 : 64.0 / 17;
-  pipeline.slots = 2;
+  // Staging slots and output chunks held to the budget, by the planning code load shares.
+  const platform::bounded_staging staging =
+      platform::plan_bounded_staging(demand_of(map, pipeline), report.memory_budget);
+  if (!staging.fits) throw budget_error(staging.message);
+  pipeline.slots = staging.staging.slots;
+  pipeline.slot_bytes = staging.staging.slot_bytes;
   pipeline.readers = 1;
-  const double per_slot_bytes = pipeline.slots + 2 * std::max(1.0, growth);
-  pipeline.slot_bytes =
-      static_cast<std::size_t>(report.memory_budget / per_slot_bytes) / 4096 * 4096;
-  pipeline.slot_bytes = std::min(pipeline.slot_bytes, max_slot_bytes);
-  const std::uint64_t need = min_slot_bytes(outputs);
-  if (pipeline.slot_bytes < need)
-    throw budget_error(
-        "memory budget of " + std::to_string(report.memory_budget) +
-        " bytes is too small: one expert needs a slot of " + std::to_string(need) +
-        " bytes, so the budget must be at least " +
-        std::to_string(static_cast<std::uint64_t>(need * per_slot_bytes) + (8 << 20)) + " bytes");
-  std::uint64_t chunk = 0;  // the largest output of one item
-  for (const auto& out : outputs) {
-    if (out.pair) {
-      const auto g = out.pair->geometry();
-      const std::uint64_t experts =
-          std::min<std::uint64_t>(out.expert_end - out.expert_begin,
-                                  std::max<std::uint64_t>(1, pipeline.slot_bytes / g.stored()));
-      chunk = std::max(chunk, experts * g.output(element_bytes(pipeline.dtype)));
-    } else {
-      chunk =
-          std::max<std::uint64_t>(chunk, std::min<std::uint64_t>(out.bytes, pipeline.slot_bytes));
-    }
-  }
-  const std::uint64_t chunk_bytes = std::max<std::uint64_t>(chunk, 1);
+  const auto chunks = static_cast<std::size_t>(staging.chunks);
+  const std::uint64_t chunk_bytes = staging.chunk_bytes;
 
   // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
   // nothing behind.

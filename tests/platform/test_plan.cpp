@@ -253,6 +253,34 @@ TEST(Plan, BudgetsOverride) {
   EXPECT_EQ(r.orders.staging.slot_bytes % (2ull << 20), 0u);
 }
 
+// Convert's staging: two slots and two chunks within the budget, slots capped at 32 MiB, each
+// chunk the decoded bytes of the largest item; a budget below one expert does not fit.
+TEST(Plan, BoundedStagingHoldsSlotsAndChunksToTheBudget) {
+  for (const auto dtype : {output_dtype::bf16, output_dtype::f32}) {
+    const auto d = demand(gpt_oss_preset::gpt_oss_20b, dtype);
+    const std::uint64_t one_expert = d.largest_stage_unit();
+    ASSERT_EQ(one_expert, 5760ull * 90 * 17);  // gate_up's blocks and scales of one expert
+    for (const std::uint64_t budget : {256ull << 20, 1ull << 30, 4ull << 30}) {
+      SCOPED_TRACE(std::to_string(budget) + " " + umload::to_string(dtype));
+      const auto b = up::plan_bounded_staging(d, budget);
+      ASSERT_TRUE(b.fits) << b.message;
+      EXPECT_EQ(b.staging.slots, 2);
+      EXPECT_EQ(b.chunks, 2);
+      EXPECT_EQ(b.staging.slot_bytes % 4096, 0u);
+      EXPECT_LE(b.staging.slot_bytes, 32ull << 20);
+      EXPECT_GE(b.staging.slot_bytes, one_expert);
+      // A chunk holds the decoded bytes of a full slot of experts of any tensor, one at least.
+      const std::uint64_t gate_up_out = 5760ull * 2880 * umload::element_bytes(dtype);
+      EXPECT_GE(b.chunk_bytes, b.staging.slot_bytes / one_expert * gate_up_out);
+      EXPECT_LE(2 * b.staging.slot_bytes + 2 * b.chunk_bytes, budget);
+    }
+    const auto small = up::plan_bounded_staging(d, 1000);
+    EXPECT_FALSE(small.fits);
+    EXPECT_TRUE(has(small.message, "one expert needs a slot of " + std::to_string(one_expert)))
+        << small.message;
+  }
+}
+
 TEST(Plan, ForcedModelOnHostNeedsADeviceFigure) {
   auto platform = up::with_model(up::profile_platform("host"), memory_model::discrete);
   EXPECT_EQ(platform.model, memory_model::discrete);
