@@ -209,7 +209,7 @@ py::object load(const std::filesystem::path& path, const std::string& device,
                 const std::string& layout_name, const std::string& dtype_name,
                 std::optional<int> rank, std::optional<int> world_size, const py::object& progress,
                 const std::optional<std::string>& profile, int threads, bool digest,
-                const std::string& framework_name, bool with_report) {
+                const std::string& framework_name, bool with_report, bool with_weights) {
   check_callback(progress);
   load_request request;
   request.device = device;
@@ -233,8 +233,12 @@ py::object load(const std::filesystem::path& path, const std::string& device,
   for (const auto& t : weights->tensors())
     state[py::str(t.name)] =
         fw == framework::torch ? torch_tensor(weights, t, from_dlpack) : numpy_array(weights, t);
-  if (with_report) return py::make_tuple(state, report_dict(result.report));
-  return state;
+  if (!with_report && !with_weights) return state;
+  py::list parts;
+  parts.append(state);
+  if (with_report) parts.append(report_dict(result.report));
+  if (with_weights) parts.append(std::const_pointer_cast<weight_set>(weights));
+  return py::tuple(parts);
 }
 
 py::object plan(const std::filesystem::path& path, const std::optional<std::string>& profile,
@@ -370,11 +374,28 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  py::class_<u::weight_set, std::shared_ptr<u::weight_set>>(
+      m, "WeightSet", "The loaded tensors' owner (load(..., with_weights=True)).")
+      .def(
+          "prefetch",
+          [](const u::weight_set& w, const std::vector<int>& layers,
+             std::optional<std::uintptr_t> stream) {
+            py::gil_scoped_release release;
+            return w.prefetch(layers, stream ? reinterpret_cast<void*>(*stream) : nullptr);
+          },
+          py::arg("layers"), py::arg("stream") = py::none(),
+          R"(Move the spilled (host-managed) tensors of `layers` toward the GPU ahead of their use,
+in the plan's order, on `stream` (a cudaStream_t as an int, e.g. torch.cuda.Stream().cuda_stream;
+None: one of the loader's own). Returns one line per tensor ("NAME: prefetch cuda:0", or
+"NAME: simulated: ..." where the host stands in for the GPU). Nothing is spilled outside coherent
+plans.)");
+
   m.def("load", &load, py::arg("path"), py::kw_only(), py::arg("device") = "auto",
         py::arg("layout") = "hf", py::arg("dtype") = "bf16", py::arg("rank") = py::none(),
         py::arg("world_size") = py::none(), py::arg("progress") = py::none(),
         py::arg("profile") = py::none(), py::arg("threads") = 0, py::arg("digest") = false,
         py::arg("framework") = "auto", py::arg("with_report") = false,
+        py::arg("with_weights") = false,
         R"(Load a checkpoint; returns {name: tensor}.
 
 device: "auto" (CUDA when usable, else CPU), "cpu", "cuda" (the GPU UMLOAD_DEVICE or LOCAL_RANK
@@ -383,7 +404,8 @@ dtype: "bf16", "f32" or "keep" (MXFP4 blocks and scales as stored). rank, world_
 expert-parallel slice (default: RANK and WORLD_SIZE). progress: called as
 progress(bytes_done, bytes_total, tensors_done, tensors_total). profile: plan as on a built-in
 machine profile (umload.profiles()); default UMLOAD_PROFILE, else this machine. framework: "auto" (torch when
-importable, else numpy), "torch" or "numpy". with_report: return (state_dict, report).)");
+importable, else numpy), "torch" or "numpy". with_report: return (state_dict, report).
+with_weights: the WeightSet last in the tuple returned, for WeightSet.prefetch.)");
   m.def("plan", &plan, py::arg("path"), py::kw_only(), py::arg("profile") = py::none(),
         py::arg("dtype") = "bf16", py::arg("layout") = "hf", py::arg("rank") = py::none(),
         py::arg("world_size") = py::none(), py::arg("device_memory") = py::none(),

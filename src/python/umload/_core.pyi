@@ -35,18 +35,29 @@ class ConflictError(Error):
 class MismatchError(Error):
     """Results that should agree do not."""
 
+class WeightSet:
+    """The loaded tensors' owner (load(..., with_weights=True))."""
+    def prefetch(self, layers: List[int], stream: Optional[int] = ...) -> List[str]: ...
+
 @overload
 def load(path: _Path, *, device: str = ..., layout: Literal["hf", "native"] = ...,
          dtype: Literal["bf16", "f32", "keep"] = ..., rank: Optional[int] = ...,
          world_size: Optional[int] = ..., progress: _Progress = ..., profile: Optional[str] = ...,
          threads: int = ..., digest: bool = ..., framework: Literal["auto", "torch", "numpy"] = ...,
-         with_report: Literal[False] = ...) -> Dict[str, Any]: ...
+         with_report: Literal[False] = ..., with_weights: Literal[False] = ...) -> Dict[str, Any]: ...
 @overload
 def load(path: _Path, *, device: str = ..., layout: Literal["hf", "native"] = ...,
          dtype: Literal["bf16", "f32", "keep"] = ..., rank: Optional[int] = ...,
          world_size: Optional[int] = ..., progress: _Progress = ..., profile: Optional[str] = ...,
          threads: int = ..., digest: bool = ..., framework: Literal["auto", "torch", "numpy"] = ...,
-         with_report: Literal[True]) -> Tuple[Dict[str, Any], Dict[str, Any]]: ...
+         with_report: Literal[True], with_weights: Literal[False] = ...
+         ) -> Tuple[Dict[str, Any], Dict[str, Any]]: ...
+@overload
+def load(path: _Path, *, device: str = ..., layout: Literal["hf", "native"] = ...,
+         dtype: Literal["bf16", "f32", "keep"] = ..., rank: Optional[int] = ...,
+         world_size: Optional[int] = ..., progress: _Progress = ..., profile: Optional[str] = ...,
+         threads: int = ..., digest: bool = ..., framework: Literal["auto", "torch", "numpy"] = ...,
+         with_report: bool = ..., with_weights: Literal[True]) -> Tuple[Any, ...]: ...
 def plan(path: _Path, *, profile: Optional[str] = ..., dtype: str = ..., layout: str = ...,
          rank: Optional[int] = ..., world_size: Optional[int] = ..., device_memory: _Size = ...,
          host_memory: _Size = ...) -> Dict[str, Any]: ...
