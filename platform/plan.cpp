@@ -37,18 +37,9 @@ std::string rank_text(const demand_options& o) {
   return "rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size);
 }
 
-// The plan without alternatives: the policy proper.
-placement_plan plan_core(const platform_info& platform, const model_demand& demand,
-                         const budgets& b) {
-  placement_plan p;
-  p.model_label = demand.label;
-  p.platform = platform.source;
-  p.model = platform.model;
-  p.options = demand.options;
-  p.notes = platform.notes;
+// Device and host memory the plan may use: the platform's figures or the budgets' overrides.
+void set_capacities(placement_plan& p, const platform_info& platform, const budgets& b) {
   const memory_model m = platform.model;
-  const gpu_locality& gpu = platform.topology.gpu;
-
   p.device_capacity_bytes = b.device_memory_bytes.value_or(platform.memory.device_bytes);
   p.device_capacity_source = b.device_memory_bytes ? "--device-memory / UMLOAD_DEVICE_MEMORY"
                                                    : platform.memory.device_source;
@@ -66,8 +57,15 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
         " plan needs a device memory figure and none was detected: give --device-memory");
   }
   p.device_reserve_bytes = is_gpu(m) ? b.device_reserve_bytes : 0;
+}
 
-  // Staging: size and depth per model, then overrides; a slot holds at least one expert whole.
+// The strategy of the memory model and its staging ring: size and depth per model, then
+// overrides; a slot holds at least one expert whole. Staging NUMA node and reader CPUs from the
+// GPU's locality.
+void plan_staging(placement_plan& p, const platform_info& platform, const model_demand& demand,
+                  const budgets& b) {
+  const memory_model m = platform.model;
+  const gpu_locality& gpu = platform.topology.gpu;
   std::uint64_t slot = 64 * mib;
   int slots = 4;
   switch (m) {
@@ -117,8 +115,10 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   const cpu_choice cpus = choose_worker_cpus(platform.topology, is_gpu(m));
   p.orders.reader_cpuset = cpus.cpuset;
   p.reader_cpuset_reason = cpus.reason;
+}
 
-  // I/O mode.
+// Direct or buffered reads, and the page-cache policy.
+void plan_io(placement_plan& p, memory_model m, const budgets& b) {
   if (m == memory_model::host) {
     p.orders.io = io_mode::buffered;
     p.io_reason =
@@ -139,8 +139,13 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
   // reads cache nothing but what their buffered fallbacks read, and the shards are dropped at
   // the end. On integrated machines the cache would take memory from the weights' own pool.
   p.orders.drop_page_cache = true;
+}
 
-  // Placements.
+// Every output placed in the demand's order; on coherent machines device memory is filled in
+// order of use and the rest spills to host memory next to the GPU, listed for prefetch.
+void place_tensors(placement_plan& p, const platform_info& platform, const model_demand& demand) {
+  const memory_model m = platform.model;
+  const gpu_locality& gpu = platform.topology.gpu;
   p.stored_bytes = demand.bytes_stored();
   p.output_bytes = demand.bytes_output();
   p.orders.placements.reserve(demand.tensors.size());
@@ -193,8 +198,13 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     p.spill_fraction =
         static_cast<double>(p.host_resident_bytes) / static_cast<double>(p.output_bytes);
   }
+}
 
-  // Does it fit?
+// Whether the peaks fit the capacities; when not, the message says what was needed and what is
+// available.
+void judge_fit(placement_plan& p, const platform_info& platform, const model_demand& demand,
+               const budgets& b) {
+  const memory_model m = platform.model;
   const std::string who = demand.label + " (" + std::string(to_string(demand.options.dtype)) +
                           ", " + rank_text(demand.options) + ")";
   const std::string where = platform.source + " (" + std::string(to_string(m)) + ")";
@@ -243,6 +253,22 @@ placement_plan plan_core(const platform_info& platform, const model_demand& dema
     }
   }
   p.message = why.str();
+}
+
+// The plan without alternatives: the policy proper.
+placement_plan plan_core(const platform_info& platform, const model_demand& demand,
+                         const budgets& b) {
+  placement_plan p;
+  p.model_label = demand.label;
+  p.platform = platform.source;
+  p.model = platform.model;
+  p.options = demand.options;
+  p.notes = platform.notes;
+  set_capacities(p, platform, b);
+  plan_staging(p, platform, demand, b);
+  plan_io(p, platform.model, b);
+  place_tensors(p, platform, demand);
+  judge_fit(p, platform, demand, b);
   return p;
 }
 

@@ -28,6 +28,8 @@ class same_request_same_load(common.checkpoint_case):
     def test_requests(self):
         cases = [
             (("--device", "auto"), dict(device="auto")),
+            # "auto" with a host-only plan (a fixed GPU for it: tests/core/test_front_door.cpp).
+            (("--device", "auto", "--profile", "host"), dict(device="auto", profile="host")),
             (("--device", "cpu", "--dtype", "f32", "--layout", "native"),
              dict(device="cpu", dtype="f32", layout="native")),
             (("--device", "auto", "--profile", "gh200", "--rank", "1", "--world-size", "2"),
