@@ -128,22 +128,44 @@ path_kernels kernels_for(isa path) {
   }
 }
 
+// One thread's share of a decode, between its enter and leave hooks.
+class hooked_share {
+ public:
+  explicit hooked_share(const team_hooks& hooks) : hooks_(hooks) {
+    if (hooks_.enter) hooks_.enter(hooks_.context);
+  }
+  ~hooked_share() {
+    if (hooks_.leave) hooks_.leave(hooks_.context);
+  }
+  hooked_share(const hooked_share&) = delete;
+  hooked_share& operator=(const hooked_share&) = delete;
+
+ private:
+  const team_hooks& hooks_;
+};
+
 // Runs body(i) for i in [0, count) over `workers` threads; pieces are handed out dynamically
 // because the cores may be shared with other work.
 template <typename Body>
-void parallel_pieces(std::uint64_t count, int workers, Body body) {
+void parallel_pieces(std::uint64_t count, int workers, const team_hooks& hooks, Body body) {
   if (workers <= 1 || count <= 1) {
+    const hooked_share share(hooks);
     for (std::uint64_t i = 0; i < count; ++i) body(i);
     return;
   }
   const auto n = static_cast<std::int64_t>(count);
-#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
-  for (std::int64_t i = 0; i < n; ++i) body(static_cast<std::uint64_t>(i));
+#pragma omp parallel num_threads(workers)
+  {
+    const hooked_share share(hooks);
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t i = 0; i < n; ++i) body(static_cast<std::uint64_t>(i));
+  }
 }
 
 }  // namespace
 
-void run(const decode_job& job, isa path, int threads, piece_options options) {
+void run(const decode_job& job, isa path, int threads, piece_options options,
+         const team_hooks& hooks) {
   const path_kernels k = kernels_for(path);
   const int workers = threads > 0 ? threads : omp_get_max_threads();
   // Enough pieces per thread to even out a shared machine, each still large (a real expert
@@ -152,7 +174,7 @@ void run(const decode_job& job, isa path, int threads, piece_options options) {
   if (job.order == layout::native) {
     const std::uint64_t rows = job.experts * job.rows;
     const std::uint64_t per_piece = std::max<std::uint64_t>(1, ceil_div(rows, target));
-    parallel_pieces(ceil_div(rows, per_piece), workers, [&](std::uint64_t i) {
+    parallel_pieces(ceil_div(rows, per_piece), workers, hooks, [&](std::uint64_t i) {
       k.native_rows(job, i * per_piece, std::min(rows, (i + 1) * per_piece), options);
     });
     return;
@@ -164,7 +186,7 @@ void run(const decode_job& job, isa path, int threads, piece_options options) {
       std::clamp<std::uint64_t>(ceil_div(target, job.experts * row_pieces), 1, job.groups);
   const std::uint64_t groups_per_piece = ceil_div(job.groups, group_splits);
   const std::uint64_t group_pieces = ceil_div(job.groups, groups_per_piece);
-  parallel_pieces(job.experts * row_pieces * group_pieces, workers, [&](std::uint64_t i) {
+  parallel_pieces(job.experts * row_pieces * group_pieces, workers, hooks, [&](std::uint64_t i) {
     const std::uint64_t g0 = (i % group_pieces) * groups_per_piece;
     const std::uint64_t r0 = (i / group_pieces % row_pieces) * hf_piece_rows;
     const std::uint64_t e = i / group_pieces / row_pieces;
@@ -227,7 +249,7 @@ void decode_scalar(const decode_job& job) {
       }
 }
 
-void decode(const decode_job& job, isa path, int threads) {
+void decode(const decode_job& job, isa path, int threads, const team_hooks& hooks) {
   const auto supported = supported_isas();
   if (std::find(supported.begin(), supported.end(), path) == supported.end())
     throw usage_error("decode path '" + std::string(to_string(path)) +
@@ -237,11 +259,12 @@ void decode(const decode_job& job, isa path, int threads) {
                       std::to_string(threads));
   if (job.values() == 0) return;
   if (path == isa::scalar) {
+    const detail::hooked_share share(hooks);
     decode_scalar(job);
     return;
   }
   detail::run(job, path, threads,
-              detail::piece_options{job.out_bytes() >= detail::stream_threshold_bytes});
+              detail::piece_options{job.out_bytes() >= detail::stream_threshold_bytes}, hooks);
 }
 
 std::int64_t find_nan_scale(const std::uint8_t* scales, std::size_t count) {

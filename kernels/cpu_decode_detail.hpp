@@ -115,7 +115,9 @@ path_kernels avx2_kernels();
 path_kernels avx512_kernels();
 
 // Splits a job into pieces and runs them on `threads` threads (0: all available) with the given
-// path (not scalar). decode() calls this; benchmarks call it to pin the options.
-void run(const decode_job& job, isa path, int threads, piece_options options);
+// path (not scalar), each thread calling `hooks` around its share. decode() calls this; benchmarks
+// call it to pin the options.
+void run(const decode_job& job, isa path, int threads, piece_options options,
+         const team_hooks& hooks = {});
 
 }  // namespace umload::cpu::detail

@@ -2,6 +2,8 @@
 
 #include <hwloc.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -50,6 +52,32 @@ std::string list_of(hwloc_const_bitmap_t set) {
   return out;
 }
 
+// The CPUs of `cpuset` this machine allows, into `wanted`; bound when there are some.
+bind_result machine_cpus(std::string_view cpuset, bitmap_ptr& wanted) {
+  const auto& m = machine();
+  const std::string asked = "cpuset " + std::string(cpuset);
+  if (!m.topology) return {bind_outcome::refused, asked + ": " + m.failure};
+  wanted.reset(hwloc_bitmap_alloc());
+  if (!wanted || hwloc_bitmap_list_sscanf(wanted.get(), std::string(cpuset).c_str()) != 0)
+    return {bind_outcome::refused, asked + ": not a cpuset list"};
+  hwloc_bitmap_and(wanted.get(), wanted.get(), hwloc_topology_get_allowed_cpuset(m.topology));
+  if (hwloc_bitmap_iszero(wanted.get()))
+    return {bind_outcome::not_here, asked + ": none of its CPUs is on this machine (allowed " +
+                                        list_of(hwloc_topology_get_allowed_cpuset(m.topology)) +
+                                        ")"};
+  return {bind_outcome::bound, "cpuset " + list_of(wanted.get())};
+}
+
+// What the calling thread holds of thread_binder: the binder it last entered (counted once per
+// thread), the one whose cpuset it is on now, and the binding it had before.
+struct binder_record {
+  std::uint64_t seen = 0;
+  std::uint64_t active = 0;
+  bitmap_ptr saved;
+};
+thread_local binder_record this_thread;
+std::atomic<std::uint64_t> next_binder_serial{1};
+
 }  // namespace
 
 std::string_view to_string(bind_outcome o) {
@@ -62,20 +90,99 @@ std::string_view to_string(bind_outcome o) {
 }
 
 bind_result bind_this_thread(std::string_view cpuset) {
-  const auto& m = machine();
-  const std::string asked = "cpuset " + std::string(cpuset);
-  if (!m.topology) return {bind_outcome::refused, asked + ": " + m.failure};
-  bitmap_ptr wanted(hwloc_bitmap_alloc());
-  if (!wanted || hwloc_bitmap_list_sscanf(wanted.get(), std::string(cpuset).c_str()) != 0)
-    return {bind_outcome::refused, asked + ": not a cpuset list"};
-  hwloc_bitmap_and(wanted.get(), wanted.get(), hwloc_topology_get_allowed_cpuset(m.topology));
-  if (hwloc_bitmap_iszero(wanted.get()))
-    return {bind_outcome::not_here, asked + ": none of its CPUs is on this machine (allowed " +
-                                        list_of(hwloc_topology_get_allowed_cpuset(m.topology)) +
-                                        ")"};
-  if (hwloc_set_cpubind(m.topology, wanted.get(), HWLOC_CPUBIND_THREAD) != 0)
-    return {bind_outcome::refused, asked + ": hwloc_set_cpubind: " + std::strerror(errno)};
-  return {bind_outcome::bound, "cpuset " + list_of(wanted.get())};
+  bitmap_ptr wanted;
+  bind_result r = machine_cpus(cpuset, wanted);
+  if (!r.bound()) return r;
+  if (hwloc_set_cpubind(machine().topology, wanted.get(), HWLOC_CPUBIND_THREAD) != 0)
+    return {bind_outcome::refused,
+            "cpuset " + std::string(cpuset) + ": hwloc_set_cpubind: " + std::strerror(errno)};
+  return r;
+}
+
+thread_binder::thread_binder(std::string_view cpuset)
+    : asked_(cpuset), serial_(next_binder_serial++) {
+  if (asked_.empty()) return;
+  bitmap_ptr wanted;
+  const bind_result r = machine_cpus(asked_, wanted);
+  if (!r.bound()) {
+    outcome_ = r.outcome;
+    detail_ = r.detail;
+    return;
+  }
+  cpuset_ = list_of(wanted.get());
+  cpus_ = static_cast<unsigned>(std::max(0, hwloc_bitmap_weight(wanted.get())));
+  wanted_ = wanted.release();
+}
+
+thread_binder::~thread_binder() { hwloc_bitmap_free(wanted_); }
+
+void thread_binder::note_failure(std::string what) {
+  std::lock_guard lock(mutex_);
+  if (failure_.empty()) failure_ = std::move(what);
+}
+
+void thread_binder::enter() noexcept {
+  if (!wanted_) return;
+  binder_record& record = this_thread;
+  if (record.active != 0) return;  // already on a binder's CPUs (a decode inside a decode)
+  if (record.seen != serial_) {
+    record.seen = serial_;
+    ++threads_;
+  }
+  ++entries_;
+  try {
+    const hwloc_topology_t topology = machine().topology;
+    if (!record.saved) record.saved.reset(hwloc_bitmap_alloc());
+    if (!record.saved) return note_failure("no memory for the thread's binding");
+    if (hwloc_get_cpubind(topology, record.saved.get(), HWLOC_CPUBIND_THREAD) != 0)
+      return note_failure(std::string("hwloc_get_cpubind: ") + std::strerror(errno));
+    if (hwloc_set_cpubind(topology, wanted_, HWLOC_CPUBIND_THREAD) != 0)
+      return note_failure(std::string("hwloc_set_cpubind: ") + std::strerror(errno));
+    record.active = serial_;
+    ++bound_;
+    bitmap_ptr got(hwloc_bitmap_alloc());
+    if (got && hwloc_get_cpubind(topology, got.get(), HWLOC_CPUBIND_THREAD) == 0 &&
+        hwloc_bitmap_isequal(got.get(), wanted_)) {
+      ++read_back_equal_;
+    } else {
+      note_failure("a thread read back cpuset " + (got ? list_of(got.get()) : std::string("?")));
+    }
+  } catch (...) {
+    // Out of memory for the record's words: the binding itself stands as done.
+  }
+}
+
+void thread_binder::leave() noexcept {
+  if (!wanted_) return;
+  binder_record& record = this_thread;
+  if (record.active != serial_) return;
+  record.active = 0;
+  if (hwloc_set_cpubind(machine().topology, record.saved.get(), HWLOC_CPUBIND_THREAD) == 0) {
+    ++restored_;
+    return;
+  }
+  try {
+    note_failure(std::string("putting a thread back: hwloc_set_cpubind: ") + std::strerror(errno));
+  } catch (...) {
+  }
+}
+
+thread_binder::counts thread_binder::tally() const {
+  return {threads_.load(), entries_.load(), bound_.load(), read_back_equal_.load(),
+          restored_.load()};
+}
+
+std::string thread_binder::summary() const {
+  if (asked_.empty()) return {};
+  if (!wanted_) return std::string(to_string(outcome_)) + ": " + detail_;
+  const counts c = tally();
+  std::lock_guard lock(mutex_);
+  if (c.entries == 0) return "not used: no thread entered (cpuset " + cpuset_ + ")";
+  if (c.bound == 0) return "refused: cpuset " + cpuset_ + ": " + failure_;
+  return "bound: cpuset " + cpuset_ + " (" + std::to_string(c.threads) + " threads; " +
+         std::to_string(c.bound) + " of " + std::to_string(c.entries) + " entries bound, " +
+         std::to_string(c.read_back_equal) + " read back equal, " + std::to_string(c.restored) +
+         " put back after" + (failure_.empty() ? std::string() : "; " + failure_) + ")";
 }
 
 bind_result bind_memory(void* p, std::size_t bytes, int numa_node) {

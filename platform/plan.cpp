@@ -115,6 +115,13 @@ void plan_staging(placement_plan& p, const platform_info& platform, const model_
   const cpu_choice cpus = choose_worker_cpus(platform.topology, is_gpu(m));
   p.orders.reader_cpuset = cpus.cpuset;
   p.reader_cpuset_reason = cpus.reason;
+  // Decode follows the readers' choice: the same CPUs near the GPU, of the fastest kind.
+  p.orders.decode_cpuset = cpus.cpuset;
+  p.decode_cpuset_reason =
+      is_gpu(m)
+          ? "the GPU decodes; a host standing in for it decodes on the reader CPUs" +
+                (cpus.cpuset.empty() ? std::string(", placed by the OS") : " (" + cpus.cpuset + ")")
+          : "the caller's thread and its OpenMP team, on the reader CPUs: " + cpus.reason;
 }
 
 // Direct or buffered reads, and the page-cache policy.
@@ -479,6 +486,8 @@ nlohmann::json to_json(const placement_plan& p) {
         {"numa_node", p.orders.staging.numa_node}}},
       {"reader_cpuset", p.orders.reader_cpuset},
       {"reader_cpuset_reason", p.reader_cpuset_reason},
+      {"decode_cpuset", p.orders.decode_cpuset},
+      {"decode_cpuset_reason", p.decode_cpuset_reason},
       {"stored_bytes", p.stored_bytes},
       {"output_bytes", p.output_bytes},
       {"device_resident_bytes", p.device_resident_bytes},
@@ -521,6 +530,7 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     << ", reader cpuset "
     << (p.orders.reader_cpuset.empty() ? std::string("any") : p.orders.reader_cpuset) << "\n";
   o << "  reader CPUs: " << p.reader_cpuset_reason << "\n";
+  o << "  decode CPUs: " << p.decode_cpuset_reason << "\n";
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
   for (const auto& pl : p.orders.placements) {
     std::string key(to_string(pl.where));

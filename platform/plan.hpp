@@ -71,6 +71,7 @@ struct load_orders {
   bool drop_page_cache = true;   // drop every page the load's buffered reads cached
   staging_order staging;
   std::string reader_cpuset;  // hwloc list; reader threads are bound to it. Empty: no binding
+  std::string decode_cpuset;  // hwloc list; CPU decode threads are bound to it. Empty: no binding
   std::vector<std::string> prefetch;  // spilled tensors in order of use: weight_set::prefetch moves
                                       // them toward the GPU ahead of their layer (coherent)
 };
@@ -113,6 +114,7 @@ struct placement_plan {
   std::string reason;  // why this strategy
   std::string io_reason;
   std::string reader_cpuset_reason;  // why those CPUs (locality, CPU kinds): choose_worker_cpus
+  std::string decode_cpuset_reason;  // which threads decode on the CPU, and on which CPUs, why
   bool device_scratch = false;       // !orders.staging.zero_copy on a GPU
   std::uint64_t stored_bytes = 0;    // read from disk by this rank
   std::uint64_t output_bytes = 0;    // held by this rank once loaded

@@ -42,6 +42,7 @@ struct backend_stats {
   double decode_seconds = 0;  // decode work
   std::uint64_t peak_device_bytes = 0;  // device memory this backend held at most, scratch included
   std::string staging;  // how staging slots were placed ("pinned, NUMA node 1 bound", "pageable")
+  std::string decode_binding;  // what the CPU decode threads got ("bound: cpuset 5-9 (...)"), or ""
 };
 
 // Where one output goes, as the plan orders it.
@@ -113,8 +114,12 @@ class backend {
   virtual backend_stats stats() const = 0;
 };
 
-// The host backend: the CPU kernels over `threads` threads (0: all), with the given path.
-std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path);
+// The host backend: the CPU kernels over `threads` threads (0: all, or as many as `decode_cpuset`
+// has CPUs on this machine), with the given path. With a cpuset (hwloc list; the plan's decode
+// order), every thread of each decode, the caller's included, is bound to it for that decode and
+// put back on its own binding after it; stats().decode_binding says what was done.
+std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path,
+                                           std::string_view decode_cpuset = {});
 
 struct cuda_backend_options {
   int ordinal = 0;

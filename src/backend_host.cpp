@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels/error.hpp"
+#include "platform/binding.hpp"
 #include "src/backend.hpp"
 #include "src/memory.hpp"
 
@@ -24,7 +25,10 @@ double seconds_since(clock_type::time_point t0) {
 
 class host_backend final : public backend {
  public:
-  host_backend(int threads, cpu::isa path) : threads_(threads), path_(path) {}
+  host_backend(int threads, cpu::isa path, std::string_view decode_cpuset)
+      : decode_threads_(decode_cpuset),
+        threads_(threads == 0 ? static_cast<int>(decode_threads_.cpus()) : threads),
+        path_(path) {}
 
   std::string_view name() const override { return "host"; }
 
@@ -71,7 +75,7 @@ class host_backend final : public backend {
   void process(const staged_item& item) override {
     const auto t0 = clock_type::now();
     if (item.what == staged_item::kind::decode) {
-      cpu::decode(item.job, path_, threads_);
+      cpu::decode(item.job, path_, threads_, hooks_);
       decode_seconds_ += seconds_since(t0);
     } else {
       if (item.staged_bytes) std::memcpy(item.destination, item.staged, item.staged_bytes);
@@ -82,10 +86,14 @@ class host_backend final : public backend {
   void synchronize() override {}
 
   backend_stats stats() const override {
-    return {copy_seconds_, decode_seconds_, 0, "pageable host memory"};
+    return {copy_seconds_, decode_seconds_, 0, "pageable host memory", decode_threads_.summary()};
   }
 
  private:
+  platform::thread_binder decode_threads_;
+  const cpu::team_hooks hooks_{[](void* b) { static_cast<platform::thread_binder*>(b)->enter(); },
+                               [](void* b) { static_cast<platform::thread_binder*>(b)->leave(); },
+                               &decode_threads_};
   int threads_;
   cpu::isa path_;
   aligned_host_resource staging_;
@@ -96,8 +104,9 @@ class host_backend final : public backend {
 
 }  // namespace
 
-std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path) {
-  return std::make_unique<host_backend>(threads, path);
+std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path,
+                                           std::string_view decode_cpuset) {
+  return std::make_unique<host_backend>(threads, path, decode_cpuset);
 }
 
 }  // namespace umload

@@ -183,7 +183,8 @@ std::shared_ptr<backend> make_engine(const load_setup& s, const load_options& op
         (staging.zero_copy ? ": pinned staging read in place by the GPU, decode on GPU"
                            : ": pinned staging copied to device scratch, decode on GPU");
   } else {
-    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
+    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()),
+                               plan.orders.decode_cpuset);
     report.device = "cpu";
     report.host_stands_in = gpu_plan;
     report.strategy =
@@ -328,6 +329,10 @@ load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
       weights->prefetch_order_.push_back({p.output, outputs[p.output].layer});
   report.pipeline = run_faulted_ahead(ckpt, outputs, setup.pipeline, *engine, held, done);
   record_run_actions(orders, report.pipeline, report.host_stands_in, done);
+  done.decode_cpuset = setup.device.cuda ? "not bound: the GPU decodes"
+                       : orders.decode_cpuset.empty()
+                           ? "not bound: " + setup.plan.decode_cpuset_reason
+                           : engine->stats().decode_binding;
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
   if (options.check) check_decoded(*engine, outputs, setup.pipeline.dtype, held, report);

@@ -81,6 +81,7 @@ nlohmann::json to_json(const load_actions& a) {
   return {{"io_mode", a.io_mode},
           {"page_cache", a.page_cache},
           {"reader_cpuset", a.reader_cpuset},
+          {"decode_cpuset", a.decode_cpuset},
           {"staging", a.staging},
           {"numa_binds", a.count("numa-bind bound")},
           {"advice", a.count("advise")},

@@ -1,6 +1,7 @@
 // Carrying out a plan's orders in a load, and the record of what was done. Each output is placed
 // as its placement orders (memory kind, NUMA node, advice), faulted in ahead of the decode that
-// writes it, in order of use, on a thread of its own; reader threads are bound by the pipeline.
+// writes it, in order of use, on a thread of its own; reader threads are bound by the pipeline, CPU
+// decode threads by the host backend.
 // The record sets, tensor by tensor, the planned placement beside the actual one and the actions
 // taken, so `umload plan --json` and `umload load --json` compare line by line. On a machine where
 // the host stands in for the device, what could not be carried out is listed as simulated.
@@ -37,6 +38,7 @@ struct load_actions {
   std::string io_mode;                 // the I/O the run used ("direct", "buffered")
   std::string page_cache;              // what happened to the page cache
   std::string reader_cpuset;           // what the reader threads got, or why not
+  std::string decode_cpuset;           // what the CPU decode threads got, or why not
   std::string staging;                 // how the staging slots were placed
   std::vector<std::string> simulated;  // orders of the whole load that were simulated
   std::vector<tensor_record> tensors;  // in the order of the load's outputs

@@ -1,10 +1,15 @@
 // The plan as the loader's orders: for every built-in profile, `load --json` lists the plan's
 // placements in the plan's order, each with what was actually done, and says which orders a host
 // standing in for the device could only simulate. Reader threads are bound to the plan's cpuset;
-// spilled tensors are prefetched in the plan's order.
+// spilled tensors are prefetched in the plan's order. CPU decode threads are bound to the plan's
+// decode cpuset while they decode, and the caller's thread is put back afterwards.
 #include <gtest/gtest.h>
+#include <hwloc.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <functional>
+#include <regex>
 #include <set>
 
 #include "platform/profiles.hpp"
@@ -105,6 +110,96 @@ TEST(orders, reader_threads_are_bound_to_the_cpuset_the_plan_names) {
   EXPECT_TRUE(starts_with(missing, "not-here: cpuset 4000-4095")) << missing;
   o.reader_cpuset.clear();
   EXPECT_EQ(run_pipeline(ckpt, outputs, o, *engine, sink).reader_binding, "");
+}
+
+std::vector<int> affinity_of_this_thread() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+// This machine's topology with two CPU kinds registered: `fast` the most performant, the rest
+// the other kind. Written as hwloc XML to `path`.
+void write_two_kind_topology(const fs::path& path, int fast) {
+  hwloc_topology_t topology = nullptr;
+  ASSERT_EQ(hwloc_topology_init(&topology), 0);
+  ASSERT_EQ(hwloc_topology_load(topology), 0);
+  hwloc_bitmap_t slow = hwloc_bitmap_dup(hwloc_topology_get_allowed_cpuset(topology));
+  hwloc_bitmap_t quick = hwloc_bitmap_alloc();
+  hwloc_bitmap_only(quick, static_cast<unsigned>(fast));
+  hwloc_bitmap_andnot(slow, slow, quick);
+  EXPECT_EQ(hwloc_cpukinds_register(topology, slow, 0, 0, nullptr, 0), 0);
+  EXPECT_EQ(hwloc_cpukinds_register(topology, quick, 1, 0, nullptr, 0), 0);
+  EXPECT_EQ(hwloc_topology_export_xml(topology, path.c_str(), 0), 0);
+  hwloc_bitmap_free(slow);
+  hwloc_bitmap_free(quick);
+  hwloc_topology_destroy(topology);
+}
+
+// On this machine described with two CPU kinds (its last CPU the fast one), a host plan puts the
+// decode threads on the fast CPU; the load binds every decode thread there (read back by each
+// thread inside the decode's team), puts each back after every decode, the caller's included,
+// and decodes the same bytes as a load without binding.
+TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_back) {
+  const std::vector<int> all = affinity_of_this_thread();
+  if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
+  // The caller on its first CPU alone, so that putting it back is seen.
+  const auto pin = [](const std::vector<int>& cpus) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int c : cpus) CPU_SET(c, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0;
+  };
+  if (!pin({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
+  struct unpin {
+    std::function<bool(const std::vector<int>&)> pin;
+    std::vector<int> all;
+    ~unpin() { pin(all); }
+  } at_end{pin, all};
+  const std::vector<int> before = affinity_of_this_thread();
+  const int fast = all.back();
+  temp_dir dir;
+  synth_tiny(dir / "m", 2, 8, true);
+  write_two_kind_topology(dir / "two_kinds.xml", fast);
+  load_options o;
+  o.device = "cpu";
+  o.threads = 3;  // a team: the caller and two more
+  o.digest = true;
+  o.platform.topology = (dir / "two_kinds.xml").string();
+  const checkpoint ckpt = open_checkpoint(dir / "m");
+  const auto plan = plan_checkpoint(ckpt, o.pipeline, choose_platform(o.platform), o.platform);
+  ASSERT_EQ(plan.model, platform::memory_model::host);
+  EXPECT_EQ(plan.orders.decode_cpuset, std::to_string(fast));
+  EXPECT_NE(plan.decode_cpuset_reason.find("most performant of 2 CPU kinds"), std::string::npos)
+      << plan.decode_cpuset_reason;
+
+  const auto bound = load_checkpoint(dir / "m", o);
+  EXPECT_EQ(affinity_of_this_thread(), before) << "the caller's binding is put back";
+  const std::string got = to_json(bound.report)["actions"]["decode_cpuset"];
+  if (starts_with(got, "refused")) GTEST_SKIP() << "binding refused here: " << got;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(got, m,
+                                std::regex("^bound: cpuset ([0-9]+) \\(([0-9]+) threads; ([0-9]+) "
+                                           "of ([0-9]+) entries bound, ([0-9]+) read back equal, "
+                                           "([0-9]+) put back after\\)$")))
+      << got;
+  EXPECT_EQ(m[1], std::to_string(fast));
+  EXPECT_EQ(m[2], "3") << "the caller and its team of two";
+  EXPECT_EQ(m[3], m[4]);
+  EXPECT_EQ(m[3], m[5]);
+  EXPECT_EQ(m[3], m[6]);
+  EXPECT_NE(m[3], "0");
+
+  load_options plain = o;
+  plain.platform = {};
+  plain.platform.profile = "host";
+  const auto unbound = load_checkpoint(dir / "m", plain);
+  EXPECT_TRUE(starts_with(to_json(unbound.report)["actions"]["decode_cpuset"], "not bound: "));
+  EXPECT_EQ(bound.report.digest, unbound.report.digest);
 }
 
 // A coherent plan whose device memory holds only the dense tensors spills the experts; the weight

@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -255,6 +258,54 @@ TEST(CpuDecode, RescaledRow127EqualsCoreExactlyInRange) {
     }
     EXPECT_EQ(all_equal, in_range) << "scale " << scale;
   }
+}
+
+// What the team hooks saw: per thread, how many shares it entered and left, and whether a thread
+// entered twice before leaving.
+struct hook_record {
+  std::mutex mutex;
+  std::map<std::thread::id, int> entered, left;
+  bool nested = false;
+  std::map<std::thread::id, bool> inside;
+  static void enter(void* self) {
+    auto& r = *static_cast<hook_record*>(self);
+    std::lock_guard lock(r.mutex);
+    r.nested = r.nested || r.inside[std::this_thread::get_id()];
+    r.inside[std::this_thread::get_id()] = true;
+    ++r.entered[std::this_thread::get_id()];
+  }
+  static void leave(void* self) {
+    auto& r = *static_cast<hook_record*>(self);
+    std::lock_guard lock(r.mutex);
+    r.inside[std::this_thread::get_id()] = false;
+    ++r.left[std::this_thread::get_id()];
+  }
+};
+
+// Every thread that takes a share of a decode, the caller's included (also when it works alone),
+// enters the hooks once as it starts and leaves once as it finishes; no output byte changes.
+TEST(CpuDecode, TeamHooksRunAroundEveryThreadsShare) {
+  const shape s{4, 300, 9};
+  const input in = make_input(s, fill::random, 21);
+  for (cpu::isa path : cpu::supported_isas())
+    for (layout order : {layout::hf, layout::native})
+      for (int threads : {1, 3}) {
+        if (path == cpu::isa::scalar && threads != 1) continue;
+        SCOPED_TRACE(std::string(cpu::to_string(path)) + " " + umload::to_string(order) + " x" +
+                     std::to_string(threads));
+        guarded_output plain(make_job(in, s, order, output_dtype::bf16, nullptr).out_bytes(), 0);
+        guarded_output hooked(plain.bytes, 0);
+        cpu::decode(make_job(in, s, order, output_dtype::bf16, plain.payload), path, threads);
+        hook_record record;
+        const cpu::team_hooks hooks{&hook_record::enter, &hook_record::leave, &record};
+        cpu::decode(make_job(in, s, order, output_dtype::bf16, hooked.payload), path, threads, hooks);
+        EXPECT_EQ(first_difference(plain.payload, hooked.payload, plain.bytes, 2), -1);
+        EXPECT_FALSE(record.nested);
+        EXPECT_EQ(record.entered, record.left);
+        EXPECT_EQ(record.entered.count(std::this_thread::get_id()), 1u) << "the caller's share";
+        EXPECT_LE(record.entered.size(), static_cast<std::size_t>(threads));
+        for (const auto& [thread, shares] : record.entered) EXPECT_EQ(shares, 1);
+      }
 }
 
 TEST(CpuDecode, EmptyJobWritesNothing) {

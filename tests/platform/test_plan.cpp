@@ -347,6 +347,12 @@ TEST(Plan, SparkReadersOnTheCortexX925CoresAndThePlanSaysWhy) {
   EXPECT_EQ(up::to_json(p)["reader_cpuset"], "5-9,15-19");
   EXPECT_EQ(up::to_json(p)["reader_cpuset_reason"], p.reader_cpuset_reason);
   EXPECT_TRUE(has(up::describe(p), "reader cpuset 5-9,15-19\n  reader CPUs: ")) << up::describe(p);
+  // Decode on the same fast cores, where a host stands in for the GPU.
+  EXPECT_EQ(p.orders.decode_cpuset, "5-9,15-19");
+  EXPECT_NE(p.decode_cpuset_reason.find("the GPU decodes"), std::string::npos)
+      << p.decode_cpuset_reason;
+  EXPECT_EQ(up::to_json(p)["decode_cpuset"], "5-9,15-19");
+  EXPECT_TRUE(has(up::describe(p), "\n  decode CPUs: " + p.decode_cpuset_reason + "\n"));
   // A one-kind machine keeps the GPU-local cpuset, and says so.
   const auto h = plan("h100-sxm", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
   EXPECT_EQ(h.orders.reader_cpuset, "0-55,112-167");
@@ -362,7 +368,16 @@ TEST(Plan, HostOnlyMachineWithTwoKindsBindsDecodeToTheFastOnes) {
   EXPECT_EQ(p.model, memory_model::host);
   EXPECT_EQ(p.orders.reader_cpuset, "4-7");
   EXPECT_EQ(p.orders.staging.numa_node, -1);
+  EXPECT_EQ(p.orders.decode_cpuset, "4-7");
+  EXPECT_NE(p.decode_cpuset_reason.find("the caller's thread and its OpenMP team"),
+            std::string::npos)
+      << p.decode_cpuset_reason;
+  EXPECT_NE(p.decode_cpuset_reason.find("most performant of 2 CPU kinds"), std::string::npos)
+      << p.decode_cpuset_reason;
   const auto plain = plan("host", gpt_oss_preset::gpt_oss_20b, output_dtype::bf16);
   EXPECT_EQ(plain.orders.reader_cpuset, "");  // one kind, no GPU: the OS decides, as before
   EXPECT_NE(plain.reader_cpuset_reason.find("the OS places the threads"), std::string::npos);
+  EXPECT_EQ(plain.orders.decode_cpuset, "");
+  EXPECT_NE(plain.decode_cpuset_reason.find("the OS places the threads"), std::string::npos)
+      << plain.decode_cpuset_reason;
 }
