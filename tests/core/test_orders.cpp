@@ -5,10 +5,8 @@
 // decode cpuset while they decode, and the caller's thread is put back afterwards.
 #include <gtest/gtest.h>
 #include <hwloc.h>
-#include <sched.h>
 
 #include <algorithm>
-#include <functional>
 #include <regex>
 #include <set>
 
@@ -16,6 +14,7 @@
 #include "src/loader.hpp"
 #include "src/planning.hpp"
 #include "tests/core/fixtures.hpp"
+#include "tests/platform/affinity.hpp"
 
 namespace umload::test {
 namespace {
@@ -112,16 +111,6 @@ TEST(orders, reader_threads_are_bound_to_the_cpuset_the_plan_names) {
   EXPECT_EQ(run_pipeline(ckpt, outputs, o, *engine, sink).reader_binding, "");
 }
 
-std::vector<int> affinity_of_this_thread() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
 // This machine's topology with two CPU kinds registered: `fast` the most performant, the rest
 // the other kind. Written as hwloc XML to `path`.
 void write_two_kind_topology(const fs::path& path, int fast) {
@@ -145,21 +134,11 @@ void write_two_kind_topology(const fs::path& path, int fast) {
 // thread inside the decode's team), puts each back after every decode, the caller's included,
 // and decodes the same bytes as a load without binding.
 TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_back) {
-  const std::vector<int> all = affinity_of_this_thread();
+  const affinity_guard at_end;
+  const std::vector<int>& all = at_end.before;
   if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
   // The caller on its first CPU alone, so that putting it back is seen.
-  const auto pin = [](const std::vector<int>& cpus) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (int c : cpus) CPU_SET(c, &set);
-    return sched_setaffinity(0, sizeof set, &set) == 0;
-  };
-  if (!pin({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
-  struct unpin {
-    std::function<bool(const std::vector<int>&)> pin;
-    std::vector<int> all;
-    ~unpin() { pin(all); }
-  } at_end{pin, all};
+  if (!pin_this_thread({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
   const std::vector<int> before = affinity_of_this_thread();
   const int fast = all.back();
   temp_dir dir;
@@ -171,7 +150,8 @@ TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_b
   o.digest = true;
   o.platform.topology = (dir / "two_kinds.xml").string();
   const checkpoint ckpt = open_checkpoint(dir / "m");
-  const auto plan = plan_checkpoint(ckpt, o.pipeline, choose_platform(o.platform), o.platform);
+  const auto plan =
+      plan_checkpoint(build_model_map(ckpt), o.pipeline, choose_platform(o.platform), o.platform);
   ASSERT_EQ(plan.model, platform::memory_model::host);
   EXPECT_EQ(plan.orders.decode_cpuset, std::to_string(fast));
   EXPECT_NE(plan.decode_cpuset_reason.find("most performant of 2 CPU kinds"), std::string::npos)

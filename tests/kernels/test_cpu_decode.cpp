@@ -298,7 +298,8 @@ TEST(CpuDecode, TeamHooksRunAroundEveryThreadsShare) {
         cpu::decode(make_job(in, s, order, output_dtype::bf16, plain.payload), path, threads);
         hook_record record;
         const cpu::team_hooks hooks{&hook_record::enter, &hook_record::leave, &record};
-        cpu::decode(make_job(in, s, order, output_dtype::bf16, hooked.payload), path, threads, hooks);
+        cpu::decode(make_job(in, s, order, output_dtype::bf16, hooked.payload), path, threads,
+                    hooks);
         EXPECT_EQ(first_difference(plain.payload, hooked.payload, plain.bytes, 2), -1);
         EXPECT_FALSE(record.nested);
         EXPECT_EQ(record.entered, record.left);

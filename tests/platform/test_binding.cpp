@@ -4,7 +4,6 @@
 // decodes. Containers may refuse sched_setaffinity: the binder then says so and the checks of the
 // binding itself skip.
 #include <gtest/gtest.h>
-#include <sched.h>
 
 #include <map>
 #include <mutex>
@@ -14,35 +13,16 @@
 
 #include "kernels/cpu_decode.hpp"
 #include "platform/binding.hpp"
+#include "tests/platform/affinity.hpp"
 
 namespace up = umload::platform;
+using umload::test::affinity_guard;
+using umload::test::affinity_of_this_thread;
+using umload::test::pin_this_thread;
 
 namespace {
 
-std::vector<int> affinity_of_this_thread() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
-bool pin_this_thread(const std::vector<int>& cpus) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int c : cpus) CPU_SET(c, &set);
-  return sched_setaffinity(0, sizeof set, &set) == 0;
-}
-
 bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
-
-// Puts the calling thread back on what it had when the test began.
-struct affinity_guard {
-  std::vector<int> before = affinity_of_this_thread();
-  ~affinity_guard() { pin_this_thread(before); }
-};
 
 }  // namespace
 
@@ -119,8 +99,14 @@ TEST(ThreadBinder, EveryThreadOfADecodeTeamIsOnTheCpusetWhileItDecodes) {
 
   std::vector<std::uint8_t> blocks(4 * 512 * 8 * 16, 0x5A), scales(4 * 512 * 8, 127);
   std::vector<std::uint16_t> out(4 * 512 * 8 * 32);
-  const umload::decode_job job{blocks.data(),      scales.data(),          out.data(), 4, 512, 8,
-                               umload::layout::hf, umload::output_dtype::bf16};
+  const umload::decode_job job{blocks.data(),
+                               scales.data(),
+                               out.data(),
+                               4,
+                               512,
+                               8,
+                               umload::layout::hf,
+                               umload::output_dtype::bf16};
   const umload::cpu::team_hooks hooks{&probe::enter, &probe::leave, &p};
   umload::cpu::decode(job, umload::cpu::best_isa(), 3, hooks);
 
