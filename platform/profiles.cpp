@@ -62,14 +62,18 @@ constexpr attrs coherent_c2c{0, 1, 1, 1, 1, 1, 1, 1, 0};
 
 // Sources, one per figure; docs/platforms.md lists the same with the table they feed.
 constexpr const char* src_hmm =
-    "PageableMemoryAccess=1 (discrete-hmm): likely with the open kernel modules on Linux >= 6.1.24 "
-    "(CUDA Programming Guide, system-allocated memory); 0 with the proprietary modules "
-    "(unconfirmed)";
+    "PageableMemoryAccess=1 (discrete-hmm): HMM, since CUDA 12.2 on Linux 6.1.24+ or 6.2.11+ "
+    "(CUDA 12.2 release notes, quoted in https://github.com/alpaka-group/alpaka/issues/1995) and "
+    "with the open kernel modules only "
+    "(https://github.com/NVIDIA/open-gpu-kernel-modules/issues/338); 0 with the proprietary "
+    "modules; the value on these machines is unconfirmed (driver and kernel vary)";
 constexpr const char* src_dgx_numa =
     "DGX H100/H200 NUMA node 0 = CPUs 0-55,112-167, node 1 = 56-111,168-223, GPUs 0-3 on node 0: "
-    "NVIDIA's MLPerf Inference configs for H100_SXM_80GBx8 (numa_config "
-    "\"0-3:0-55,112-167&4-7:56-111,168-223\", github.com/mlcommons/inference_results_v4.0, "
-    "closed/NVIDIA/configs; the exact file is unconfirmed)";
+    "NVIDIA's MLPerf Inference v4.0 config for H100_SXM_80GBx8, numa_config "
+    "\"0-3:0-55,112-167&4-7:56-111,168-223\" (github.com/mlcommons/inference_results_v4.0 "
+    "closed/NVIDIA/configs/dlrm-v2/Server/__init__.py, commit "
+    "3c4a1cf196b70175cfe7c59e067cd1d923aa4f3f); the same line is commented out for "
+    "H200_SXM_140GBx8 there (the DGX H200 layout is unconfirmed)";
 constexpr const char* src_dgx_host =
     "DGX H100/H200 host: 2 x Xeon Platinum 8480C (56 cores, 2 threads each), 2 TB, 8 GPUs: NVIDIA "
     "DGX H100/H200 user guide (docs.nvidia.com/dgx/dgxh100-user-guide); 1 TiB per node and "
@@ -128,7 +132,12 @@ std::vector<profile> all_profiles() {
         src_hmm,
         src_dgx_host,
         src_dgx_numa,
-        "GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1) (unconfirmed)"};
+        "GPU PCI bus ids 1b, 43, 52, 61 (socket 0), 9d, c3, d1, df (socket 1) and nvidia-smi's "
+        "81,559 MiB per GPU: nvidia-smi on an 8 x H100 80GB HBM3 node "
+        "(github.com/verdimrc/playground-nemo-2.0-gh "
+        "05-byoc-te-mb/with-ngc-pytorch-25.06-cleanup.md, commit "
+        "155bbece89e7d5d1f43fea19b897ed1b2e0eae81); the socket of each from the NUMA config "
+        "above"};
     out.push_back(std::move(p));
   }
   {
@@ -190,7 +199,9 @@ std::vector<profile> all_profiles() {
         "less on the 96 GB part (unconfirmed here)"};
     p.sources = {"GH200 with 144 GB HBM3e: NVIDIA GH200 Grace Hopper Superchip datasheet",
                  "TotalMemory 146,831 MiB (153,963,462,656 B): nvidia-smi on GH200 144G HBM3e "
-                 "(unconfirmed: no public cudaMemGetInfo or NUMA node size found)",
+                 "(unconfirmed: no public nvidia-smi output, cudaMemGetInfo or NUMA node size "
+                 "was found that could be cited; a test in a public repository that could not be "
+                 "named expects cuDeviceTotalMem 153,008,209,920 B (145,920 MiB) for this part)",
                  src_grace_node, "attributes as gh200 (unconfirmed on this memory configuration)"};
     out.push_back(std::move(p));
   }
@@ -220,6 +231,8 @@ std::vector<profile> all_profiles() {
         "4 x NVIDIA GB200, compute capability 10.0, CPU affinity 0-71 for GPUs 0-1 and "
         "72-143 for GPUs 2-3, GPU NUMA ids 2, 10, 18: nvidia-smi topo in "
         "https://github.com/sgl-project/sglang/issues/11208 (driver 570.172.08)",
+        "two NUMA nodes per tray, GPUs 0-1 with CPUs 0-71 and GPUs 2-3 with CPUs 72-143: "
+        "https://github.com/ishandhanani/srt-slurm/pull/164",
         "TotalMemory 189,471 MiB (198,674,743,296 B) and PCI bus ids 0008:01:00.0, "
         "0009:01:00.0: nvidia-smi on GB200 trays in public logs; GPUs 2-3 at "
         "0018:01:00.0, 0019:01:00.0 and NUMA id 26 by analogy (unconfirmed)",
@@ -268,18 +281,21 @@ std::vector<profile> all_profiles() {
         "121.63 GiB to CUDA";
     p.device.total_memory = 130'602'405'888;
     p.host_memory_bytes = std::uint64_t{127'600'748} * 1024;
-    p.host_available_bytes = 118'476'672'860;
+    // MemTotal - MemAvailable measured at 8.63 GiB on an idle unit (sources below).
+    p.host_available_bytes = p.host_memory_bytes - 9'266'391'941;
     p.topology = embedded(p.name);
     p.sources = {
         "DGX Spark datasheet as dgx-spark; topology and CPU kinds of hwloc's dump "
         "(profile dgx-spark) with NUMA node 0 of MemTotal",
         "MemTotal 127,600,748 kB (130,663,165,952 B, 121.69 GiB): nvtop on a DGX Spark "
         "shows 121.690Gi (https://github.com/Syllo/nvtop/issues/449)",
-        "TotalMemory 130,602,405,888 B (121.63 GiB): cudaDeviceProp.totalGlobalMem in a GB10 "
-        "device query posted publicly (where is not recorded: unconfirmed)",
-        "MemAvailable assumed 110.34 GiB: the free memory vLLM reads at startup on a fresh "
-        "DGX Spark (https://github.com/MiaAI-Lab/GLM-5.3-Flash-EXL3-2x-DGX-Sparks/issues/47); "
-        "MemAvailable is at least that, so the figure is conservative"};
+        "TotalMemory 130,602,405,888 B (121.63 GiB): cuDeviceTotalMem on a GB10 in a public "
+        "repository's notes that could not be named here (unconfirmed)",
+        "MemAvailable 121,396,774,011 B (113.06 GiB): MemTotal less the 8.63 GiB that "
+        "MemTotal - MemAvailable measured on an idle unit "
+        "(https://github.com/Syllo/nvtop/issues/449, driver 580.173.02); cudaMemGetInfo's free "
+        "at vLLM's startup on a fresh unit is lower, 110.34 GiB, as it counts page cache as used "
+        "(https://github.com/MiaAI-Lab/GLM-5.3-Flash-EXL3-2x-DGX-Sparks/issues/47)"};
     out.push_back(std::move(p));
   }
   {
