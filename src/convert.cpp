@@ -220,6 +220,16 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
   // nothing behind.
   const device_choice device = choose_device(options.device);
+  // Reader and decode threads on the CPUs load's plan would choose on this machine: next to the
+  // GPU that decodes, cut to the most performant CPU kind when there are several.
+  platform_choice where;
+  where.topology = options.topology;
+  if (device.cuda) where.device = device.ordinal;
+  const platform::cpu_choice cpus =
+      platform::choose_worker_cpus(choose_live_platform(where).topology, device.cuda);
+  pipeline.reader_cpuset = cpus.cpuset;
+  report.cpuset = cpus.cpuset;
+  report.cpuset_reason = cpus.reason;
   std::unique_ptr<backend> engine;
   if (device.cuda) {
     // The copy strategy on every machine: it is correct everywhere, whatever profile or device
@@ -230,7 +240,7 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
     engine = make_cuda_backend(cuda);
     report.device = "cuda:" + std::to_string(device.ordinal);
   } else {
-    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()));
+    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()), cpus.cpuset);
     report.device = "cpu";
   }
   report.backend = std::string(engine->name());
@@ -284,6 +294,7 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
     shard_writer writer(destination, std::move(layouts), *engine, chunks, chunk_bytes);
     shard_sink sink(outputs, shards, writer, device_chunk, device_chunk ? engine.get() : nullptr);
     report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
+    report.decode_binding = engine->stats().decode_binding;
     writer.finish();
     report.writer = writer.stats();
   } catch (...) {

@@ -32,6 +32,9 @@ struct convert_options {
   int threads = 0;              // host backend only
   std::optional<cpu::isa> isa;  // host backend only
   bool force = false;           // replace a destination holding another model
+  // The machine's topology for the choice of reader and decode CPUs: hwloc XML or
+  // "synthetic:DESC"; unset: UMLOAD_TOPOLOGY, else the live machine (never a profile's).
+  std::optional<std::string> topology;
 };
 
 struct convert_report {
@@ -46,6 +49,9 @@ struct convert_report {
   std::filesystem::path destination;
   std::string device = "cpu";  // where the decode ran: cpu or cuda:N
   std::string backend;         // the backend's name
+  std::string cpuset;          // the reader and decode CPUs chosen (hwloc list; empty: unbound)
+  std::string cpuset_reason;   // why: locality and CPU kinds, as the plan says for load
+  std::string decode_binding;  // what the host decode threads got (empty on the GPU)
 };
 
 convert_report convert_checkpoint(const std::filesystem::path& source,

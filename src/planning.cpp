@@ -68,6 +68,15 @@ device_choice settle_device(const device_choice& device, const platform::placeme
   return {false, 0, true};
 }
 
+platform::platform_info choose_live_platform(const platform_choice& choice) {
+  const auto& env = platform::process_defaults();
+  auto detect = platform::detect_options::from(env);
+  detect.profile.reset();
+  detect.device = choice.device.value_or(default_cuda_ordinal(env));
+  if (choice.topology) detect.topology = choice.topology;
+  return platform::detect_platform(detect);
+}
+
 platform::platform_info choose_platform(const platform_choice& choice) {
   const auto& env = platform::process_defaults();
   auto detect = platform::detect_options::from(env);

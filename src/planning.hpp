@@ -75,6 +75,10 @@ device_choice settle_device(const device_choice& device, const platform::placeme
 // forced memory model on top when asked. Throws usage_error for unknown names.
 platform::platform_info choose_platform(const platform_choice& choice);
 
+// This machine as it is, for what acts on its own CPUs (convert's threads): `choice.topology` or
+// UMLOAD_TOPOLOGY for its topology, `choice.device` for the GPU, never a profile.
+platform::platform_info choose_live_platform(const platform_choice& choice);
+
 // What this model map asks of memory under these options (dtype, layout, rank).
 platform::model_demand demand_of(const model_map& map, const pipeline_options& options);
 

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "platform/profiles.hpp"
+#include "src/convert.hpp"
 #include "src/loader.hpp"
 #include "src/planning.hpp"
 #include "tests/core/fixtures.hpp"
@@ -180,6 +181,48 @@ TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_b
   const auto unbound = load_checkpoint(dir / "m", plain);
   EXPECT_TRUE(starts_with(to_json(unbound.report)["actions"]["decode_cpuset"], "not bound: "));
   EXPECT_EQ(bound.report.digest, unbound.report.digest);
+}
+
+// convert chooses its CPUs as load's plan does: on this machine described with two CPU kinds,
+// its reader and decode threads run on the fast CPU, the caller is put back, and the files are
+// the same bytes as a convert on the machine as it is (one kind: nothing bound).
+TEST(orders, convert_threads_run_on_the_fast_cpus_and_write_the_same_files) {
+  const affinity_guard at_end;
+  const std::vector<int>& all = at_end.before;
+  if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
+  if (!pin_this_thread({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
+  const std::vector<int> before = affinity_of_this_thread();
+  const int fast = all.back();
+  temp_dir dir;
+  synth_tiny(dir / "m", 2, 8, true);
+  write_two_kind_topology(dir / "two_kinds.xml", fast);
+  convert_options o;
+  o.device = "cpu";
+  o.threads = 2;
+  o.topology = (dir / "two_kinds.xml").string();
+  const auto bound = convert_checkpoint(dir / "m", dir / "bound", o);
+  EXPECT_EQ(affinity_of_this_thread(), before) << "the caller's binding is put back";
+  EXPECT_EQ(bound.cpuset, std::to_string(fast));
+  EXPECT_NE(bound.cpuset_reason.find("most performant of 2 CPU kinds"), std::string::npos)
+      << bound.cpuset_reason;
+  if (starts_with(bound.decode_binding, "refused")) GTEST_SKIP() << bound.decode_binding;
+  EXPECT_TRUE(starts_with(bound.decode_binding, "bound: cpuset " + std::to_string(fast) + " "))
+      << bound.decode_binding;
+  EXPECT_TRUE(starts_with(bound.pipeline.reader_binding, "bound: cpuset " + std::to_string(fast)))
+      << bound.pipeline.reader_binding;
+
+  o.topology = "synthetic:pack:1 pu:" + std::to_string(all.size());
+  const auto plain = convert_checkpoint(dir / "m", dir / "plain", o);
+  EXPECT_EQ(plain.cpuset, "");
+  EXPECT_EQ(plain.decode_binding, "");
+  std::size_t shards = 0;
+  for (const auto& entry : fs::directory_iterator(dir / "plain")) {
+    const auto name = entry.path().filename();
+    if (name.extension() != ".safetensors") continue;
+    EXPECT_EQ(read_bytes(dir / "bound" / name), read_bytes(entry.path())) << name;
+    ++shards;
+  }
+  EXPECT_GT(shards, 0u);
 }
 
 // A coherent plan whose device memory holds only the dense tensors spills the experts; the weight
