@@ -134,17 +134,29 @@ void write_two_kind_topology(const fs::path& path, int fast) {
 // decode threads on the fast CPU; the load binds every decode thread there (read back by each
 // thread inside the decode's team), puts each back after every decode, the caller's included,
 // and decodes the same bytes as a load without binding.
-TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_back) {
+// This machine described with two CPU kinds, its last CPU the fast one, and a tiny checkpoint in
+// dir/m; the caller pinned to its first CPU alone, so that putting it back is seen, and restored
+// at the end.
+class orders_on_two_kinds : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
+    if (!pin_this_thread({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
+    before = affinity_of_this_thread();
+    fast = all.back();
+    synth_tiny(dir / "m", 2, 8, true);
+    write_two_kind_topology(dir / "two_kinds.xml", fast);
+  }
+
   const affinity_guard at_end;
   const std::vector<int>& all = at_end.before;
-  if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
-  // The caller on its first CPU alone, so that putting it back is seen.
-  if (!pin_this_thread({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
-  const std::vector<int> before = affinity_of_this_thread();
-  const int fast = all.back();
+  std::vector<int> before;
+  int fast = -1;
   temp_dir dir;
-  synth_tiny(dir / "m", 2, 8, true);
-  write_two_kind_topology(dir / "two_kinds.xml", fast);
+};
+
+TEST_F(orders_on_two_kinds,
+       decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_back) {
   load_options o;
   o.device = "cpu";
   o.threads = 3;  // a team: the caller and two more
@@ -186,16 +198,7 @@ TEST(orders, decode_threads_run_on_the_planned_fast_cpus_and_the_caller_is_put_b
 // convert chooses its CPUs as load's plan does: on this machine described with two CPU kinds,
 // its reader and decode threads run on the fast CPU, the caller is put back, and the files are
 // the same bytes as a convert on the machine as it is (one kind: nothing bound).
-TEST(orders, convert_threads_run_on_the_fast_cpus_and_write_the_same_files) {
-  const affinity_guard at_end;
-  const std::vector<int>& all = at_end.before;
-  if (all.size() < 2) GTEST_SKIP() << "needs two CPUs, has " << all.size();
-  if (!pin_this_thread({all.front()})) GTEST_SKIP() << "sched_setaffinity refused here";
-  const std::vector<int> before = affinity_of_this_thread();
-  const int fast = all.back();
-  temp_dir dir;
-  synth_tiny(dir / "m", 2, 8, true);
-  write_two_kind_topology(dir / "two_kinds.xml", fast);
+TEST_F(orders_on_two_kinds, convert_threads_run_on_the_fast_cpus_and_write_the_same_files) {
   convert_options o;
   o.device = "cpu";
   o.threads = 2;
