@@ -1,8 +1,11 @@
 // The streaming pipeline that load and convert share. It turns a checkpoint into output tensors
-// item by item: reader threads fill a bounded ring of staging slots with the quantized bytes of a
-// run of experts (or a range of a dense tensor), the backend decodes each slot into the item's
-// destination, and the slot is refilled. Quantized bytes live only in their slot: never a whole
-// layer, never the model. Consumed input ranges are dropped from the page cache as they go.
+// item by item: reader threads (bound to the plan's reader cpuset when it names one) fill a
+// bounded ring of staging slots with the quantized bytes of a run of experts, or a range of a
+// dense tensor, and the backend decodes or copies each slot into the item's destination; then the
+// slot is refilled. A dense range whose destination is host memory that stays put is read
+// straight into it instead. Quantized bytes live only in their slot: never a whole layer, never
+// the model. When the plan orders it, the input ranges are dropped from the page cache as they
+// are consumed, and the shards' remaining pages at the end.
 //
 //   auto outputs = umload::plan_outputs(map, options);
 //   umload::run_pipeline(ckpt, outputs, options, backend, sink);
