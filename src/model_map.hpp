@@ -1,5 +1,7 @@
 // The GPT-OSS view of a checkpoint: which tensors are MXFP4 expert pairs (blocks + scales), how
-// they are shaped, and how everything groups by layer, the unit the pipeline streams.
+// they are shaped, and how everything groups by layer. The groups' order (tensors outside any
+// layer, then the layers in order) is the order in which outputs are derived and streamed
+// (src/outputs.hpp).
 //
 //   auto map = umload::build_model_map(ckpt);
 //   for (const auto& group : map.groups) for (const auto& pair : group.pairs) ...
@@ -40,15 +42,16 @@ struct layer_group {
 };
 
 struct model_map {
-  std::string label;                // what messages call the model: the checkpoint's folder name
+  std::string label;  // what messages call the model: the checkpoint's file or folder name
   std::vector<layer_group> groups;  // the non-layer group first, then layers in order
   std::uint64_t quantized_bytes = 0;
   std::uint64_t dense_bytes = 0;
   std::size_t pair_count() const;
 };
 
-// Pairs `_blocks` with `_scales`, checks dtypes, shapes and the config (G*32 equals H or I), and
-// groups by layer. Throws format_error naming file and tensor on the first broken rule.
+// Pairs `_blocks` with `_scales`, checks config.json's model_type, each pair's dtypes and shapes
+// and its agreement with the config (G*32 equals H or I, E equals num_local_experts), and groups
+// by layer. Throws format_error naming file and tensor on the first broken rule.
 model_map build_model_map(const checkpoint& ckpt);
 
 // Every problem build_model_map would find, as messages, without stopping at the first.
