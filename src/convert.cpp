@@ -181,6 +181,139 @@ class destination_cleanup {
   std::vector<fs::path> names_;
 };
 
+// Staging slots and output chunks held to the budget, by the planning code load shares; the
+// pipeline's slots set from them.
+platform::bounded_staging plan_convert_staging(const model_map& map, pipeline_options& pipeline,
+                                               std::uint64_t budget) {
+  platform::bounded_staging staging =
+      platform::plan_bounded_staging(demand_of(map, pipeline), budget);
+  if (!staging.fits) throw budget_error(staging.message);
+  pipeline.slots = staging.staging.slots;
+  pipeline.slot_bytes = staging.staging.slot_bytes;
+  pipeline.readers = 1;
+  return staging;
+}
+
+// Where the decode runs: the device, the backend, and the CPUs of the reader and decode threads.
+struct decoder {
+  device_choice device;
+  std::unique_ptr<backend> engine;
+};
+
+// Chooses the decoder and the reader CPUs, set into `pipeline` and told in `report`. It comes
+// before the destination is touched: a GPU asked for and missing leaves nothing behind.
+decoder choose_decoder(const convert_options& options, pipeline_options& pipeline,
+                       convert_report& report) {
+  decoder d{choose_device(options.device), nullptr};
+  // Reader and decode threads on the CPUs load's plan would choose on this machine: next to the
+  // GPU that decodes, cut to the most performant CPU kind when there are several.
+  platform_choice where;
+  where.topology = options.topology;
+  if (d.device.cuda) where.device = d.device.ordinal;
+  const platform::cpu_choice cpus =
+      platform::choose_worker_cpus(choose_live_platform(where).topology, d.device.cuda);
+  pipeline.reader_cpuset = cpus.cpuset;
+  report.cpuset = cpus.cpuset;
+  report.cpuset_reason = cpus.reason;
+  if (d.device.cuda) {
+    // The copy strategy on every machine: it is correct everywhere, whatever profile or device
+    // variables are set, and a convert is bound by its writes, not by one extra device copy of
+    // a slot on integrated or coherent machines.
+    cuda_backend_options cuda;
+    cuda.ordinal = d.device.ordinal;
+    d.engine = make_cuda_backend(cuda);
+    report.device = "cuda:" + std::to_string(d.device.ordinal);
+  } else {
+    d.engine =
+        make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()), cpus.cpuset);
+    report.device = "cpu";
+  }
+  report.backend = std::string(d.engine->name());
+  return d;
+}
+
+// The marker's text: what conversion a destination holds, so that a rerun of the same one may
+// replace it.
+std::string marker_text_of(const fs::path& source, const pipeline_options& pipeline,
+                           const convert_options& options) {
+  const nlohmann::json marker = {{"tool", "umload convert"},
+                                 {"source", fs::weakly_canonical(source).string()},
+                                 {"layout", to_string(pipeline.order)},
+                                 {"dtype", to_string(pipeline.dtype)},
+                                 {"rank", pipeline.rank},
+                                 {"world_size", pipeline.world_size},
+                                 {"shard_bytes", options.shard_bytes}};
+  return marker.dump(2) + "\n";
+}
+
+// Clears what a previous run left in the destination: a rerun (or --force) starts from a clean
+// slate, the old index first, so the folder never looks complete while it is being rewritten.
+void clear_previous_run(const fs::path& destination, bool force) {
+  std::error_code ec;
+  fs::remove(destination / index_name, ec);
+  for (const auto& entry : fs::directory_iterator(destination)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("model-", 0) == 0 || name.rfind(".model-", 0) == 0 ||
+        name == std::string(marker_name) + ".umload-tmp" || (force && entry.is_regular_file()))
+      fs::remove(entry.path(), ec);
+  }
+}
+
+// Which shard holds each output tensor, as the index lists it.
+nlohmann::json weight_map_of(const std::vector<output_tensor>& outputs,
+                             const std::vector<shard_plan>& shards) {
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (std::size_t s = 0; s < shards.size(); ++s)
+    for (std::size_t t : shards[s].tensors)
+      weight_map[outputs[t].name] = shard_name(s, shards.size());
+  return weight_map;
+}
+
+// Streams the outputs through the pipeline into the shard files. The chunks written to the
+// shards are host memory either way; with a GPU each item is decoded into one device chunk and
+// copied back into a writer chunk.
+void write_shards(const checkpoint& ckpt, const std::vector<output_tensor>& outputs,
+                  const std::vector<shard_plan>& shards, const pipeline_options& pipeline,
+                  const platform::bounded_staging& staging, const decoder& d,
+                  const fs::path& destination, convert_report& report) {
+  const auto chunks = static_cast<std::size_t>(staging.chunks);
+  const std::uint64_t chunk_bytes = staging.chunk_bytes;
+  backend& engine = *d.engine;
+  std::byte* device_chunk = nullptr;
+  try {
+    if (d.device.cuda) device_chunk = engine.allocate_output(chunk_bytes, memory_kind::device);
+    std::vector<shard_layout> layouts;
+    for (std::size_t s = 0; s < shards.size(); ++s)
+      layouts.push_back({shard_name(s, shards.size()), shards[s].header, shards[s].data_bytes});
+    shard_writer writer(destination, std::move(layouts), engine, chunks, chunk_bytes);
+    shard_sink sink(outputs, shards, writer, device_chunk, device_chunk ? &engine : nullptr);
+    report.pipeline = run_pipeline(ckpt, outputs, pipeline, engine, sink);
+    report.decode_binding = engine.stats().decode_binding;
+    writer.finish();
+    report.writer = writer.stats();
+  } catch (...) {
+    if (device_chunk) engine.release_output(device_chunk, chunk_bytes, memory_kind::device);
+    throw;
+  }
+  if (device_chunk) engine.release_output(device_chunk, chunk_bytes, memory_kind::device);
+}
+
+// The checkpoint's small files, then config.json without its quantization, then the index last.
+void write_small_files(const checkpoint& ckpt, const fs::path& destination, output_dtype dtype,
+                       std::uint64_t output_bytes, const nlohmann::json& weight_map) {
+  for (const auto& other : ckpt.other_files) {
+    const std::string text = read_text_file(other, 256ull << 20);
+    write_file_atomic(destination / other.filename(), text);
+  }
+  nlohmann::json config = ckpt.config ? ckpt.config->raw : nlohmann::json::object();
+  config.erase("quantization_config");
+  config["torch_dtype"] = dtype == output_dtype::f32 ? "float32" : "bfloat16";
+  write_file_atomic(destination / "config.json", config.dump(2) + "\n");
+  const nlohmann::json index = {{"metadata", {{"total_size", output_bytes}}},
+                                {"weight_map", weight_map}};
+  write_file_atomic(destination / index_name, index.dump(2) + "\n");
+}
+
 }  // namespace
 
 std::uint64_t default_memory_budget() {
@@ -206,53 +339,10 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   convert_report report;
   report.destination = destination;
   report.memory_budget = options.memory_budget ? options.memory_budget : default_memory_budget();
+  const auto staging = plan_convert_staging(map, pipeline, report.memory_budget);
+  const decoder d = choose_decoder(options, pipeline, report);
 
-  // Staging slots and output chunks held to the budget, by the planning code load shares.
-  const platform::bounded_staging staging =
-      platform::plan_bounded_staging(demand_of(map, pipeline), report.memory_budget);
-  if (!staging.fits) throw budget_error(staging.message);
-  pipeline.slots = staging.staging.slots;
-  pipeline.slot_bytes = staging.staging.slot_bytes;
-  pipeline.readers = 1;
-  const auto chunks = static_cast<std::size_t>(staging.chunks);
-  const std::uint64_t chunk_bytes = staging.chunk_bytes;
-
-  // The decoder is chosen before the destination is touched: a GPU asked for and missing leaves
-  // nothing behind.
-  const device_choice device = choose_device(options.device);
-  // Reader and decode threads on the CPUs load's plan would choose on this machine: next to the
-  // GPU that decodes, cut to the most performant CPU kind when there are several.
-  platform_choice where;
-  where.topology = options.topology;
-  if (device.cuda) where.device = device.ordinal;
-  const platform::cpu_choice cpus =
-      platform::choose_worker_cpus(choose_live_platform(where).topology, device.cuda);
-  pipeline.reader_cpuset = cpus.cpuset;
-  report.cpuset = cpus.cpuset;
-  report.cpuset_reason = cpus.reason;
-  std::unique_ptr<backend> engine;
-  if (device.cuda) {
-    // The copy strategy on every machine: it is correct everywhere, whatever profile or device
-    // variables are set, and a convert is bound by its writes, not by one extra device copy of
-    // a slot on integrated or coherent machines.
-    cuda_backend_options cuda;
-    cuda.ordinal = device.ordinal;
-    engine = make_cuda_backend(cuda);
-    report.device = "cuda:" + std::to_string(device.ordinal);
-  } else {
-    engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()), cpus.cpuset);
-    report.device = "cpu";
-  }
-  report.backend = std::string(engine->name());
-
-  const nlohmann::json marker = {{"tool", "umload convert"},
-                                 {"source", fs::weakly_canonical(source).string()},
-                                 {"layout", to_string(pipeline.order)},
-                                 {"dtype", to_string(pipeline.dtype)},
-                                 {"rank", pipeline.rank},
-                                 {"world_size", pipeline.world_size},
-                                 {"shard_bytes", options.shard_bytes}};
-  const std::string marker_text = marker.dump(2) + "\n";
+  const std::string marker_text = marker_text_of(source, pipeline, options);
   check_destination(source, destination, options.force, marker_text);
   const bool made_dir = !fs::exists(destination);
   fs::create_directories(destination);
@@ -261,61 +351,18 @@ convert_report convert_checkpoint(const fs::path& source, const fs::path& destin
   cleanup.add(index_name);
   cleanup.add("config.json");
   for (const auto& other : ckpt.other_files) cleanup.add(other.filename());
-  // A rerun (or --force) starts from a clean slate: the old index goes first, so the folder
-  // never looks complete while it is being rewritten.
-  std::error_code ec;
-  fs::remove(destination / index_name, ec);
-  for (const auto& entry : fs::directory_iterator(destination)) {
-    const auto name = entry.path().filename().string();
-    if (name.rfind("model-", 0) == 0 || name.rfind(".model-", 0) == 0 ||
-        name == std::string(marker_name) + ".umload-tmp" ||
-        (options.force && entry.is_regular_file()))
-      fs::remove(entry.path(), ec);
-  }
+  clear_previous_run(destination, options.force);
   write_file_atomic(destination / marker_name, marker_text);
 
-  auto shards = plan_shards(outputs, options.shard_bytes, to_string(pipeline.order));
+  const auto shards = plan_shards(outputs, options.shard_bytes, to_string(pipeline.order));
   report.shards = shards.size();
   report.tensors = outputs.size();
   for (std::size_t s = 0; s < shards.size(); ++s) cleanup.add(shard_name(s, shards.size()));
-  nlohmann::json weight_map = nlohmann::json::object();
-  for (std::size_t s = 0; s < shards.size(); ++s)
-    for (std::size_t t : shards[s].tensors)
-      weight_map[outputs[t].name] = shard_name(s, shards.size());
+  write_shards(ckpt, outputs, shards, pipeline, staging, d, destination, report);
 
-  // The chunks written to the shards are host memory either way; with a GPU each item is decoded
-  // into one device chunk and copied back into a writer chunk.
-  std::byte* device_chunk = nullptr;
-  try {
-    if (device.cuda) device_chunk = engine->allocate_output(chunk_bytes, memory_kind::device);
-    std::vector<shard_layout> layouts;
-    for (std::size_t s = 0; s < shards.size(); ++s)
-      layouts.push_back({shard_name(s, shards.size()), shards[s].header, shards[s].data_bytes});
-    shard_writer writer(destination, std::move(layouts), *engine, chunks, chunk_bytes);
-    shard_sink sink(outputs, shards, writer, device_chunk, device_chunk ? engine.get() : nullptr);
-    report.pipeline = run_pipeline(ckpt, outputs, pipeline, *engine, sink);
-    report.decode_binding = engine->stats().decode_binding;
-    writer.finish();
-    report.writer = writer.stats();
-  } catch (...) {
-    if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
-    throw;
-  }
-  if (device_chunk) engine->release_output(device_chunk, chunk_bytes, memory_kind::device);
-
-  // Small files, then config, then the index last.
-  for (const auto& other : ckpt.other_files) {
-    const std::string text = read_text_file(other, 256ull << 20);
-    write_file_atomic(destination / other.filename(), text);
-  }
-  nlohmann::json config = ckpt.config ? ckpt.config->raw : nlohmann::json::object();
-  config.erase("quantization_config");
-  config["torch_dtype"] = pipeline.dtype == output_dtype::f32 ? "float32" : "bfloat16";
-  write_file_atomic(destination / "config.json", config.dump(2) + "\n");
   for (const auto& o : outputs) report.output_bytes += o.bytes;
-  const nlohmann::json index = {{"metadata", {{"total_size", report.output_bytes}}},
-                                {"weight_map", weight_map}};
-  write_file_atomic(destination / index_name, index.dump(2) + "\n");
+  write_small_files(ckpt, destination, pipeline.dtype, report.output_bytes,
+                    weight_map_of(outputs, shards));
   cleanup.keep();
   report.peak_rss_bytes = peak_rss_bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,6 +1,8 @@
 // Converting an MXFP4 checkpoint into a dense one (BF16 or F32 experts) that HF transformers loads
 // as a GptOss model. It streams through the shared pipeline with memory bounded by a budget,
-// whatever the model's size: two staging slots and a few output chunks are all that is resident.
+// whatever the model's size: two staging slots and two output chunks, sized by the planning code
+// that load's plan uses (platform::plan_bounded_staging), are all that is resident. Reader and
+// decode threads run on the CPUs load's plan would choose on this machine.
 // The writes overlap the decode (src/shard_writer.hpp: a writer thread, O_DIRECT where the file
 // system allows). Output shards are written under temporary names, synced and renamed when
 // complete; the index is written last, so a directory with an index is a complete conversion,
