@@ -35,6 +35,11 @@ double seconds_since(clock_type::time_point t0) {
 // Page size for page-cache advice, and the O_DIRECT alignment when statx cannot tell.
 constexpr std::uint64_t page_bytes = 4096;
 
+// Slots in the ring: at least two, so that one is read while the other is decoded.
+std::size_t slot_count(const pipeline_options& options) {
+  return static_cast<std::size_t>(std::max(2, options.slots));
+}
+
 struct byte_range {
   std::size_t shard = 0;
   std::uint64_t offset = 0;  // absolute in the shard file
@@ -271,9 +276,9 @@ class staging_ring {
         sink_(sink),
         reader_(ckpt, direct),
         capacity_(round_up(options.slot_bytes, reader_.alignment()) + 8 * reader_.alignment()),
-        handover_(static_cast<std::size_t>(std::max(2, options.slots)), items.size()) {
+        handover_(slot_count(options), items.size()) {
     reader_.check_sizes();
-    allocate_slots(static_cast<std::size_t>(std::max(2, options.slots)));
+    allocate_slots(slot_count(options));
     start_readers(static_cast<std::size_t>(std::max(1, options.readers)), options.reader_cpuset);
   }
 
@@ -527,7 +532,7 @@ class pipeline_run {
   pipeline_stats stats_of(const staging_ring& ring) const {
     pipeline_stats stats;
     stats.items = items_.size();
-    stats.slots = std::max(2, options_.slots);
+    stats.slots = static_cast<int>(slot_count(options_));
     stats.direct_io = ring.direct();
     stats.slot_bytes = ring.capacity();
     stats.dropped_page_cache = drop();
@@ -563,8 +568,7 @@ class pipeline_run {
 }  // namespace
 
 std::uint64_t staging_bytes(const pipeline_options& options) {
-  return static_cast<std::uint64_t>(std::max(2, options.slots)) *
-         (round_up(options.slot_bytes, page_bytes) + 8 * page_bytes);
+  return slot_count(options) * (round_up(options.slot_bytes, page_bytes) + 8 * page_bytes);
 }
 
 std::uint64_t min_slot_bytes(const std::vector<output_tensor>& outputs) {
