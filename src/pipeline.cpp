@@ -57,50 +57,62 @@ struct work_item {
   std::uint64_t experts = 0;
 };
 
+// A decoded tensor's items: runs of as many experts of its pair as fit in a slot.
+void add_decode_items(std::vector<work_item>& items, std::size_t t, const output_tensor& out,
+                      output_dtype dtype, std::uint64_t capacity) {
+  const auto& pair = *out.pair;
+  const auto g = pair.geometry();
+  const std::uint64_t blocks_per = g.blocks();
+  const std::uint64_t scales_per = g.scales();
+  const std::uint64_t out_per = g.output(element_bytes(dtype));
+  const std::uint64_t step = std::max<std::uint64_t>(1, capacity / g.stored());
+  for (std::uint64_t e = out.expert_begin; e < out.expert_end; e += step) {
+    const std::uint64_t n = std::min(step, out.expert_end - e);
+    work_item item;
+    item.tensor = t;
+    item.decode = true;
+    item.expert_first = e;
+    item.experts = n;
+    item.out_offset = (e - out.expert_begin) * out_per;
+    item.out_bytes = n * out_per;
+    item.sources = 2;
+    item.src[0] = {pair.blocks.shard, pair.blocks.file_offset + e * blocks_per, n * blocks_per};
+    item.src[1] = {pair.scales.shard, pair.scales.file_offset + e * scales_per, n * scales_per};
+    items.push_back(item);
+  }
+}
+
+// A copied tensor's items: slot-sized ranges of its bytes (of this rank's experts when sliced);
+// an empty tensor is one empty item.
+void add_copy_items(std::vector<work_item>& items, std::size_t t, const output_tensor& out,
+                    std::uint64_t capacity) {
+  std::uint64_t first = out.source.file_offset;
+  if (out.sliced) {
+    const std::uint64_t per_expert = out.source.bytes() / out.source.entry->shape[0];
+    first += out.expert_begin * per_expert;
+  }
+  for (std::uint64_t done = 0; done < out.bytes || (out.bytes == 0 && done == 0);) {
+    const std::uint64_t n = std::min(capacity, out.bytes - done);
+    work_item item;
+    item.tensor = t;
+    item.out_offset = done;
+    item.out_bytes = n;
+    item.src[0] = {out.source.shard, first + done, n};
+    items.push_back(item);
+    if (n == 0) break;
+    done += n;
+  }
+}
+
+// The run's items in output order, each at most `capacity` bytes of input.
 std::vector<work_item> make_items(const std::vector<output_tensor>& outputs,
                                   const pipeline_options& options, std::uint64_t capacity) {
   std::vector<work_item> items;
   for (std::size_t t = 0; t < outputs.size(); ++t) {
-    const auto& out = outputs[t];
-    if (out.pair) {
-      const auto& pair = *out.pair;
-      const auto g = pair.geometry();
-      const std::uint64_t blocks_per = g.blocks();
-      const std::uint64_t scales_per = g.scales();
-      const std::uint64_t out_per = g.output(element_bytes(options.dtype));
-      const std::uint64_t step = std::max<std::uint64_t>(1, capacity / g.stored());
-      for (std::uint64_t e = out.expert_begin; e < out.expert_end; e += step) {
-        const std::uint64_t n = std::min(step, out.expert_end - e);
-        work_item item;
-        item.tensor = t;
-        item.decode = true;
-        item.expert_first = e;
-        item.experts = n;
-        item.out_offset = (e - out.expert_begin) * out_per;
-        item.out_bytes = n * out_per;
-        item.sources = 2;
-        item.src[0] = {pair.blocks.shard, pair.blocks.file_offset + e * blocks_per, n * blocks_per};
-        item.src[1] = {pair.scales.shard, pair.scales.file_offset + e * scales_per, n * scales_per};
-        items.push_back(item);
-      }
-      continue;
-    }
-    std::uint64_t first = out.source.file_offset;
-    if (out.sliced) {
-      const std::uint64_t per_expert = out.source.bytes() / out.source.entry->shape[0];
-      first += out.expert_begin * per_expert;
-    }
-    for (std::uint64_t done = 0; done < out.bytes || (out.bytes == 0 && done == 0);) {
-      const std::uint64_t n = std::min(capacity, out.bytes - done);
-      work_item item;
-      item.tensor = t;
-      item.out_offset = done;
-      item.out_bytes = n;
-      item.src[0] = {out.source.shard, first + done, n};
-      items.push_back(item);
-      if (n == 0) break;
-      done += n;
-    }
+    if (outputs[t].pair)
+      add_decode_items(items, t, outputs[t], options.dtype, capacity);
+    else
+      add_copy_items(items, t, outputs[t], capacity);
   }
   return items;
 }
