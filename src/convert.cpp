@@ -43,8 +43,8 @@ struct shard_plan {
   std::uint64_t data_bytes = 0;
 };
 
-// The pipeline's sink for a conversion: each item is decoded into a chunk of the shard writer,
-// which writes it into its tensor's place while the next item is decoded.
+// The pipeline's sink for a conversion: each item is decoded (or copied) into a chunk of the
+// shard writer, which writes it into its tensor's place while the next item is decoded.
 class shard_sink final : public output_sink {
  public:
   // Items land in chunks of `writer`. With `device` set they land in `device_chunk` (device
