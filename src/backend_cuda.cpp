@@ -3,18 +3,19 @@
 //
 // Discrete strategy: each decode item's blocks and scales are copied on a copy stream into one of
 // two device scratch slots; the decode kernel runs on a compute stream after that copy's event.
-// process() returns once the copy is done, so the pinned slot is refilled while the kernel runs;
+// process() returns once the copy is done, so the staging slot is refilled while the kernel runs;
 // a scratch slot is reused only after its kernel's event. Zero-copy strategy (integrated and
 // coherent machines): the kernel reads the pinned slot through its device mapping, and process()
-// returns when that kernel is done. Dense tensors are copied as they are, straight to their
-// destination. Times come from CUDA events; peak device memory counts every live cudaMalloc,
-// scratch (and the --check summaries' CUB scratch) included.
+// returns when that kernel is done.
+// Dense tensors are copied as they are, straight to their destination. Times come from CUDA
+// events; peak device memory counts every live cudaMalloc, scratch (and the --check summaries'
+// CUB scratch) included.
 //
-// Memory comes from one resource per kind (src/memory_cuda.hpp); this file holds the streams,
-// events and scratch slots, and the order in which work is enqueued.
+// Memory comes from one resource per kind (src/memory_cuda.hpp) and outputs are placed by
+// cuda_output_memory (src/output_memory_cuda.hpp); this file holds the streams, events and
+// scratch slots, and the order in which work is enqueued.
 #include <cuda.h>
 #include <cuda_runtime.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
@@ -31,6 +32,7 @@
 #include "src/backend.hpp"
 #include "src/memory.hpp"
 #include "src/memory_cuda.hpp"
+#include "src/output_memory_cuda.hpp"
 
 namespace umload {
 
@@ -123,42 +125,187 @@ class device_scope {
   bool restore_ = false;
 };
 
+// The backend's streams, and the events that time its copies. Made and destroyed with the
+// backend's device current.
+struct cuda_streams {
+  cudaStream_t copy = nullptr;      // host-to-device copies of staged bytes
+  cudaStream_t compute = nullptr;   // decode kernels, read-backs, summaries
+  cudaStream_t prefetch = nullptr;  // fault-ins and prefetches of host_managed memory
+  cudaEvent_t copy_start = nullptr;
+  cudaEvent_t copied = nullptr;
+
+  void create() {
+    UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+    UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&prefetch, cudaStreamNonBlocking));
+    copy_start = make_event();
+    copied = make_event();
+  }
+  void destroy() noexcept {
+    for (cudaEvent_t e : {copy_start, copied})
+      if (e) cudaEventDestroy(e);
+    for (cudaStream_t s : {copy, compute, prefetch})
+      if (s) cudaStreamDestroy(s);
+    copy_start = copied = nullptr;
+    copy = compute = prefetch = nullptr;
+  }
+  // Release paths: work in flight may still read or write the memory about to go.
+  void synchronize_all() noexcept {
+    for (cudaStream_t s : {copy, compute, prefetch})
+      if (s) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
+  }
+  // Waits for the copies enqueued since copy_start was recorded; returns their seconds.
+  double copies_done() {
+    UMLOAD_CUDA_CHECK(cudaEventRecord(copied, copy));
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied));
+    return elapsed_ms(copy_start, copied) / 1e3;
+  }
+};
+
+void launch_decode(const decode_job& job, cudaStream_t stream) {
+  if (detail::take_injected_decode_failure())
+    throw cuda_error("cuda::decode: injected launch failure (test hook)");
+  cuda::decode(job, stream);
+}
+
+// A device scratch slot (discrete strategy): a decode item's blocks and scales are copied in, and
+// its kernel reads them there.
+struct scratch_slot {
+  void* device = nullptr;
+  std::size_t bytes = 0;
+  cudaEvent_t decode_start = nullptr;
+  cudaEvent_t decoded = nullptr;
+  bool busy = false;   // a copy into or a kernel reading this slot was enqueued, not retired
+  bool timed = false;  // decode_start and decoded bracket a kernel (not a failed launch)
+};
+
+// The decode kernels' side of the backend: the scratch slots, used in turn, and the decode time
+// their events measure. A slot is reused only after the kernel that read it. The zero-copy
+// strategy uses the first slot's events alone, to time its kernels.
+class scratch_ring {
+ public:
+  void create_events() {
+    for (auto& slot : slots_) {
+      slot.decode_start = make_event();
+      slot.decoded = make_event();
+    }
+  }
+  void destroy_events() noexcept {
+    for (auto& slot : slots_) {
+      if (slot.decode_start) cudaEventDestroy(slot.decode_start);
+      if (slot.decoded) cudaEventDestroy(slot.decoded);
+      slot.decode_start = slot.decoded = nullptr;
+    }
+  }
+  void release(memory_resource& device) noexcept {
+    for (auto& slot : slots_) {
+      device.deallocate(slot.device, slot.bytes);
+      slot.device = nullptr;
+      slot.bytes = 0;
+    }
+  }
+
+  // Discrete: copies the job's blocks and scales into the next scratch slot on the copy stream
+  // and decodes them there on the compute stream, after the copy. Returns once the staging slot
+  // may be refilled (its bytes are on the device), with the copy's seconds; the kernel may still
+  // run.
+  double decode_via_scratch(const decode_job& job, cuda_streams& s, memory_resource& device,
+                            std::size_t largest_staging_slot) {
+    if (job.values() == 0) return 0;
+    const std::size_t scales_at = round_up(job.block_bytes(), scratch_alignment);
+    scratch_slot& slot = next(scales_at + job.scale_bytes(), largest_staging_slot, device);
+    auto* base = static_cast<std::uint8_t*>(slot.device);
+    // Busy from the first enqueued copy on: if anything below throws, the slot's event still
+    // covers the copy into it, so a later growth waits before it frees the memory.
+    slot.busy = true;
+    slot.timed = false;
+    UMLOAD_CUDA_CHECK(cudaEventRecord(s.copy_start, s.copy));
+    UMLOAD_CUDA_CHECK(
+        cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice, s.copy));
+    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base + scales_at, job.scales, job.scale_bytes(),
+                                      cudaMemcpyHostToDevice, s.copy));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(s.copied, s.copy));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, s.copy));
+    UMLOAD_CUDA_CHECK(cudaStreamWaitEvent(s.compute, s.copied, 0));
+
+    decode_job on_device = job;
+    on_device.blocks = base;
+    on_device.scales = base + scales_at;
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decode_start, s.compute));
+    launch_decode(on_device, s.compute);
+    // Recorded again after the kernel, which waits for the copy: the event covers both.
+    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, s.compute));
+    slot.timed = true;
+
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(s.copied));
+    return elapsed_ms(s.copy_start, s.copied) / 1e3;
+  }
+
+  // Zero-copy: decodes a job whose blocks and scales the device reads in place, and returns when
+  // the kernel is done (it reads the staging slot until it ends).
+  void decode_in_place(const decode_job& on_device, cudaStream_t compute) {
+    scratch_slot& timing = slots_[0];
+    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decode_start, compute));
+    launch_decode(on_device, compute);
+    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decoded, compute));
+    timing.busy = true;
+    timing.timed = true;
+    retire(timing);
+  }
+
+  void retire_all() {
+    for (auto& slot : slots_) retire(slot);
+  }
+  double decode_seconds() const { return decode_seconds_; }
+
+ private:
+  // The next slot in turn, retired and holding at least `need` bytes. A slot that grows is sized
+  // to `at_least` (the largest staging slot), so that it grows at most once in a normal run.
+  scratch_slot& next(std::size_t need, std::size_t at_least, memory_resource& device) {
+    scratch_slot& slot = slots_[next_];
+    next_ = (next_ + 1) % slots_.size();
+    retire(slot);
+    if (slot.bytes < need) {
+      device.deallocate(slot.device, slot.bytes);
+      slot.device = nullptr;
+      slot.bytes = 0;
+      const std::size_t bytes = round_up(std::max(need, at_least), scratch_alignment);
+      slot.device = device.allocate(bytes);
+      slot.bytes = bytes;
+    }
+    return slot;
+  }
+
+  // Waits for a slot's kernel (or, after a failed launch, its copy) and books its time.
+  void retire(scratch_slot& slot) {
+    if (!slot.busy) return;
+    UMLOAD_CUDA_CHECK(cudaEventSynchronize(slot.decoded));
+    if (slot.timed) decode_seconds_ += elapsed_ms(slot.decode_start, slot.decoded) / 1e3;
+    slot.busy = false;
+  }
+
+  std::array<scratch_slot, scratch_slots> slots_{};
+  std::size_t next_ = 0;
+  double decode_seconds_ = 0;
+};
+
+// Pinned staging slots: NUMA-bound and registered where the device can register host memory,
+// else cudaHostAlloc.
+std::unique_ptr<staging_resource> make_staging(const cuda_backend_options& options) {
+  return std::make_unique<pinned_memory_resource>(
+      options.staging_numa_node,
+      device_attribute(options.ordinal, cudaDevAttrHostRegisterSupported) != 0);
+}
+
 class cuda_backend final : public backend {
  public:
-  explicit cuda_backend(const cuda_backend_options& options)
-      : options_(options), device_raw_(options.ordinal), device_(device_raw_) {
+  explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
     const device_scope scope(options_.ordinal);
-    pageable_access_ = attribute(cudaDevAttrPageableMemoryAccess) != 0;
-    const bool concurrent_managed = attribute(cudaDevAttrConcurrentManagedAccess) != 0;
-    // Without host registration, NUMA-bound staging falls back to cudaHostAlloc.
-    staging_ = std::make_unique<pinned_memory_resource>(
-        options_.staging_numa_node, attribute(cudaDevAttrHostRegisterSupported) != 0);
-    managed_ = std::make_unique<managed_memory_resource>(options_.ordinal, pageable_access_);
-    if (!pageable_access_ && concurrent_managed) {
-      // cudaMallocManaged does not lower cudaMemGetInfo's free count, so the guard is kept here,
-      // over every allocation: managed and device bytes together never pass what the card had
-      // free when the backend was made.
-      std::size_t free_bytes = 0, total_bytes = 0;
-      UMLOAD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      managed_guard_ = std::make_unique<limiting_adaptor>(
-          *managed_, free_bytes, "managed memory on device " + std::to_string(options_.ordinal),
-          &device_);
-    } else if (!pageable_access_) {
-      managed_refusal_ =
-          "device " + std::to_string(options_.ordinal) +
-          " has neither pageable nor concurrent managed memory access, so it cannot be "
-          "advised to read host memory in place; use a discrete plan (--platform discrete)";
-    }
+    outputs_ = std::make_unique<cuda_output_memory>(options_.ordinal);
+    staging_ = make_staging(options_);
     try {
-      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
-      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_stream_, cudaStreamNonBlocking));
-      UMLOAD_CUDA_CHECK(cudaStreamCreateWithFlags(&prefetch_stream_, cudaStreamNonBlocking));
-      copy_start_ = make_event();
-      copied_ = make_event();
-      for (auto& slot : scratch_) {
-        slot.decode_start = make_event();
-        slot.decoded = make_event();
-      }
+      streams_.create();
+      scratch_.create_events();
     } catch (...) {
       destroy();
       throw;
@@ -168,9 +315,8 @@ class cuda_backend final : public backend {
   ~cuda_backend() override {
     // Errors here cannot be reported: the library never throws from a destructor.
     const device_scope scope(options_.ordinal, std::nothrow);
-    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
-      if (s) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
-    for (auto& slot : scratch_) device_.deallocate(slot.device, slot.bytes);
+    streams_.synchronize_all();
+    scratch_.release(outputs_->device());
     staging_.reset();
     destroy();
   }
@@ -190,64 +336,34 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal, std::nothrow);
     // A slot may still feed a copy or a zero-copy kernel: let those finish first.
-    UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(copy_stream_));
-    if (options_.zero_copy_staging) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(compute_stream_));
+    UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(streams_.copy));
+    if (options_.zero_copy_staging)
+      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(streams_.compute));
     staging_->deallocate(p, bytes);
   }
 
   placed_output place_output(std::size_t bytes, const output_request& request) override {
-    placed_output placed;
-    if (bytes == 0) return placed;
+    if (bytes == 0) return {};
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    switch (request.where) {
-      case memory_kind::device:
-        placed.data = static_cast<std::byte*>(device_.allocate(bytes));
-        break;
-      case memory_kind::host: {
-        std::string bound;
-        placed.data = static_cast<std::byte*>(host_.allocate_on(bytes, request.numa_node, &bound));
-        if (!bound.empty()) placed.actions.push_back("numa-bind " + bound);
-        break;
-      }
-      case memory_kind::host_managed:
-        placed.data = host_managed(bytes, request, placed.actions);
-        break;
-    }
-    return placed;
+    return outputs_->place(bytes, request);
   }
 
   void release_output(std::byte* p, std::size_t bytes, memory_kind where) noexcept override {
     if (p == nullptr) return;
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal, std::nothrow);
-    // Work in flight may still write this tensor.
-    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
-      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
-    switch (where) {
-      case memory_kind::device: device_.deallocate(p, bytes); return;
-      case memory_kind::host: host_.deallocate(p, bytes); return;
-      case memory_kind::host_managed:
-        managed_->deallocate(p, bytes);
-        if (managed_guard_) managed_guard_->discharge(bytes);
-        return;
-    }
+    streams_.synchronize_all();  // work in flight may still write this tensor
+    outputs_->release(p, bytes, where);
   }
 
   std::string fault_in(std::byte* p, std::size_t bytes, const output_request& request) override {
-    if (p == nullptr || bytes == 0) return "nothing to fault in";
-    switch (request.where) {
-      case memory_kind::device: return "device memory: resident from cudaMalloc";
-      case memory_kind::host:
-        return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? "populate-write"
-                                                             : "populate-write refused";
-      case memory_kind::host_managed: break;
-    }
+    // Host and device memory need no stream: they are faulted in without the backend's lock.
+    if (request.where != memory_kind::host_managed || p == nullptr || bytes == 0)
+      return outputs_->fault_in(p, bytes, request, nullptr);
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    const cudaMemLocation where = host_location(request.numa_node);
-    UMLOAD_CUDA_CHECK(cudaMemPrefetchAsync(p, bytes, where, 0, prefetch_stream_));
-    return "prefetch " + to_string(where);
+    return outputs_->fault_in(p, bytes, request, streams_.prefetch);
   }
 
   std::string prefetch_to_device(const std::byte* p, std::size_t bytes, void* stream) override {
@@ -255,7 +371,7 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
     const cudaMemLocation where = device_location(options_.ordinal);
-    const auto s = stream ? static_cast<cudaStream_t>(stream) : prefetch_stream_;
+    const auto s = stream ? static_cast<cudaStream_t>(stream) : streams_.prefetch;
     UMLOAD_CUDA_CHECK(cudaMemPrefetchAsync(p, bytes, where, 0, s));
     return "prefetch " + to_string(where);
   }
@@ -267,20 +383,25 @@ class cuda_backend final : public backend {
       copy_item(item);
       return;
     }
-    require_reachable(item.job.out, item.job.out_bytes());
-    if (options_.zero_copy_staging) {
-      decode_in_place(item.job);
-    } else {
-      decode_via_scratch(item.job);
+    const decode_job& job = item.job;
+    outputs_->require_reachable(job.out, job.out_bytes());
+    if (!options_.zero_copy_staging) {
+      copy_seconds_ +=
+          scratch_.decode_via_scratch(job, streams_, outputs_->device(), staging_->largest_slot());
+    } else if (job.values() != 0) {
+      decode_job on_device = job;
+      on_device.blocks = device_view(job.blocks, job.block_bytes());
+      on_device.scales = device_view(job.scales, job.scale_bytes());
+      scratch_.decode_in_place(on_device, streams_.compute);
     }
   }
 
   void synchronize() override {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
-    for (auto& slot : scratch_) retire(slot);
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.copy));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.compute));
+    scratch_.retire_all();
   }
 
   void read_back(void* host_dst, const std::byte* src, std::size_t bytes,
@@ -292,10 +413,10 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
     // Ordered after every copy and decode of this backend, whatever the caller synchronized.
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.copy));
     UMLOAD_CUDA_CHECK(
-        cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, compute_stream_));
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+        cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, streams_.compute));
+    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.compute));
   }
 
   cuda_tile::output_summary summarize(const std::byte* data, std::uint64_t values,
@@ -304,156 +425,43 @@ class cuda_backend final : public backend {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
     // CUB's scratch comes from this backend's device memory, so it counts in the peak.
+    memory_resource& device = outputs_->device();
     const std::size_t bytes = cuda::summarize_scratch_bytes(values);
-    void* scratch = device_.allocate(bytes);
+    void* scratch = device.allocate(bytes);
     try {
-      const auto summary = cuda::summarize(data, values, dtype, scratch, bytes, compute_stream_);
-      device_.deallocate(scratch, bytes);
+      const auto summary = cuda::summarize(data, values, dtype, scratch, bytes, streams_.compute);
+      device.deallocate(scratch, bytes);
       return summary;
     } catch (...) {
-      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(compute_stream_));
-      device_.deallocate(scratch, bytes);
+      UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(streams_.compute));
+      device.deallocate(scratch, bytes);
       throw;
     }
   }
 
   backend_stats stats() const override {
     std::lock_guard lock(mutex_);
-    const std::string binding = staging_->binding();
-    return {copy_seconds_, decode_seconds_, device_.peak_bytes(),
-            "pinned" + (binding.empty() ? std::string() : ", NUMA " + binding)};
+    return {copy_seconds_,
+            scratch_.decode_seconds(),
+            outputs_->peak_device_bytes(),
+            staging_->describe(),
+            {}};
   }
 
  private:
-  struct scratch_slot {
-    void* device = nullptr;
-    std::size_t bytes = 0;
-    cudaEvent_t decode_start = nullptr;
-    cudaEvent_t decoded = nullptr;
-    bool busy = false;   // a copy into or a kernel reading this slot was enqueued, not retired
-    bool timed = false;  // decode_start and decoded bracket a kernel (not a failed launch)
-  };
-
-  int attribute(cudaDeviceAttr what) const {
-    int value = 0;
-    UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&value, what, options_.ordinal));
-    return value;
-  }
-
   void destroy() noexcept {
-    for (auto& slot : scratch_) {
-      if (slot.decode_start) cudaEventDestroy(slot.decode_start);
-      if (slot.decoded) cudaEventDestroy(slot.decoded);
-      slot.decode_start = slot.decoded = nullptr;
-    }
-    for (cudaEvent_t e : {copy_start_, copied_})
-      if (e) cudaEventDestroy(e);
-    for (cudaStream_t s : {copy_stream_, compute_stream_, prefetch_stream_})
-      if (s) cudaStreamDestroy(s);
-    copy_start_ = copied_ = nullptr;
-    copy_stream_ = compute_stream_ = prefetch_stream_ = nullptr;
+    scratch_.destroy_events();
+    streams_.destroy();
   }
 
-  // Host memory the GPU reads in place, bound and advised as the plan says.
-  std::byte* host_managed(std::size_t bytes, const output_request& request,
-                          std::vector<std::string>& actions) {
-    if (!managed_refusal_.empty()) throw usage_error("host_managed output: " + managed_refusal_);
-    const managed_memory_resource::advice advise{request.prefer_host, request.accessed_by_device};
-    const int numa_node = request.numa_node;
-    if (!managed_guard_)
-      return static_cast<std::byte*>(managed_->allocate_on(bytes, numa_node, advise, &actions));
-    // Cumulative: managed and device bytes together stay within what the card had free.
-    managed_guard_->charge(bytes);
-    try {
-      return static_cast<std::byte*>(managed_->allocate_on(bytes, numa_node, advise, &actions));
-    } catch (...) {
-      managed_guard_->discharge(bytes);
-      throw;
-    }
-  }
-
-  // A decode writes from the GPU: its destination must be memory the device can address. Plain
-  // pageable host memory qualifies only where the device has pageable memory access (ATS, HMM).
-  void require_reachable(const void* p, std::uint64_t bytes) const {
-    if (pageable_access_ || p == nullptr) return;
-    cudaPointerAttributes attributes{};
-    UMLOAD_CUDA_CHECK(cudaPointerGetAttributes(&attributes, p));
-    if (attributes.type == cudaMemoryTypeUnregistered)
-      throw usage_error("cuda backend: a decode output of " + std::to_string(bytes) +
-                        " bytes is in pageable host memory, which device " +
-                        std::to_string(options_.ordinal) +
-                        " cannot write (no pageable memory access); place it in device or "
-                        "host_managed memory, or decode on the CPU");
-  }
   void copy_item(const staged_item& item) {
     if (item.staged_bytes == 0) return;
     if (item.destination == nullptr || item.staged == nullptr)
       throw usage_error("cuda backend: copy item without source or destination");
-    UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
+    UMLOAD_CUDA_CHECK(cudaEventRecord(streams_.copy_start, streams_.copy));
     UMLOAD_CUDA_CHECK(cudaMemcpyAsync(item.destination, item.staged, item.staged_bytes,
-                                      cudaMemcpyDefault, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied_));
-    copy_seconds_ += elapsed_ms(copy_start_, copied_) / 1e3;
-  }
-
-  // Waits for a scratch slot's kernel (or, after a failed launch, its copy) and books its time.
-  void retire(scratch_slot& slot) {
-    if (!slot.busy) return;
-    UMLOAD_CUDA_CHECK(cudaEventSynchronize(slot.decoded));
-    if (slot.timed) decode_seconds_ += elapsed_ms(slot.decode_start, slot.decoded) / 1e3;
-    slot.busy = false;
-  }
-
-  void launch_decode(const decode_job& job) {
-    if (detail::take_injected_decode_failure())
-      throw cuda_error("cuda::decode: injected launch failure (test hook)");
-    cuda::decode(job, compute_stream_);
-  }
-
-  void decode_via_scratch(const decode_job& job) {
-    if (job.values() == 0) return;
-    const std::size_t scales_at = round_up(job.block_bytes(), scratch_alignment);
-    const std::size_t need = scales_at + job.scale_bytes();
-    scratch_slot& slot = scratch_[next_scratch_];
-    next_scratch_ = (next_scratch_ + 1) % scratch_slots;
-    retire(slot);
-    if (slot.bytes < need) {
-      // Sized to the largest staging slot, so that it grows at most once in a normal run.
-      device_.deallocate(slot.device, slot.bytes);
-      slot.device = nullptr;
-      slot.bytes = 0;
-      const std::size_t bytes =
-          round_up(std::max(need, staging_->largest_slot()), scratch_alignment);
-      slot.device = device_.allocate(bytes);
-      slot.bytes = bytes;
-    }
-    auto* base = static_cast<std::uint8_t*>(slot.device);
-    // Busy from the first enqueued copy on: if anything below throws, the slot's event still
-    // covers the copy into it, so a later growth waits before it frees the memory.
-    slot.busy = true;
-    slot.timed = false;
-    UMLOAD_CUDA_CHECK(cudaEventRecord(copy_start_, copy_stream_));
-    UMLOAD_CUDA_CHECK(
-        cudaMemcpyAsync(base, job.blocks, job.block_bytes(), cudaMemcpyHostToDevice, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaMemcpyAsync(base + scales_at, job.scales, job.scale_bytes(),
-                                      cudaMemcpyHostToDevice, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaEventRecord(copied_, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, copy_stream_));
-    UMLOAD_CUDA_CHECK(cudaStreamWaitEvent(compute_stream_, copied_, 0));
-
-    decode_job on_device = job;
-    on_device.blocks = base;
-    on_device.scales = base + scales_at;
-    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decode_start, compute_stream_));
-    launch_decode(on_device);
-    // Recorded again after the kernel, which waits for the copy: the event covers both.
-    UMLOAD_CUDA_CHECK(cudaEventRecord(slot.decoded, compute_stream_));
-    slot.timed = true;
-
-    // The pinned slot may be refilled once its bytes are on the device.
-    UMLOAD_CUDA_CHECK(cudaEventSynchronize(copied_));
-    copy_seconds_ += elapsed_ms(copy_start_, copied_) / 1e3;
+                                      cudaMemcpyDefault, streams_.copy));
+    copy_seconds_ += streams_.copies_done();
   }
 
   // The device's address of host bytes in a staging slot; on machines with pageable memory access
@@ -461,45 +469,19 @@ class cuda_backend final : public backend {
   const std::uint8_t* device_view(const std::uint8_t* p, std::size_t bytes) const {
     if (const void* mapped = staging_->device_view(p, bytes))
       return static_cast<const std::uint8_t*>(mapped);
-    if (pageable_access_) return p;
+    if (outputs_->pageable_access()) return p;
     throw usage_error(
         "cuda backend: zero-copy staging needs the item's bytes in a staging slot "
         "of this backend");
   }
 
-  void decode_in_place(const decode_job& job) {
-    if (job.values() == 0) return;
-    decode_job on_device = job;
-    on_device.blocks = device_view(job.blocks, job.block_bytes());
-    on_device.scales = device_view(job.scales, job.scale_bytes());
-    scratch_slot& timing = scratch_[0];
-    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decode_start, compute_stream_));
-    launch_decode(on_device);
-    UMLOAD_CUDA_CHECK(cudaEventRecord(timing.decoded, compute_stream_));
-    timing.busy = true;
-    timing.timed = true;
-    retire(timing);  // the slot is read by the kernel until it ends
-  }
-
   cuda_backend_options options_;
-  bool pageable_access_ = false;
-  std::string managed_refusal_;  // why host_managed cannot be had on this device, if it cannot
-  device_memory_resource device_raw_;
-  tracking_adaptor device_;  // every cudaMalloc of this backend: outputs and scratch
-  host_memory_resource host_;
-  std::unique_ptr<pinned_memory_resource> staging_;
-  std::unique_ptr<managed_memory_resource> managed_;
-  std::unique_ptr<limiting_adaptor> managed_guard_;  // managed memory without pageable access
+  std::unique_ptr<cuda_output_memory> outputs_;  // device, host and host_managed outputs
+  std::unique_ptr<staging_resource> staging_;
   mutable std::mutex mutex_;
-  cudaStream_t copy_stream_ = nullptr;
-  cudaStream_t compute_stream_ = nullptr;
-  cudaStream_t prefetch_stream_ = nullptr;
-  cudaEvent_t copy_start_ = nullptr;
-  cudaEvent_t copied_ = nullptr;
-  std::array<scratch_slot, scratch_slots> scratch_{};
-  int next_scratch_ = 0;
+  cuda_streams streams_;
+  scratch_ring scratch_;
   double copy_seconds_ = 0;
-  double decode_seconds_ = 0;
 };
 
 }  // namespace

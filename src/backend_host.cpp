@@ -1,8 +1,6 @@
 // The host backend: CPU kernels decoding straight into host memory. On a machine without a GPU it
 // also stands in for a device plan: host_managed outputs are host memory bound to their node, and
 // the advice and device prefetches such a plan orders are reported as simulated.
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -41,9 +39,8 @@ class host_backend final : public backend {
 
   placed_output place_output(std::size_t bytes, const output_request& request) override {
     placed_output placed;
-    std::string bound;
-    placed.data = static_cast<std::byte*>(outputs_.allocate_on(bytes, request.numa_node, &bound));
-    if (!bound.empty()) placed.actions.push_back("numa-bind " + bound);
+    placed.data =
+        static_cast<std::byte*>(outputs_.allocate_on(bytes, request.numa_node, &placed.actions));
     if (request.where == memory_kind::host_managed) {
       if (request.prefer_host)
         placed.simulated.push_back("advise preferred-location host" +
@@ -62,10 +59,7 @@ class host_backend final : public backend {
   }
 
   std::string fault_in(std::byte* p, std::size_t bytes, const output_request&) override {
-    if (p == nullptr || bytes == 0) return "nothing to fault in";
-    // Advisory: kernels before 5.14 lack MADV_POPULATE_WRITE, and first touch does the same.
-    return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? "populate-write"
-                                                         : "populate-write refused";
+    return populate_for_write(p, bytes);
   }
 
   std::string prefetch_to_device(const std::byte*, std::size_t, void*) override {

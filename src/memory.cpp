@@ -33,7 +33,8 @@ void* map_anonymous(std::size_t length) {
 
 void* host_memory_resource::allocate(std::size_t bytes) { return allocate_on(bytes, -1, nullptr); }
 
-void* host_memory_resource::allocate_on(std::size_t bytes, int numa_node, std::string* bound) {
+void* host_memory_resource::allocate_on(std::size_t bytes, int numa_node,
+                                        std::vector<std::string>* actions) {
   if (bytes == 0) return nullptr;
   const std::size_t length = round_up(bytes, page_bytes);
   std::byte* p = nullptr;
@@ -48,14 +49,25 @@ void* host_memory_resource::allocate_on(std::size_t bytes, int numa_node, std::s
     ::madvise(p, length, MADV_HUGEPAGE);  // advisory: ignored where THP is off
   }
   if (numa_node >= 0) {
-    const auto r = platform::bind_memory(p, length, numa_node);
-    if (bound) *bound = std::string(platform::to_string(r.outcome)) + ": " + r.detail;
+    const std::string bound = bind_host_memory(p, length, numa_node);
+    if (actions) actions->push_back("numa-bind " + bound);
   }
   return p;
 }
 
 void host_memory_resource::deallocate(void* p, std::size_t bytes) noexcept {
   if (p) ::munmap(p, round_up(bytes, page_bytes));
+}
+
+std::string bind_host_memory(void* p, std::size_t bytes, int numa_node) {
+  const auto r = platform::bind_memory(p, bytes, numa_node);
+  return std::string(platform::to_string(r.outcome)) + ": " + r.detail;
+}
+
+std::string populate_for_write(void* p, std::size_t bytes) noexcept {
+  if (p == nullptr || bytes == 0) return "nothing to fault in";
+  return ::madvise(p, bytes, MADV_POPULATE_WRITE) == 0 ? "populate-write"
+                                                       : "populate-write refused";
 }
 
 void* aligned_host_resource::allocate(std::size_t bytes) {

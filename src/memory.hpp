@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace umload {
 
@@ -34,9 +35,19 @@ class host_memory_resource final : public memory_resource {
  public:
   void* allocate(std::size_t bytes) override;
   void deallocate(void* p, std::size_t bytes) noexcept override;
-  // Maps `bytes` bound to `numa_node` (-1: first touch decides). `bound` says what happened.
-  void* allocate_on(std::size_t bytes, int numa_node, std::string* bound);
+  // Maps `bytes` bound to `numa_node` (-1: first touch decides). With a node, `actions` (when
+  // given) receives what the bind did: "numa-bind bound: NUMA node 1", "numa-bind not-here: ...".
+  void* allocate_on(std::size_t bytes, int numa_node, std::vector<std::string>* actions);
 };
+
+// Binds the pages of [p, p + bytes) to `numa_node` before first touch and says what was done:
+// "bound: NUMA node 1", "not-here: ..." (platform::bind_memory; nothing is thrown).
+std::string bind_host_memory(void* p, std::size_t bytes, int numa_node);
+
+// Faults host pages in for writing ahead of their first use (MADV_POPULATE_WRITE; on a bound
+// mapping they land on its node). Advisory: kernels before 5.14 refuse it, and first touch does
+// the same. Returns "populate-write", "populate-write refused" or "nothing to fault in".
+std::string populate_for_write(void* p, std::size_t bytes) noexcept;
 
 // Page-aligned heap memory (host staging slots).
 class aligned_host_resource final : public memory_resource {

@@ -64,15 +64,60 @@ std::string to_string(const cudaMemLocation& where) {
   }
 }
 
-pinned_memory_resource::pinned_memory_resource(int numa_node, bool can_register)
-    : numa_node_(numa_node), can_register_(can_register) {
+int device_attribute(int ordinal, cudaDeviceAttr what) {
+  int value = 0;
+  UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&value, what, ordinal));
+  return value;
+}
+
+staging_resource::staging_resource(const char* kind, int numa_node)
+    : kind_(kind), numa_node_(numa_node) {
   if (numa_node_ >= 0 && !platform::has_numa_node(numa_node_))
     throw usage_error("staging NUMA node " + std::to_string(numa_node_) +
                       " does not exist on this machine");
 }
 
+void staging_resource::booked(std::size_t length, const std::string& binding) {
+  std::lock_guard lock(mutex_);
+  largest_ = std::max(largest_, length);
+  if (!binding.empty()) binding_ = binding;
+}
+
+std::size_t staging_resource::largest_slot() const {
+  std::lock_guard lock(mutex_);
+  return largest_;
+}
+
+std::string staging_resource::describe() const {
+  std::lock_guard lock(mutex_);
+  return kind_ + (binding_.empty() ? std::string() : ", NUMA " + binding_);
+}
+
+pinned_memory_resource::pinned_memory_resource(int numa_node, bool can_register)
+    : staging_resource("pinned", numa_node), can_register_(can_register) {}
+
 pinned_memory_resource::~pinned_memory_resource() {
   for (const auto& [p, s] : slots_) release(const_cast<void*>(p), s);
+}
+
+// Bound before pinning: pages land on the GPU-local node when first touched, and pinned pages do
+// not move afterwards.
+void* pinned_memory_resource::map_and_register(std::size_t length, std::string& binding) {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw budget_error("cannot map " + std::to_string(length) +
+                       " bytes of host memory for a staging slot: " + std::strerror(errno));
+  try {
+    binding = bind_host_memory(p, length, numa_node());
+    std::memset(p, 0, length);
+    UMLOAD_CUDA_TRY_ALLOC(
+        cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped), length,
+        "a staging slot");
+  } catch (...) {
+    ::munmap(p, length);
+    throw;
+  }
+  return p;
 }
 
 void* pinned_memory_resource::allocate(std::size_t bytes) {
@@ -81,23 +126,8 @@ void* pinned_memory_resource::allocate(std::size_t bytes) {
   s.bytes = length;
   void* p = nullptr;
   std::string binding;
-  if (numa_node_ >= 0 && can_register_) {
-    // Bind before pinning: pages land on the GPU-local node when first touched, and pinned pages
-    // do not move afterwards.
-    p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-      throw budget_error("cannot map " + std::to_string(length) +
-                         " bytes of host memory for a staging slot: " + std::strerror(errno));
-    const auto r = platform::bind_memory(p, length, numa_node_);
-    binding = std::string(platform::to_string(r.outcome)) + ": " + r.detail;
-    std::memset(p, 0, length);
-    const cudaError_t status =
-        cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped);
-    if (status != cudaSuccess) {
-      ::munmap(p, length);
-      detail::cuda_try_alloc(status, "cudaHostRegister", length, "a staging slot", __FILE__,
-                             __LINE__);
-    }
+  if (numa_node() >= 0 && can_register_) {
+    p = map_and_register(length, binding);
     s.registered = true;
   } else {
     UMLOAD_CUDA_TRY_ALLOC(
@@ -109,10 +139,11 @@ void* pinned_memory_resource::allocate(std::size_t bytes) {
     release(p, s);
     detail::cuda_check(mapped, "cudaHostGetDevicePointer(staging slot)", __FILE__, __LINE__);
   }
-  std::lock_guard lock(mutex_);
-  slots_.emplace(p, s);
-  largest_ = std::max(largest_, length);
-  if (!binding.empty()) binding_ = binding;
+  {
+    std::lock_guard lock(mutex_);
+    slots_.emplace(p, s);
+  }
+  booked(length, binding);
   return p;
 }
 
@@ -144,16 +175,6 @@ const void* pinned_memory_resource::device_view(const void* p, std::size_t bytes
   return static_cast<const std::byte*>(it->second.device) + (at - base);
 }
 
-std::size_t pinned_memory_resource::largest_slot() const {
-  std::lock_guard lock(mutex_);
-  return largest_;
-}
-
-std::string pinned_memory_resource::binding() const {
-  std::lock_guard lock(mutex_);
-  return binding_;
-}
-
 void* device_memory_resource::allocate(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;
@@ -171,9 +192,7 @@ void* managed_memory_resource::allocate_on(std::size_t bytes, int numa_node, adv
   if (bytes == 0) return nullptr;
   void* p = nullptr;
   if (pageable_) {
-    std::string bound;
-    p = host_.allocate_on(bytes, numa_node, &bound);
-    if (actions && !bound.empty()) actions->push_back("numa-bind " + bound);
+    p = host_.allocate_on(bytes, numa_node, actions);
   } else {
     UMLOAD_CUDA_TRY_ALLOC(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal), bytes,
                           "a host_managed tensor");

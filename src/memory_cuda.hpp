@@ -1,7 +1,8 @@
 // The CUDA kinds of memory, one small resource each (rmm's pinned_host_memory_resource and
-// cuda_memory_resource are the model): pinned staging, device memory, and host memory the GPU
-// reads in place (host_managed). Peak bytes and ceilings are the adaptors of src/memory.hpp.
-// Every call runs on the caller's current device; the backend makes its GPU current first.
+// cuda_memory_resource are the model): pinned staging, device memory, and host memory the GPU reads
+// in place (host_managed). Peak bytes and ceilings are the adaptors of src/memory.hpp;
+// src/output_memory_cuda.hpp places outputs with them. Every call runs on the caller's current
+// device; the backend makes its GPU current first.
 //
 //   pinned_memory_resource staging(numa_node, can_register);   // mapped, NUMA-bound
 //   device_memory_resource device(ordinal);                     // cudaMalloc
@@ -42,21 +43,42 @@ void cuda_try_alloc(cudaError_t status, const char* call, std::size_t bytes,
 
 namespace umload {
 
+// Memory for staging slots, as the CUDA backend sees it: slots, the device's view of them, and
+// how they were placed for the report. The largest slot sizes the device scratch slots.
+class staging_resource : public memory_resource {
+ public:
+  // The device's address of [p, p + bytes) inside one slot; nullptr when the device has no
+  // mapping of it.
+  virtual const void* device_view(const void* p, std::size_t bytes) const = 0;
+  std::size_t largest_slot() const;
+  // "pinned", "pinned, NUMA bound: NUMA node 1"
+  std::string describe() const;
+
+ protected:
+  // Throws usage_error when `numa_node` is not a node of this machine.
+  staging_resource(const char* kind, int numa_node);
+  // Books a slot of `length` bytes and, when not empty, the binding it got.
+  void booked(std::size_t length, const std::string& binding);
+  int numa_node() const { return numa_node_; }
+
+ private:
+  const char* kind_;
+  int numa_node_;
+  mutable std::mutex mutex_;
+  std::size_t largest_ = 0;
+  std::string binding_;
+};
+
 // Pinned, device-mapped host memory for staging slots. With a NUMA node (the GPU-local one) and
 // a device that can register host memory, slots are anonymous mappings bound to that node before
 // first touch and then registered (pinned pages do not move); otherwise cudaHostAlloc.
-class pinned_memory_resource final : public memory_resource {
+class pinned_memory_resource final : public staging_resource {
  public:
-  // Throws usage_error when `numa_node` is not a node of this machine.
   pinned_memory_resource(int numa_node, bool can_register);
   ~pinned_memory_resource() override;
   void* allocate(std::size_t bytes) override;
   void deallocate(void* p, std::size_t bytes) noexcept override;
-  // The device's address of [p, p + bytes) inside one slot; nullptr when it is not in one.
-  const void* device_view(const void* p, std::size_t bytes) const;
-  std::size_t largest_slot() const;
-  // What binding the last slot got ("bound: NUMA node 1", "refused: ...", empty: not asked).
-  std::string binding() const;
+  const void* device_view(const void* p, std::size_t bytes) const override;
 
  private:
   struct slot {
@@ -64,13 +86,11 @@ class pinned_memory_resource final : public memory_resource {
     void* device = nullptr;
     bool registered = false;
   };
+  void* map_and_register(std::size_t length, std::string& binding);
   void release(void* p, const slot& s) noexcept;
-  int numa_node_;
   bool can_register_;
   mutable std::mutex mutex_;
   std::map<const void*, slot> slots_;
-  std::size_t largest_ = 0;
-  std::string binding_;
 };
 
 // cudaMalloc on the current device.
@@ -108,6 +128,9 @@ class managed_memory_resource final : public memory_resource {
   bool pageable_;
   host_memory_resource host_;
 };
+
+// cudaDeviceGetAttribute of device `ordinal` (UMLOAD_CUDA_CHECK on failure).
+int device_attribute(int ordinal, cudaDeviceAttr what);
 
 // Where a prefetch sends memory: host NUMA node `numa_node` (-1: the host), or device `ordinal`.
 cudaMemLocation host_location(int numa_node);

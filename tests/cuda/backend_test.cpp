@@ -16,6 +16,7 @@
 
 #include "kernels/cuda_check.hpp"
 #include "kernels/cuda_decode.hpp"
+#include "src/output_memory_cuda.hpp"
 #include "tests/cuda/test_data.hpp"
 
 namespace umload {
@@ -349,6 +350,43 @@ TEST(CudaBackendStaging, BindsToAnExistingNumaNodeAndRefusesAMissingOne) {
   engine->release_staging(slot, 1 << 20);
   options.staging_numa_node = 4095;
   EXPECT_THROW(make_cuda_backend(options), usage_error);
+}
+
+// The CUDA backend's output placement on its own: each kind placed and given back, device bytes
+// counted live and at peak, host memory bound and faulted in, and a pageable destination refused
+// where the device cannot write it. Never run without a GPU.
+TEST(CudaOutputMemory, PlacesEachKindAndCountsDeviceBytes) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  cuda_output_memory outputs(0);
+  const std::size_t bytes = 1 << 20;
+  const placed_output device = outputs.place(bytes, {memory_kind::device});
+  ASSERT_NE(device.data, nullptr);
+  EXPECT_TRUE(device.actions.empty());
+  EXPECT_EQ(outputs.live_device_bytes(), bytes);
+  EXPECT_EQ(outputs.fault_in(device.data, bytes, {memory_kind::device}, nullptr),
+            "device memory: resident from cudaMalloc");
+  EXPECT_NO_THROW(outputs.require_reachable(device.data, bytes));
+
+  const placed_output host = outputs.place(bytes, {memory_kind::host, 0});
+  ASSERT_NE(host.data, nullptr);
+  ASSERT_EQ(host.actions.size(), 1u);
+  EXPECT_EQ(host.actions[0].rfind("numa-bind ", 0), 0u) << host.actions[0];
+  EXPECT_EQ(outputs.fault_in(host.data, bytes, {memory_kind::host, 0}, nullptr)
+                .rfind("populate-write", 0),
+            0u);
+  if (outputs.pageable_access()) {
+    EXPECT_NO_THROW(outputs.require_reachable(host.data, bytes));
+  } else {
+    EXPECT_THROW(outputs.require_reachable(host.data, bytes), usage_error);
+  }
+  EXPECT_EQ(outputs.live_device_bytes(), bytes);  // host memory is not device memory
+
+  outputs.release(host.data, bytes, memory_kind::host);
+  outputs.release(device.data, bytes, memory_kind::device);
+  EXPECT_EQ(outputs.live_device_bytes(), 0u);
+  EXPECT_EQ(outputs.peak_device_bytes(), bytes);
+  EXPECT_EQ(outputs.place(0, {memory_kind::device}).data, nullptr);
 }
 
 TEST(CudaBackendProbe, BadOrdinalIsAUsageError) {
