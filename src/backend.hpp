@@ -123,10 +123,15 @@ std::unique_ptr<backend> make_host_backend(int threads, cpu::isa path,
 
 struct cuda_backend_options {
   int ordinal = 0;
-  // Integrated and coherent machines: kernels read the pinned staging slot directly, with no
-  // device copy of quantized bytes. Discrete: each slot is copied to a device scratch slot.
+  // Integrated and coherent machines: kernels read the staging slot directly, with no device
+  // copy of quantized bytes. Discrete: each slot is copied to a device scratch slot.
   bool zero_copy_staging = false;
-  // NUMA node to bind pinned staging memory to (the GPU-local node); -1 leaves it to the OS.
+  // Staging slots in pinned, device-mapped host memory (the plan's staging order). False: in
+  // pageable host memory, copied to the scratch slots through the driver's own buffers;
+  // stats().staging then says "pageable". Zero-copy staging from pageable memory needs pageable
+  // memory access (ATS, HMM): without it make_cuda_backend throws usage_error.
+  bool pinned_staging = true;
+  // NUMA node to bind staging memory to (the GPU-local node); -1 leaves it to the OS.
   int staging_numa_node = -1;
 };
 

@@ -1,12 +1,13 @@
-// The CUDA backend: pinned staging slots, decode kernels from kernels/cuda_decode.hpp, outputs in
-// device memory (or advised host memory on coherent machines).
+// The CUDA backend: staging slots (pinned, or pageable where the plan does not pin), decode
+// kernels from kernels/cuda_decode.hpp, outputs in device memory (or advised host memory on
+// coherent machines).
 //
 // Discrete strategy: each decode item's blocks and scales are copied on a copy stream into one of
 // two device scratch slots; the decode kernel runs on a compute stream after that copy's event.
 // process() returns once the copy is done, so the staging slot is refilled while the kernel runs;
 // a scratch slot is reused only after its kernel's event. Zero-copy strategy (integrated and
-// coherent machines): the kernel reads the pinned slot through its device mapping, and process()
-// returns when that kernel is done.
+// coherent machines): the kernel reads the staging slot through its device mapping (or, with
+// pageable memory access, at its host address), and process() returns when that kernel is done.
 // Dense tensors are copied as they are, straight to their destination. Times come from CUDA
 // events; peak device memory counts every live cudaMalloc, scratch (and the --check summaries'
 // CUB scratch) included.
@@ -207,8 +208,8 @@ class scratch_ring {
 
   // Discrete: copies the job's blocks and scales into the next scratch slot on the copy stream
   // and decodes them there on the compute stream, after the copy. Returns once the staging slot
-  // may be refilled (its bytes are on the device), with the copy's seconds; the kernel may still
-  // run.
+  // may be refilled (its bytes are on the device, or, from pageable memory, in the driver's own
+  // buffers), with the copy's seconds; the kernel may still run.
   double decode_via_scratch(const decode_job& job, cuda_streams& s, memory_resource& device,
                             std::size_t largest_staging_slot) {
     if (job.values() == 0) return 0;
@@ -289,12 +290,21 @@ class scratch_ring {
   double decode_seconds_ = 0;
 };
 
-// Pinned staging slots: NUMA-bound and registered where the device can register host memory,
-// else cudaHostAlloc.
-std::unique_ptr<staging_resource> make_staging(const cuda_backend_options& options) {
-  return std::make_unique<pinned_memory_resource>(
-      options.staging_numa_node,
-      device_attribute(options.ordinal, cudaDevAttrHostRegisterSupported) != 0);
+// Staging slots as the options order: pinned (NUMA-bound and registered where the device can
+// register host memory, else cudaHostAlloc), or pageable.
+std::unique_ptr<staging_resource> make_staging(const cuda_backend_options& options,
+                                               bool pageable_access) {
+  if (options.pinned_staging)
+    return std::make_unique<pinned_memory_resource>(
+        options.staging_numa_node,
+        device_attribute(options.ordinal, cudaDevAttrHostRegisterSupported) != 0);
+  if (options.zero_copy_staging && !pageable_access)
+    throw usage_error(
+        "cuda backend: zero-copy staging from pageable memory needs pageable "
+        "memory access (ATS or HMM), which device " +
+        std::to_string(options.ordinal) +
+        " lacks; pin the staging slots or copy them through device scratch");
+  return std::make_unique<pageable_staging_resource>(options.staging_numa_node);
 }
 
 class cuda_backend final : public backend {
@@ -302,7 +312,7 @@ class cuda_backend final : public backend {
   explicit cuda_backend(const cuda_backend_options& options) : options_(options) {
     const device_scope scope(options_.ordinal);
     outputs_ = std::make_unique<cuda_output_memory>(options_.ordinal);
-    staging_ = make_staging(options_);
+    staging_ = make_staging(options_, outputs_->pageable_access());
     try {
       streams_.create();
       scratch_.create_events();

@@ -175,13 +175,14 @@ std::shared_ptr<backend> make_engine(const load_setup& s, const load_options& op
     cuda_backend_options cuda;
     cuda.ordinal = s.device.ordinal;
     cuda.zero_copy_staging = staging.zero_copy;
+    cuda.pinned_staging = staging.pinned;
     cuda.staging_numa_node = staging.numa_node;
     engine = make_cuda_backend(cuda);
     report.device = "cuda:" + std::to_string(s.device.ordinal);
-    report.strategy =
-        std::string(platform::to_string(plan.model)) +
-        (staging.zero_copy ? ": pinned staging read in place by the GPU, decode on GPU"
-                           : ": pinned staging copied to device scratch, decode on GPU");
+    report.strategy = std::string(platform::to_string(plan.model)) +
+                      (staging.pinned ? ": pinned" : ": pageable") +
+                      (staging.zero_copy ? " staging read in place by the GPU, decode on GPU"
+                                         : " staging copied to device scratch, decode on GPU");
   } else {
     engine = make_host_backend(options.threads, options.isa.value_or(cpu::best_isa()),
                                plan.orders.decode_cpuset);

@@ -175,6 +175,14 @@ const void* pinned_memory_resource::device_view(const void* p, std::size_t bytes
   return static_cast<const std::byte*>(it->second.device) + (at - base);
 }
 
+void* pageable_staging_resource::allocate(std::size_t bytes) {
+  void* p = host_.allocate(bytes);
+  const std::size_t length = round_up(bytes, page_bytes);
+  // Mapped, not yet touched: the pages land on the node when the reader first writes them.
+  booked(length, p && numa_node() >= 0 ? bind_host_memory(p, length, numa_node()) : std::string());
+  return p;
+}
+
 void* device_memory_resource::allocate(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = nullptr;

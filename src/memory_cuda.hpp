@@ -1,8 +1,8 @@
 // The CUDA kinds of memory, one small resource each (rmm's pinned_host_memory_resource and
-// cuda_memory_resource are the model): pinned staging, device memory, and host memory the GPU reads
-// in place (host_managed). Peak bytes and ceilings are the adaptors of src/memory.hpp;
-// src/output_memory_cuda.hpp places outputs with them. Every call runs on the caller's current
-// device; the backend makes its GPU current first.
+// cuda_memory_resource are the model): staging (pinned, or pageable where a plan does not pin),
+// device memory, and host memory the GPU reads in place (host_managed). Peak bytes and ceilings
+// are the adaptors of src/memory.hpp; src/output_memory_cuda.hpp places outputs with them.
+// Every call runs on the caller's current device; the backend makes its GPU current first.
 //
 //   pinned_memory_resource staging(numa_node, can_register);   // mapped, NUMA-bound
 //   device_memory_resource device(ordinal);                     // cudaMalloc
@@ -48,10 +48,10 @@ namespace umload {
 class staging_resource : public memory_resource {
  public:
   // The device's address of [p, p + bytes) inside one slot; nullptr when the device has no
-  // mapping of it.
+  // mapping of it (pageable slots: only a device with pageable memory access reads them).
   virtual const void* device_view(const void* p, std::size_t bytes) const = 0;
   std::size_t largest_slot() const;
-  // "pinned", "pinned, NUMA bound: NUMA node 1"
+  // "pinned", "pinned, NUMA bound: NUMA node 1", "pageable", "pageable, NUMA not-here: ..."
   std::string describe() const;
 
  protected:
@@ -91,6 +91,20 @@ class pinned_memory_resource final : public staging_resource {
   bool can_register_;
   mutable std::mutex mutex_;
   std::map<const void*, slot> slots_;
+};
+
+// Pageable staging slots (a plan that does not pin): anonymous mappings, bound to the NUMA node
+// before first touch when one is given. Copies from them go through the driver's own pinned
+// buffers; kernels read them in place only on a device with pageable memory access.
+class pageable_staging_resource final : public staging_resource {
+ public:
+  explicit pageable_staging_resource(int numa_node) : staging_resource("pageable", numa_node) {}
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* p, std::size_t bytes) noexcept override { host_.deallocate(p, bytes); }
+  const void* device_view(const void*, std::size_t) const override { return nullptr; }
+
+ private:
+  host_memory_resource host_;
 };
 
 // cudaMalloc on the current device.

@@ -352,6 +352,31 @@ TEST(CudaBackendStaging, BindsToAnExistingNumaNodeAndRefusesAMissingOne) {
   EXPECT_THROW(make_cuda_backend(options), usage_error);
 }
 
+// A plan that does not pin: staging slots in pageable memory, reported as such, and copied
+// through the scratch slots; the GPU reads them in place only with pageable memory access, and
+// the backend refuses zero-copy staging from them elsewhere. Never run without a GPU.
+TEST(CudaBackendStaging, PageableStagingIsSaidAndZeroCopyFromItNeedsPageableAccess) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  int pageable = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, 0), cudaSuccess);
+  cuda_backend_options options;
+  EXPECT_EQ(make_cuda_backend(options)->stats().staging.rfind("pinned", 0), 0u);
+  options.pinned_staging = false;
+  auto engine = make_cuda_backend(options);
+  std::byte* slot = engine->allocate_staging(slot_bytes);
+  cudaPointerAttributes attributes{};
+  ASSERT_EQ(cudaPointerGetAttributes(&attributes, slot), cudaSuccess);
+  EXPECT_EQ(attributes.type, cudaMemoryTypeUnregistered);
+  EXPECT_EQ(engine->stats().staging, "pageable");
+  engine->release_staging(slot, slot_bytes);
+  options.zero_copy_staging = true;
+  if (pageable) {
+    EXPECT_NO_THROW(make_cuda_backend(options));
+  } else {
+    EXPECT_THROW(make_cuda_backend(options), usage_error);
+  }
+}
+
 // The CUDA backend's output placement on its own: each kind placed and given back, device bytes
 // counted live and at peak, host memory bound and faulted in, and a pageable destination refused
 // where the device cannot write it. Never run without a GPU.
