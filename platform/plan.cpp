@@ -192,9 +192,8 @@ void place_tensors(placement_plan& p, const platform_info& platform, const model
         pl.accessed_by_device = true;
       }
     }
-    for (const auto& pl : p.orders.placements) {
-      if (pl.where == memory_kind::host_managed) p.orders.prefetch.push_back(pl.tensor);
-    }
+    for (std::size_t i = 0; i < p.orders.placements.size(); ++i)
+      if (p.orders.placements[i].where == memory_kind::host_managed) p.orders.prefetch.push_back(i);
   }
   for (const auto& pl : p.orders.placements) {
     (pl.where == memory_kind::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
@@ -437,6 +436,16 @@ void require_fits(const placement_plan& plan) {
   if (!plan.fits) throw budget_error(plan.message);
 }
 
+namespace {
+// The prefetch schedule by tensor name, as the plan's JSON lists it.
+std::vector<std::string> prefetch_names(const load_orders& orders) {
+  std::vector<std::string> names;
+  names.reserve(orders.prefetch.size());
+  for (const std::size_t i : orders.prefetch) names.push_back(orders.placements[i].tensor);
+  return names;
+}
+}  // namespace
+
 nlohmann::json to_json(const placement_plan& p) {
   using nlohmann::json;
   json placements = json::array();
@@ -504,7 +513,7 @@ nlohmann::json to_json(const placement_plan& p) {
       {"single_pool", p.single_pool},
       {"spill_fraction", p.spill_fraction},
       {"placements", placements},
-      {"prefetch", p.orders.prefetch},
+      {"prefetch", prefetch_names(p.orders)},
       {"would_fit", alternatives},
       {"notes", p.notes},
   };
@@ -549,7 +558,8 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     std::snprintf(share, sizeof share, "%.1f%%", p.spill_fraction * 100.0);
     o << "  spilled to host memory: " << format_bytes(p.host_resident_bytes) << " (" << share
       << " of the output), preferred location host, accessed by the GPU";
-    if (!p.orders.prefetch.empty()) o << "; first spilled: " << p.orders.prefetch.front();
+    if (!p.orders.prefetch.empty())
+      o << "; first spilled: " << p.orders.placements[p.orders.prefetch.front()].tensor;
     o << "\n";
   }
   o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " ("

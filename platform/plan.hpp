@@ -72,8 +72,9 @@ struct load_orders {
   staging_order staging;
   std::string reader_cpuset;  // hwloc list; reader threads are bound to it. Empty: no binding
   std::string decode_cpuset;  // hwloc list; CPU decode threads are bound to it. Empty: no binding
-  std::vector<std::string> prefetch;  // spilled tensors in order of use: weight_set::prefetch moves
-                                      // them toward the GPU ahead of their layer (coherent)
+  // Spilled tensors in order of use, as indices into `placements`: weight_set::prefetch moves
+  // them toward the GPU ahead of their layer (coherent).
+  std::vector<std::size_t> prefetch;
 };
 
 // Overrides of what the platform reports, and the margins a plan keeps.

@@ -325,9 +325,10 @@ load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
   auto weights = std::make_shared<weight_set>(
       engine, place_outputs(*engine, outputs, orders, setup.device, done));
   auto& held = weights->tensors_;
-  for (const auto& p : orders.placements)
-    if (p.where == memory_kind::host_managed)
-      weights->prefetch_order_.push_back({p.output, outputs[p.output].layer});
+  for (const std::size_t i : orders.prefetch) {
+    const platform::placement& p = orders.placements[i];
+    weights->prefetch_order_.push_back({p.output, outputs[p.output].layer});
+  }
   report.pipeline = run_faulted_ahead(ckpt, outputs, setup.pipeline, *engine, held, done);
   record_run_actions(orders, report.pipeline, report.host_stands_in, done);
   done.decode_cpuset = setup.device.cuda ? "not bound: the GPU decodes"

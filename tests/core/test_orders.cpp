@@ -243,10 +243,12 @@ TEST(orders, prefetch_moves_spilled_tensors_of_the_asked_layers_in_plan_order) {
   const auto r = load_checkpoint(dir / "m", o);
   const auto issued = r.weights->prefetch({1, 2});
   std::vector<std::string> expected;
-  for (const auto& name : plan.orders.prefetch)
-    for (const auto& p : plan.orders.placements)
-      if (p.tensor == name && (p.layer == 1 || p.layer == 2))
-        expected.push_back(name + ": simulated: no device (host backend)");
+  for (const std::size_t i : plan.orders.prefetch) {
+    const auto& p = plan.orders.placements[i];
+    EXPECT_EQ(p.where, memory_kind::host_managed) << p.tensor;
+    if (p.layer == 1 || p.layer == 2)
+      expected.push_back(p.tensor + ": simulated: no device (host backend)");
+  }
   EXPECT_FALSE(expected.empty());
   EXPECT_EQ(issued, expected);
   EXPECT_TRUE(r.weights->prefetch({}).empty());
