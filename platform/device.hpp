@@ -93,6 +93,15 @@ class device_query {
 // The CUDA runtime. In builds without CUDA it reports present=false, "built without CUDA".
 std::unique_ptr<device_query> make_cuda_device_query();
 
+// The one probe of how many CUDA devices this process sees (cudaGetDeviceCount, its error
+// cleared): 0 with the reason when there is no driver, no device, only the stub library, or no
+// CUDA in this build. The live query and the CUDA backend both ask it.
+struct cuda_devices {
+  int count = 0;
+  std::string absence_reason;  // when count == 0
+};
+cuda_devices probe_cuda_devices();
+
 // A query that answers with a fixed description: for tests and profiles.
 class fixed_device_query final : public device_query {
  public:

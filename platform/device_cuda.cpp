@@ -81,21 +81,33 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> free_and_total(int ordina
   return out;
 }
 
+}  // namespace
+
+cuda_devices probe_cuda_devices() {
+  cuda_devices found;
+  const cudaError_t rc = cudaGetDeviceCount(&found.count);
+  if (rc != cudaSuccess) {
+    (void)cudaGetLastError();
+    found.count = 0;
+    found.absence_reason = absence_from(rc);
+  } else if (found.count == 0) {
+    found.absence_reason = "no CUDA device: cudaGetDeviceCount returned 0";
+  }
+  return found;
+}
+
+namespace {
+
 class cuda_device_query final : public device_query {
  public:
   device_info query(int ordinal) const override {
     device_info d;
     d.ordinal = ordinal;
-    int count = 0;
-    const cudaError_t rc = cudaGetDeviceCount(&count);
-    if (rc != cudaSuccess) {
-      cudaGetLastError();
-      d.absence_reason = absence_from(rc);
-      return d;
-    }
+    const cuda_devices devices = probe_cuda_devices();
+    const int count = devices.count;
     d.device_count = count;
     if (count == 0) {
-      d.absence_reason = "no CUDA device: cudaGetDeviceCount returned 0";
+      d.absence_reason = devices.absence_reason;
       return d;
     }
     if (ordinal < 0 || ordinal >= count) {
@@ -170,6 +182,8 @@ class no_cuda_query final : public device_query {
 }  // namespace
 
 std::unique_ptr<device_query> make_cuda_device_query() { return std::make_unique<no_cuda_query>(); }
+
+cuda_devices probe_cuda_devices() { return {0, "built without CUDA (UMLOAD_ENABLE_CUDA=OFF)"}; }
 
 #endif
 

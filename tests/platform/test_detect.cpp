@@ -85,6 +85,21 @@ TEST(Detect, LiveOnThisMachineNeverThrows) {
   EXPECT_FALSE(up::describe(info).empty());
 }
 
+// The one device-count probe and the live query agree: a count with no reason, or no device and
+// why (no driver, no device, the stub library, a build without CUDA).
+TEST(Detect, TheDeviceCountProbeAndTheLiveQueryAgree) {
+  const up::cuda_devices devices = up::probe_cuda_devices();
+  const up::device_info first = up::make_cuda_device_query()->query(0);
+  EXPECT_EQ(first.device_count, devices.count);
+  if (devices.count == 0) {
+    EXPECT_FALSE(devices.absence_reason.empty());
+    EXPECT_EQ(first.absence_reason, devices.absence_reason);
+    EXPECT_FALSE(first.present);
+  } else {
+    EXPECT_TRUE(devices.absence_reason.empty()) << devices.absence_reason;
+  }
+}
+
 TEST(Detect, UserGivenFilesMustExist) {
   up::device_info none;
   up::fixed_device_query q(none);
