@@ -30,6 +30,7 @@
 #include "kernels/cuda_check.hpp"
 #include "kernels/cuda_decode.hpp"
 #include "kernels/error.hpp"
+#include "platform/device.hpp"
 #include "src/backend.hpp"
 #include "src/memory.hpp"
 #include "src/memory_cuda.hpp"
@@ -496,22 +497,6 @@ class cuda_backend final : public backend {
 
 }  // namespace
 
-namespace {
-
-// cudaGetDeviceCount's status: cudaErrorInsufficientDriver without a driver, cudaErrorNoDevice
-// without a GPU, cudaErrorStubLibrary with the toolkit's stub libcuda. All mean "no GPU".
-cudaError_t probe(int& count) {
-  count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    count = 0;
-  }
-  return status;
-}
-
-}  // namespace
-
 namespace detail {
 namespace {
 std::atomic<int> injected_decode_failures{0};
@@ -526,11 +511,9 @@ bool take_injected_decode_failure() {
 }  // namespace detail
 
 std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options) {
-  int count = 0;
-  const cudaError_t status = probe(count);
-  if (count == 0)
-    throw cuda_error(std::string("no usable CUDA device: cudaGetDeviceCount says ") +
-                     (status == cudaSuccess ? "0 devices" : cudaGetErrorName(status)));
+  const platform::cuda_devices devices = platform::probe_cuda_devices();
+  const int count = devices.count;
+  if (count == 0) throw cuda_error("no usable CUDA device: " + devices.absence_reason);
   if (options.ordinal < 0 || options.ordinal >= count)
     throw usage_error("CUDA device " + std::to_string(options.ordinal) + " does not exist (" +
                       std::to_string(count) + " device" + (count == 1 ? "" : "s") + ")");
@@ -539,10 +522,6 @@ std::unique_ptr<backend> make_cuda_backend(const cuda_backend_options& options) 
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
-int cuda_device_count() {
-  int count = 0;
-  probe(count);
-  return count;
-}
+int cuda_device_count() { return platform::probe_cuda_devices().count; }
 
 }  // namespace umload
