@@ -38,7 +38,7 @@ STEPS=(
   "build 330 build build every target below (-k 0)"
   "tile_test 30 build the kernels' per-thread work on the host (CPU)"
   "gpu_test_cuda 90 gpu umload_cuda_test: CUDA decode = CPU oracle, CUDA backend"
-  "gpu_test_convert 60 gpu umload_cuda_convert_test: convert on the GPU = CPU files"
+  "gpu_test_convert 60 gpu umload_cuda_convert_test: convert on the GPU = CPU files; a coherent plan's advice and prefetch on the GPU"
   "gpu_test_platform 45 gpu test_platform_live_gpu: the live GPU as the platform layer sees it"
   "digests 150 gpu GPU = CPU digests and checks: 3 strategies x 2 layouts x 3 dtypes; convert files"
   "python 120 gpu Python module: torch CUDA tensors through DLPack = CPU load; umload.hf logits"

@@ -1,14 +1,17 @@
 // convert on the GPU: the same files, byte for byte, as convert on the CPU, in both layouts and
 // both dtypes, with edge scale bytes; the report names the device and its peak memory; a device
 // ordinal past the count is refused before the destination is touched. Also which device a load
-// takes under a host-only plan. Skips without a usable device (the no-device behaviour is tested
-// in tests/core/test_cli.cpp).
+// takes under a host-only plan, and a coherent plan's advice and prefetches carried out. Skips
+// without a usable device (the no-device behaviour is tested in tests/core/test_cli.cpp).
 #include "src/convert.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kernels/error.hpp"
 #include "src/backend.hpp"
+#include "src/loader.hpp"
 #include "src/planning.hpp"
 #include "tests/core/fixtures.hpp"
 
@@ -72,6 +75,42 @@ TEST(CudaLoadDevice, HostOnlyPlanDecodesOnTheCpuOrRefusesCuda) {
   const auto cuda = run_cli("load --json --platform host --device cuda " + (dir / "src").string());
   EXPECT_EQ(cuda.status, 2);
   EXPECT_NE(cuda.err.find("host-only plan"), std::string::npos) << cuda.err;
+}
+
+// A coherent plan (a GH200's, with device memory too small for the experts) carried out on a
+// real GPU: the spilled tensors are host_managed memory advised as ordered, accessed by this GPU;
+// nothing is simulated; the digest is the CPU's; and the weight set's prefetch moves the asked
+// layer's spilled tensors to the device.
+TEST(CudaLoadOrders, CoherentPlanOnTheGpuAdvisesSpilledTensorsAndPrefetchesThem) {
+  if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device";
+  temp_dir dir;
+  synth_tiny(dir / "m", 3, 8, false);
+  load_options o;
+  o.platform.profile = "gh200";
+  o.platform.device_memory_bytes = (std::uint64_t{1} << 30) + (256u << 10);
+  o.digest = true;
+  load_options on_cpu = o;
+  on_cpu.device = "cpu";
+  o.device = "cuda";
+  const auto cpu = load_checkpoint(dir / "m", on_cpu);
+  const auto gpu = load_checkpoint(dir / "m", o);
+  EXPECT_EQ(gpu.report.digest, cpu.report.digest);
+  EXPECT_FALSE(gpu.report.host_stands_in);
+  EXPECT_TRUE(gpu.report.actions.simulated.empty());
+  std::size_t spilled = 0;
+  for (const auto& t : gpu.report.actions.tensors) {
+    EXPECT_TRUE(t.simulated.empty()) << t.tensor;
+    if (t.actual != "host-managed") continue;
+    ++spilled;
+    EXPECT_TRUE(std::any_of(t.actions.begin(), t.actions.end(), [](const std::string& a) {
+      return a.rfind("advise accessed-by cuda:", 0) == 0;
+    })) << t.tensor;
+  }
+  EXPECT_GT(spilled, 0u) << "the plan spilled nothing";
+  const auto issued = gpu.weights->prefetch({1});
+  EXPECT_FALSE(issued.empty());
+  for (const auto& line : issued)
+    EXPECT_NE(line.find(": prefetch cuda:"), std::string::npos) << line;
 }
 
 // torchrun with one visible GPU per rank: LOCAL_RANK 3 means the one GPU this process sees;
