@@ -77,12 +77,10 @@ memory_figures derive_memory(memory_model model, const device_info& device,
   return m;
 }
 
-platform_info detect_platform(const detect_options& options) {
-  if (options.profile) return profile_platform(*options.profile, options.topology);
+namespace {
 
-  platform_info info;
-  info.source = "live";
-  info.description = "this machine";
+// The device the query reports and the memory model it implies.
+void detect_device(platform_info& info, const detect_options& options) {
   std::unique_ptr<device_query> owned;
   const device_query* query = options.query;
   if (!query) {
@@ -93,7 +91,11 @@ platform_info detect_platform(const detect_options& options) {
   const classification c = classify(info.device);
   info.model = c.model;
   info.reason = c.reason;
+}
 
+// The topology asked for, located around the device; a live topology that cannot be read is a
+// note, a named one an error.
+void detect_topology(platform_info& info, const detect_options& options) {
   const topology_source topo = topology_source::parse(options.topology.value_or(""));
   const std::string bus = info.device.present ? info.device.pci_bus_id : std::string();
   if (topo.what == topology_source::kind::live) {
@@ -106,7 +108,10 @@ platform_info detect_platform(const detect_options& options) {
     info.topology = load_topology(topo, bus);
   }
   info.notes.insert(info.notes.end(), info.topology.notes.begin(), info.topology.notes.end());
+}
 
+// The host's meminfo; a missing /proc/meminfo is a note, any other path named an error.
+void detect_meminfo(platform_info& info, const detect_options& options) {
   const bool default_meminfo = options.meminfo_path == "/proc/meminfo";
   try {
     info.host_meminfo = read_meminfo(options.meminfo_path);
@@ -115,16 +120,21 @@ platform_info detect_platform(const detect_options& options) {
     if (!default_meminfo) throw;
     info.notes.push_back(std::string("host memory unknown: ") + e.what());
   }
+}
 
-  if (!options.cgroup_disabled) {
-    std::optional<std::filesystem::path> dir = options.cgroup_dir;
-    if (!dir) {
-      if (auto text = read_text_if_present(options.proc_self_cgroup))
-        dir = cgroup_dir_from(*text, options.cgroup_root);
-    }
-    if (dir) info.cgroup = read_cgroup_limit(*dir, options.cgroup_dir ? *dir : options.cgroup_root);
+// The cgroup limit of this process: the directory given, or the one /proc/self/cgroup names.
+void detect_cgroup(platform_info& info, const detect_options& options) {
+  if (options.cgroup_disabled) return;
+  std::optional<std::filesystem::path> dir = options.cgroup_dir;
+  if (!dir) {
+    if (auto text = read_text_if_present(options.proc_self_cgroup))
+      dir = cgroup_dir_from(*text, options.cgroup_root);
   }
-  info.memory = derive_memory(info.model, info.device, info.host_meminfo, info.cgroup);
+  if (dir) info.cgroup = read_cgroup_limit(*dir, options.cgroup_dir ? *dir : options.cgroup_root);
+}
+
+// Notes on the figures the memory model does not trust and on a GPU whose locality is unknown.
+void note_untrusted_figures(platform_info& info) {
   if (info.device.present && info.device.free_memory && info.model != memory_model::discrete &&
       info.model != memory_model::discrete_hmm) {
     info.notes.push_back("cudaMemGetInfo reported " + format_bytes(*info.device.free_memory) +
@@ -134,6 +144,22 @@ platform_info detect_platform(const detect_options& options) {
   if (info.device.present && !info.topology.gpu.found && !info.topology.gpu.reason.empty()) {
     info.notes.push_back("GPU locality unknown: " + info.topology.gpu.reason);
   }
+}
+
+}  // namespace
+
+platform_info detect_platform(const detect_options& options) {
+  if (options.profile) return profile_platform(*options.profile, options.topology);
+
+  platform_info info;
+  info.source = "live";
+  info.description = "this machine";
+  detect_device(info, options);
+  detect_topology(info, options);
+  detect_meminfo(info, options);
+  detect_cgroup(info, options);
+  info.memory = derive_memory(info.model, info.device, info.host_meminfo, info.cgroup);
+  note_untrusted_figures(info);
   return info;
 }
 
