@@ -315,12 +315,10 @@ nlohmann::json to_json(const platform_info& info) {
   return j;
 }
 
-std::string describe(const platform_info& info) {
-  std::ostringstream o;
-  o << "platform: " << info.source;
-  if (!info.description.empty()) o << " (" << info.description << ")";
-  o << "\nmemory model: " << to_string(info.model) << "\n  why: " << info.reason << "\n";
-  const device_info& d = info.device;
+namespace {
+
+// The device line, its free memory and its nonzero attributes, or why there is none.
+void describe_device(std::ostringstream& o, const device_info& d) {
   if (d.present) {
     o << "device " << d.ordinal << " of " << d.device_count << ": " << d.name << ", compute "
       << d.compute_major << "." << d.compute_minor << ", " << d.sm_count << " SMs, PCI "
@@ -335,7 +333,11 @@ std::string describe(const platform_info& info) {
   } else {
     o << "device: none (" << d.absence_reason << ")\n";
   }
-  const topology_info& t = info.topology;
+}
+
+// The topology summary, its NUMA nodes, its CPU kinds (when more than one) and, with a device,
+// where the GPU sits.
+void describe_topology(std::ostringstream& o, const topology_info& t, bool device_present) {
   o << "topology: " << (t.source.empty() ? "unknown" : t.source) << ": " << t.packages
     << " package(s), " << t.cores << " cores, " << t.pus << " PUs, cpuset " << t.cpuset << "\n";
   for (const auto& n : t.numa_nodes) {
@@ -352,7 +354,7 @@ std::string describe(const platform_info& info) {
     for (const auto& [name, value] : k.infos) o << ", " << name << " " << value;
     o << "\n";
   }
-  if (d.present) {
+  if (device_present) {
     const gpu_locality& g = t.gpu;
     if (g.found) {
       o << "  GPU " << g.pci_bus_id << ": local NUMA node " << g.numa_node << ", cpuset "
@@ -363,6 +365,10 @@ std::string describe(const platform_info& info) {
       o << "  GPU locality unknown: " << g.reason << "\n";
     }
   }
+}
+
+// The device and host figures the plan starts from, with their sources and the cgroup limit.
+void describe_memory(std::ostringstream& o, const platform_info& info) {
   o << "memory for the plan:\n  device: " << bytes_text(info.memory.device_bytes) << " — "
     << info.memory.device_source << "\n  host:   " << bytes_text(info.memory.host_bytes) << " — "
     << info.memory.host_source << "\n";
@@ -372,6 +378,18 @@ std::string describe(const platform_info& info) {
       << format_bytes(info.cgroup->max) << ", current " << format_bytes(info.cgroup->current)
       << "\n";
   }
+}
+
+}  // namespace
+
+std::string describe(const platform_info& info) {
+  std::ostringstream o;
+  o << "platform: " << info.source;
+  if (!info.description.empty()) o << " (" << info.description << ")";
+  o << "\nmemory model: " << to_string(info.model) << "\n  why: " << info.reason << "\n";
+  describe_device(o, info.device);
+  describe_topology(o, info.topology, info.device.present);
+  describe_memory(o, info);
   for (const auto& n : info.notes) o << "note: " << n << "\n";
   for (const auto& s : info.sources) o << "source: " << s << "\n";
   return o.str();
