@@ -59,15 +59,15 @@ void set_capacities(placement_plan& p, const platform_info& platform, const budg
   p.device_reserve_bytes = is_gpu(m) ? b.device_reserve_bytes : 0;
 }
 
-// The strategy of the memory model and its staging ring: size and depth per model, then
-// overrides; a slot holds at least one expert whole. Staging NUMA node and reader CPUs from the
-// GPU's locality.
-void plan_staging(placement_plan& p, const platform_info& platform, const model_demand& demand,
-                  const budgets& b) {
-  const memory_model m = platform.model;
-  const gpu_locality& gpu = platform.topology.gpu;
-  std::uint64_t slot = 64 * mib;
+// Size and depth of a staging ring.
+struct ring_shape {
+  std::uint64_t slot_bytes = 64 * mib;
   int slots = 4;
+};
+
+// The memory model's strategy: its reason, pinning, zero copy, device scratch and ring shape.
+ring_shape choose_strategy(placement_plan& p, memory_model m) {
+  ring_shape ring;
   switch (m) {
     case memory_model::discrete:
     case memory_model::discrete_hmm:
@@ -88,29 +88,42 @@ void plan_staging(placement_plan& p, const platform_info& platform, const model_
       p.reason =
           "integrated: one resident copy in the shared pool, a small staging ring, direct "
           "I/O so no page cache competes with the weights";
-      slot = 16 * mib;
-      slots = 3;
+      ring.slot_bytes = 16 * mib;
+      ring.slots = 3;
       p.orders.staging.pinned = true;
       p.orders.staging.zero_copy = true;
       break;
     case memory_model::host:
       p.reason = "no GPU: tensors in host memory, decoded on CPU cores";
-      slots = 2;
+      ring.slots = 2;
       break;
   }
-  if (b.staging_slot_bytes) slot = *b.staging_slot_bytes;
-  if (b.staging_slots) slots = *b.staging_slots;
+  return ring;
+}
+
+// The ring's slots and their size after the budgets' overrides, a slot raised to hold one expert
+// whole, and the staging and device scratch bytes they take.
+void size_staging(placement_plan& p, ring_shape ring, const model_demand& demand,
+                  const budgets& b) {
+  if (b.staging_slot_bytes) ring.slot_bytes = *b.staging_slot_bytes;
+  if (b.staging_slots) ring.slots = *b.staging_slots;
   const std::uint64_t unit = demand.largest_stage_unit();
-  if (slot < unit) {
-    p.notes.push_back("staging slot raised from " + format_bytes(slot) + " to hold one expert (" +
-                      format_bytes(unit) + ")");
-    slot = round_up(unit, 2 * mib);
+  if (ring.slot_bytes < unit) {
+    p.notes.push_back("staging slot raised from " + format_bytes(ring.slot_bytes) +
+                      " to hold one expert (" + format_bytes(unit) + ")");
+    ring.slot_bytes = round_up(unit, 2 * mib);
   }
-  p.orders.staging.slot_bytes = slot;
-  p.orders.staging.slots = slots;
-  p.staging_bytes = slot * static_cast<std::uint64_t>(slots);
+  p.orders.staging.slot_bytes = ring.slot_bytes;
+  p.orders.staging.slots = ring.slots;
+  p.staging_bytes = ring.slot_bytes * static_cast<std::uint64_t>(ring.slots);
   p.device_scratch_bytes =
       p.device_scratch ? p.staging_bytes : 0;  // device_scratch == !zero_copy on a GPU
+}
+
+// The staging NUMA node, the reader CPUs and the decode CPUs from the GPU's locality.
+void choose_cpus(placement_plan& p, const platform_info& platform) {
+  const memory_model m = platform.model;
+  const gpu_locality& gpu = platform.topology.gpu;
   if (is_gpu(m) && gpu.found) p.orders.staging.numa_node = gpu.numa_node;
   const cpu_choice cpus = choose_worker_cpus(platform.topology, is_gpu(m));
   p.orders.reader_cpuset = cpus.cpuset;
@@ -122,6 +135,15 @@ void plan_staging(placement_plan& p, const platform_info& platform, const model_
           ? "the GPU decodes; a host standing in for it decodes on the reader CPUs" +
                 (cpus.cpuset.empty() ? std::string(", placed by the OS") : " (" + cpus.cpuset + ")")
           : "the caller's thread and its OpenMP team, on the reader CPUs: " + cpus.reason;
+}
+
+// The strategy of the memory model and its staging ring: size and depth per model, then
+// overrides; a slot holds at least one expert whole. Staging NUMA node and reader CPUs from the
+// GPU's locality.
+void plan_staging(placement_plan& p, const platform_info& platform, const model_demand& demand,
+                  const budgets& b) {
+  size_staging(p, choose_strategy(p, platform.model), demand, b);
+  choose_cpus(p, platform);
 }
 
 // Direct or buffered reads, and the page-cache policy.
