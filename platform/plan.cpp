@@ -170,13 +170,9 @@ void plan_io(placement_plan& p, memory_model m, const budgets& b) {
   p.orders.drop_page_cache = true;
 }
 
-// Every output placed in the demand's order; on coherent machines device memory is filled in
-// order of use and the rest spills to host memory next to the GPU, listed for prefetch.
-void place_tensors(placement_plan& p, const platform_info& platform, const model_demand& demand) {
-  const memory_model m = platform.model;
-  const gpu_locality& gpu = platform.topology.gpu;
-  p.stored_bytes = demand.bytes_stored();
-  p.output_bytes = demand.bytes_output();
+// One placement per output, in the demand's order, all in device memory on a GPU, else in host
+// memory.
+void list_placements(placement_plan& p, memory_model m, const model_demand& demand) {
   p.orders.placements.reserve(demand.tensors.size());
   for (const auto& t : demand.tensors) {
     placement pl;
@@ -188,35 +184,48 @@ void place_tensors(placement_plan& p, const platform_info& platform, const model
     pl.where = is_gpu(m) ? memory_kind::device : memory_kind::host;
     p.orders.placements.push_back(std::move(pl));
   }
-  if (m == memory_model::coherent) {
-    std::vector<std::size_t> order(p.orders.placements.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) {
-      const auto& x = p.orders.placements[a];
-      const auto& y = p.orders.placements[c];
-      const int cx = fill_class(x.kind), cy = fill_class(y.kind);
-      if (cx != cy) return cx < cy;
-      if (cx == 3 && x.layer != y.layer) return x.layer < y.layer;
-      return false;
-    });
-    const std::uint64_t room =
-        minus(p.device_capacity_bytes, p.device_reserve_bytes + p.device_scratch_bytes);
-    std::uint64_t used = 0;
-    const int host_node = gpu.found ? gpu.numa_node : -1;
-    for (std::size_t i : order) {
-      placement& pl = p.orders.placements[i];
-      if (used + pl.bytes <= room) {
-        used += pl.bytes;
-      } else {
-        pl.where = memory_kind::host_managed;
-        pl.numa_node = host_node;
-        pl.preferred_location_host = true;
-        pl.accessed_by_device = true;
-      }
+}
+
+// Indexes of the placements in the order a coherent machine fills device memory (fill_class,
+// experts layer by layer), stable within a class.
+std::vector<std::size_t> fill_order(const std::vector<placement>& placements) {
+  std::vector<std::size_t> order(placements.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) {
+    const auto& x = placements[a];
+    const auto& y = placements[c];
+    const int cx = fill_class(x.kind), cy = fill_class(y.kind);
+    if (cx != cy) return cx < cy;
+    if (cx == 3 && x.layer != y.layer) return x.layer < y.layer;
+    return false;
+  });
+  return order;
+}
+
+// Device memory filled in fill order; what does not fit spills to host memory next to the GPU,
+// advised for the device and listed for prefetch.
+void spill_to_host(placement_plan& p, const gpu_locality& gpu) {
+  const std::uint64_t room =
+      minus(p.device_capacity_bytes, p.device_reserve_bytes + p.device_scratch_bytes);
+  std::uint64_t used = 0;
+  const int host_node = gpu.found ? gpu.numa_node : -1;
+  for (std::size_t i : fill_order(p.orders.placements)) {
+    placement& pl = p.orders.placements[i];
+    if (used + pl.bytes <= room) {
+      used += pl.bytes;
+    } else {
+      pl.where = memory_kind::host_managed;
+      pl.numa_node = host_node;
+      pl.preferred_location_host = true;
+      pl.accessed_by_device = true;
     }
-    for (std::size_t i = 0; i < p.orders.placements.size(); ++i)
-      if (p.orders.placements[i].where == memory_kind::host_managed) p.orders.prefetch.push_back(i);
   }
+  for (std::size_t i = 0; i < p.orders.placements.size(); ++i)
+    if (p.orders.placements[i].where == memory_kind::host_managed) p.orders.prefetch.push_back(i);
+}
+
+// Resident bytes by memory, the peaks with staging, and the share spilled on coherent machines.
+void count_resident(placement_plan& p, memory_model m) {
   for (const auto& pl : p.orders.placements) {
     (pl.where == memory_kind::device ? p.device_resident_bytes : p.host_resident_bytes) += pl.bytes;
   }
@@ -226,6 +235,17 @@ void place_tensors(placement_plan& p, const platform_info& platform, const model
     p.spill_fraction =
         static_cast<double>(p.host_resident_bytes) / static_cast<double>(p.output_bytes);
   }
+}
+
+// Every output placed in the demand's order; on coherent machines device memory is filled in
+// order of use and the rest spills to host memory next to the GPU, listed for prefetch.
+void place_tensors(placement_plan& p, const platform_info& platform, const model_demand& demand) {
+  const memory_model m = platform.model;
+  p.stored_bytes = demand.bytes_stored();
+  p.output_bytes = demand.bytes_output();
+  list_placements(p, m, demand);
+  if (m == memory_model::coherent) spill_to_host(p, platform.topology.gpu);
+  count_resident(p, m);
 }
 
 // Whether the peaks fit the capacities; when not, the message says what was needed and what is
