@@ -561,13 +561,10 @@ nlohmann::json to_json(const placement_plan& p) {
   };
 }
 
-std::string describe(const placement_plan& p, bool every_tensor) {
-  std::ostringstream o;
-  o << p.model_label << " on " << p.platform << ": " << (p.fits ? "fits" : "DOES NOT FIT") << "\n";
-  o << "  memory model: " << to_string(p.model) << " — " << p.reason << "\n";
-  o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout)
-    << ", " << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
-    << format_bytes(p.output_bytes) << "\n";
+namespace {
+
+// The I/O mode, the staging ring and the reader and decode CPUs, each with its reason.
+void describe_orders(std::ostringstream& o, const placement_plan& p) {
   o << "  I/O: " << to_string(p.orders.io)
     << (p.orders.io == io_mode::buffered && p.orders.drop_page_cache ? " (consumed ranges dropped)"
                                                                      : "")
@@ -582,6 +579,10 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     << (p.orders.reader_cpuset.empty() ? std::string("any") : p.orders.reader_cpuset) << "\n";
   o << "  reader CPUs: " << p.reader_cpuset_reason << "\n";
   o << "  decode CPUs: " << p.decode_cpuset_reason << "\n";
+}
+
+// Tensors and bytes per memory kind (and NUMA node), and on coherent machines what spilled.
+void describe_locations(std::ostringstream& o, const placement_plan& p) {
   std::map<std::string, std::pair<std::size_t, std::uint64_t>> by_location;
   for (const auto& pl : p.orders.placements) {
     std::string key(to_string(pl.where));
@@ -604,6 +605,10 @@ std::string describe(const placement_plan& p, bool every_tensor) {
       o << "; first spilled: " << p.orders.placements[p.orders.prefetch.front()].tensor;
     o << "\n";
   }
+}
+
+// The predicted peaks beside the capacities and reserve they are judged against.
+void describe_peaks(std::ostringstream& o, const placement_plan& p) {
   o << "  predicted peak: device " << format_bytes(p.peak_device_bytes) << " ("
     << format_count(p.peak_device_bytes) << " B), host " << format_bytes(p.peak_host_bytes) << " ("
     << format_count(p.peak_host_bytes) << " B)\n";
@@ -611,6 +616,20 @@ std::string describe(const placement_plan& p, bool every_tensor) {
     << p.device_capacity_source << "), reserve " << format_bytes(p.device_reserve_bytes)
     << "; host " << format_bytes(p.host_capacity_bytes) << " (" << p.host_capacity_source << ")"
     << (p.single_pool ? "; one pool" : "") << "\n";
+}
+
+}  // namespace
+
+std::string describe(const placement_plan& p, bool every_tensor) {
+  std::ostringstream o;
+  o << p.model_label << " on " << p.platform << ": " << (p.fits ? "fits" : "DOES NOT FIT") << "\n";
+  o << "  memory model: " << to_string(p.model) << " — " << p.reason << "\n";
+  o << "  output: " << to_string(p.options.dtype) << ", layout " << to_string(p.options.layout)
+    << ", " << rank_text(p.options) << "; reads " << format_bytes(p.stored_bytes) << ", holds "
+    << format_bytes(p.output_bytes) << "\n";
+  describe_orders(o, p);
+  describe_locations(o, p);
+  describe_peaks(o, p);
   if (!p.fits) o << "  " << p.message << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   if (every_tensor) {
