@@ -98,64 +98,84 @@ cuda_devices probe_cuda_devices() {
 
 namespace {
 
+// Whether device `ordinal` exists; when not, d.absence_reason says why.
+bool find_device(device_info& d, int ordinal) {
+  const cuda_devices devices = probe_cuda_devices();
+  const int count = devices.count;
+  d.device_count = count;
+  if (count == 0) {
+    d.absence_reason = devices.absence_reason;
+    return false;
+  }
+  if (ordinal < 0 || ordinal >= count) {
+    d.absence_reason = "CUDA device " + std::to_string(ordinal) + " does not exist (" +
+                       std::to_string(count) + " present)";
+    return false;
+  }
+  return true;
+}
+
+// Driver and runtime versions, name and lower-case PCI bus id; returns the properties' total
+// memory (0 when they cannot be read).
+std::uint64_t read_identity(device_info& d, int ordinal) {
+  cudaDriverGetVersion(&d.driver_version);
+  cudaRuntimeGetVersion(&d.runtime_version);
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) {
+    d.name = prop.name;
+  } else {
+    cudaGetLastError();
+  }
+  char bus_id[64] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, ordinal) == cudaSuccess) {
+    d.pci_bus_id = bus_id;
+    for (auto& c : d.pci_bus_id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  } else {
+    cudaGetLastError();
+  }
+  return prop.totalGlobalMem;
+}
+
+// The cudaDeviceAttr values the classification and the plan read, -1 where one cannot be read.
+void read_attributes(device_info& d, int ordinal) {
+  d.compute_major = attribute(cudaDevAttrComputeCapabilityMajor, ordinal);
+  d.compute_minor = attribute(cudaDevAttrComputeCapabilityMinor, ordinal);
+  d.sm_count = attribute(cudaDevAttrMultiProcessorCount, ordinal);
+  d.integrated = attribute(cudaDevAttrIntegrated, ordinal);
+  d.managed_memory = attribute(cudaDevAttrManagedMemory, ordinal);
+  d.host_native_atomic = attribute(cudaDevAttrHostNativeAtomicSupported, ordinal);
+  d.pageable_memory_access = attribute(cudaDevAttrPageableMemoryAccess, ordinal);
+  d.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, ordinal);
+  d.pageable_uses_host_page_tables =
+      attribute(cudaDevAttrPageableMemoryAccessUsesHostPageTables, ordinal);
+  d.direct_managed_access_from_host = attribute(cudaDevAttrDirectManagedMemAccessFromHost, ordinal);
+  d.memory_pools_supported = attribute(cudaDevAttrMemoryPoolsSupported, ordinal);
+  d.numa_config = attribute(cudaDevAttrNumaConfig, ordinal);
+  d.numa_id = attribute(cudaDevAttrNumaId, ordinal);
+  d.host_numa_id = attribute(cudaDevAttrHostNumaId, ordinal);
+}
+
+// Free and total memory from the driver, the properties' total where the driver gives none.
+void read_memory(device_info& d, int ordinal, std::uint64_t properties_total) {
+  // Free memory is asked of the device's own primary context, pushed and popped on this
+  // thread: the caller's current device stays as it was, and no context is made on a GPU
+  // other than the one examined (cudaSetDevice would make one on the device it restores).
+  if (const auto info = free_and_total(ordinal)) {
+    d.free_memory = info->first;
+    d.total_memory = info->second;
+  }
+  if (d.total_memory == 0) d.total_memory = properties_total;
+}
+
 class cuda_device_query final : public device_query {
  public:
   device_info query(int ordinal) const override {
     device_info d;
     d.ordinal = ordinal;
-    const cuda_devices devices = probe_cuda_devices();
-    const int count = devices.count;
-    d.device_count = count;
-    if (count == 0) {
-      d.absence_reason = devices.absence_reason;
-      return d;
-    }
-    if (ordinal < 0 || ordinal >= count) {
-      d.absence_reason = "CUDA device " + std::to_string(ordinal) + " does not exist (" +
-                         std::to_string(count) + " present)";
-      return d;
-    }
-    cudaDriverGetVersion(&d.driver_version);
-    cudaRuntimeGetVersion(&d.runtime_version);
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, ordinal) == cudaSuccess) {
-      d.name = prop.name;
-    } else {
-      cudaGetLastError();
-    }
-    char bus_id[64] = {};
-    if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, ordinal) == cudaSuccess) {
-      d.pci_bus_id = bus_id;
-      for (auto& c : d.pci_bus_id)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else {
-      cudaGetLastError();
-    }
-    d.compute_major = attribute(cudaDevAttrComputeCapabilityMajor, ordinal);
-    d.compute_minor = attribute(cudaDevAttrComputeCapabilityMinor, ordinal);
-    d.sm_count = attribute(cudaDevAttrMultiProcessorCount, ordinal);
-    d.integrated = attribute(cudaDevAttrIntegrated, ordinal);
-    d.managed_memory = attribute(cudaDevAttrManagedMemory, ordinal);
-    d.host_native_atomic = attribute(cudaDevAttrHostNativeAtomicSupported, ordinal);
-    d.pageable_memory_access = attribute(cudaDevAttrPageableMemoryAccess, ordinal);
-    d.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, ordinal);
-    d.pageable_uses_host_page_tables =
-        attribute(cudaDevAttrPageableMemoryAccessUsesHostPageTables, ordinal);
-    d.direct_managed_access_from_host =
-        attribute(cudaDevAttrDirectManagedMemAccessFromHost, ordinal);
-    d.memory_pools_supported = attribute(cudaDevAttrMemoryPoolsSupported, ordinal);
-    d.numa_config = attribute(cudaDevAttrNumaConfig, ordinal);
-    d.numa_id = attribute(cudaDevAttrNumaId, ordinal);
-    d.host_numa_id = attribute(cudaDevAttrHostNumaId, ordinal);
-
-    // Free memory is asked of the device's own primary context, pushed and popped on this
-    // thread: the caller's current device stays as it was, and no context is made on a GPU
-    // other than the one examined (cudaSetDevice would make one on the device it restores).
-    if (const auto info = free_and_total(ordinal)) {
-      d.free_memory = info->first;
-      d.total_memory = info->second;
-    }
-    if (d.total_memory == 0) d.total_memory = prop.totalGlobalMem;
+    if (!find_device(d, ordinal)) return d;
+    const std::uint64_t properties_total = read_identity(d, ordinal);
+    read_attributes(d, ordinal);
+    read_memory(d, ordinal, properties_total);
     d.present = true;
     return d;
   }
