@@ -180,6 +180,110 @@ std::uint64_t checkpoint::file_bytes() const {
   return total;
 }
 
+namespace {
+
+// Files that are part of the weights, not copied as "other files".
+using known_files = std::set<fs::path>;
+
+// A single .safetensors file given by path: its one shard.
+void open_single_file(checkpoint& ckpt, const fs::path& source, known_files& known) {
+  ckpt.single_file = true;
+  ckpt.directory = source.has_parent_path() ? source.parent_path() : fs::path(".");
+  ckpt.shards.push_back(read_safetensors_header(source));
+  add_shard_tensors(ckpt, 0);
+  known.insert(source.filename());
+}
+
+// The shards an index names, in the order their first tensor appears in its (sorted) weight_map;
+// returns the shard of each file name.
+std::map<std::string, std::size_t> read_indexed_shards(checkpoint& ckpt,
+                                                       const checkpoint_index& index,
+                                                       const fs::path& index_path,
+                                                       known_files& known) {
+  std::map<std::string, std::size_t> shard_of_file;
+  for (const auto& [tensor, name] : index.weight_map) {
+    if (shard_of_file.count(name)) continue;
+    const fs::path path = shard_file(ckpt.directory, name, tensor, index_path);
+    shard_of_file[name] = ckpt.shards.size();
+    ckpt.shards.push_back(read_safetensors_header(path));
+    known.insert(fs::path(name).filename());
+  }
+  return shard_of_file;
+}
+
+// The index and the shards agree: each listed tensor is in the shard named, each tensor held is
+// listed, and metadata.total_size is the tensors' bytes.
+void check_index_agrees(const checkpoint& ckpt, const checkpoint_index& index,
+                        const fs::path& index_path,
+                        const std::map<std::string, std::size_t>& shard_of_file) {
+  for (const auto& [tensor, name] : index.weight_map) {
+    const auto* ref = ckpt.find(tensor);
+    if (!ref || ref->shard != shard_of_file.at(name))
+      throw format_error(index_path.string() + ": tensor '" + tensor + "' is listed in " + name +
+                         " but that shard does not hold it");
+  }
+  for (const auto& [tensor, ref] : ckpt.tensors)
+    if (!index.weight_map.count(tensor))
+      throw format_error(ckpt.shards[ref.shard].path.string() + ": tensor '" + tensor +
+                         "' is not listed in " + index_path.string());
+  if (index.total_size != ckpt.tensor_bytes())
+    throw format_error(index_path.string() + ": metadata.total_size is " +
+                       std::to_string(index.total_size) + " but the tensors hold " +
+                       std::to_string(ckpt.tensor_bytes()) + " bytes");
+}
+
+// A directory with an index: the shards it names, checked against it.
+void open_indexed(checkpoint& ckpt, const fs::path& index_path, known_files& known) {
+  ckpt.index_path = index_path;
+  known.insert(index_name);
+  const checkpoint_index index =
+      parse_checkpoint_index(read_text_file(index_path, max_json_file_bytes), index_path);
+  const auto shard_of_file = read_indexed_shards(ckpt, index, index_path, known);
+  for (std::size_t i = 0; i < ckpt.shards.size(); ++i) add_shard_tensors(ckpt, i);
+  ckpt.index_total_size = index.total_size;
+  check_index_agrees(ckpt, index, index_path, shard_of_file);
+}
+
+// A directory without an index: its one .safetensors file, refused when there are none or several.
+void open_lone_shard(checkpoint& ckpt, const fs::path& source, known_files& known) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(source))
+    if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
+      files.push_back(entry.path());
+  if (files.empty())
+    throw format_error(source.string() + ": no " + index_name + " and no .safetensors file");
+  if (files.size() > 1)
+    throw format_error(source.string() + ": several .safetensors files but no " + index_name);
+  refuse_link_out(source, files[0]);
+  ckpt.shards.push_back(read_safetensors_header(files[0]));
+  add_shard_tensors(ckpt, 0);
+  known.insert(files[0].filename());
+}
+
+// config.json beside the weights, when there is one.
+void read_config(checkpoint& ckpt, known_files& known) {
+  std::error_code ec;
+  const fs::path config_path = ckpt.directory / "config.json";
+  if (!fs::is_regular_file(config_path, ec)) return;
+  refuse_link_out(ckpt.directory, config_path);
+  ckpt.config = parse_model_config(read_text_file(config_path, max_json_file_bytes), config_path);
+  known.insert("config.json");
+}
+
+// The directory's other regular files (tokenizer, generation config, ...), sorted; stray
+// .safetensors files are not among them.
+void list_other_files(checkpoint& ckpt, const known_files& known) {
+  for (const auto& entry : fs::directory_iterator(ckpt.directory)) {
+    if (!entry.is_regular_file() || known.count(entry.path().filename())) continue;
+    if (entry.path().extension() == ".safetensors") continue;  // stray weights, not ours
+    refuse_link_out(ckpt.directory, entry.path());
+    ckpt.other_files.push_back(entry.path());
+  }
+  std::sort(ckpt.other_files.begin(), ckpt.other_files.end());
+}
+
+}  // namespace
+
 checkpoint open_checkpoint(const fs::path& source) {
   checkpoint ckpt;
   ckpt.source = source;
@@ -187,79 +291,23 @@ checkpoint open_checkpoint(const fs::path& source) {
   if (!fs::exists(source, ec))
     throw io_error(source.string() + ": no such file or directory", ENOENT);
 
-  std::set<fs::path> known;  // files that are part of the weights, not copied as "other files"
+  known_files known;
   if (fs::is_regular_file(source)) {
-    ckpt.single_file = true;
-    ckpt.directory = source.has_parent_path() ? source.parent_path() : fs::path(".");
-    ckpt.shards.push_back(read_safetensors_header(source));
-    add_shard_tensors(ckpt, 0);
-    known.insert(source.filename());
+    open_single_file(ckpt, source, known);
   } else if (fs::is_directory(source)) {
     ckpt.directory = source;
     const fs::path index_path = source / index_name;
     if (fs::exists(index_path, ec)) {
-      ckpt.index_path = index_path;
-      known.insert(index_name);
-      const checkpoint_index index =
-          parse_checkpoint_index(read_text_file(index_path, max_json_file_bytes), index_path);
-      // Shards in the order their first tensor appears in the index's (sorted) weight_map.
-      std::map<std::string, std::size_t> shard_of_file;
-      for (const auto& [tensor, name] : index.weight_map) {
-        if (shard_of_file.count(name)) continue;
-        const fs::path path = shard_file(source, name, tensor, index_path);
-        shard_of_file[name] = ckpt.shards.size();
-        ckpt.shards.push_back(read_safetensors_header(path));
-        known.insert(fs::path(name).filename());
-      }
-      for (std::size_t i = 0; i < ckpt.shards.size(); ++i) add_shard_tensors(ckpt, i);
-      for (const auto& [tensor, name] : index.weight_map) {
-        const auto* ref = ckpt.find(tensor);
-        if (!ref || ref->shard != shard_of_file[name])
-          throw format_error(index_path.string() + ": tensor '" + tensor + "' is listed in " +
-                             name + " but that shard does not hold it");
-      }
-      for (const auto& [tensor, ref] : ckpt.tensors)
-        if (!index.weight_map.count(tensor))
-          throw format_error(ckpt.shards[ref.shard].path.string() + ": tensor '" + tensor +
-                             "' is not listed in " + index_path.string());
-      ckpt.index_total_size = index.total_size;
-      if (index.total_size != ckpt.tensor_bytes())
-        throw format_error(index_path.string() + ": metadata.total_size is " +
-                           std::to_string(index.total_size) + " but the tensors hold " +
-                           std::to_string(ckpt.tensor_bytes()) + " bytes");
+      open_indexed(ckpt, index_path, known);
     } else {
-      std::vector<fs::path> files;
-      for (const auto& entry : fs::directory_iterator(source))
-        if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
-          files.push_back(entry.path());
-      if (files.empty())
-        throw format_error(source.string() + ": no " + index_name + " and no .safetensors file");
-      if (files.size() > 1)
-        throw format_error(source.string() + ": several .safetensors files but no " + index_name);
-      refuse_link_out(source, files[0]);
-      ckpt.shards.push_back(read_safetensors_header(files[0]));
-      add_shard_tensors(ckpt, 0);
-      known.insert(files[0].filename());
+      open_lone_shard(ckpt, source, known);
     }
   } else {
     throw format_error(source.string() + ": neither a file nor a directory");
   }
 
-  const fs::path config_path = ckpt.directory / "config.json";
-  if (fs::is_regular_file(config_path, ec)) {
-    refuse_link_out(ckpt.directory, config_path);
-    ckpt.config = parse_model_config(read_text_file(config_path, max_json_file_bytes), config_path);
-    known.insert("config.json");
-  }
-  if (!ckpt.single_file) {
-    for (const auto& entry : fs::directory_iterator(ckpt.directory)) {
-      if (!entry.is_regular_file() || known.count(entry.path().filename())) continue;
-      if (entry.path().extension() == ".safetensors") continue;  // stray weights, not ours
-      refuse_link_out(ckpt.directory, entry.path());
-      ckpt.other_files.push_back(entry.path());
-    }
-    std::sort(ckpt.other_files.begin(), ckpt.other_files.end());
-  }
+  read_config(ckpt, known);
+  if (!ckpt.single_file) list_other_files(ckpt, known);
   return ckpt;
 }
 
