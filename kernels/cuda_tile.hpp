@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/arith.hpp"
 #include "kernels/decode_job.hpp"
 #include "kernels/mxfp4.hpp"
 
@@ -273,8 +274,8 @@ inline hf_grid plan_hf(const decode_job& job) {
   g.experts = job.experts;
   g.rows = job.rows;
   g.groups = job.groups;
-  g.row_tiles = (job.rows + hf_tile_rows - 1) / hf_tile_rows;
-  g.group_tiles = (job.groups + hf_tile_groups - 1) / hf_tile_groups;
+  g.row_tiles = ceil_div(job.rows, hf_tile_rows);
+  g.group_tiles = ceil_div(job.groups, hf_tile_groups);
   g.block_width = load_width(reinterpret_cast<std::uintptr_t>(job.blocks));
   g.vector_out = reinterpret_cast<std::uintptr_t>(job.out) % 16 == 0 &&
                  (job.rows * element_bytes(job.dtype)) % 16 == 0;
