@@ -1,9 +1,6 @@
 #include "src/memory_cuda.hpp"
 
-#include <sys/mman.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 
 #include "kernels/arith.hpp"
@@ -103,10 +100,7 @@ pinned_memory_resource::~pinned_memory_resource() {
 // Bound before pinning: pages land on the GPU-local node when first touched, and pinned pages do
 // not move afterwards.
 void* pinned_memory_resource::map_and_register(std::size_t length, std::string& binding) {
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    throw budget_error("cannot map " + std::to_string(length) +
-                       " bytes of host memory for a staging slot: " + std::strerror(errno));
+  void* p = host_.allocate(length);
   try {
     binding = bind_host_memory(p, length, numa_node());
     std::memset(p, 0, length);
@@ -114,7 +108,7 @@ void* pinned_memory_resource::map_and_register(std::size_t length, std::string& 
         cudaHostRegister(p, length, cudaHostRegisterPortable | cudaHostRegisterMapped), length,
         "a staging slot");
   } catch (...) {
-    ::munmap(p, length);
+    host_.deallocate(p, length);
     throw;
   }
   return p;
@@ -158,7 +152,7 @@ void pinned_memory_resource::deallocate(void* p, std::size_t) noexcept {
 void pinned_memory_resource::release(void* p, const slot& s) noexcept {
   if (s.registered) {
     UMLOAD_CUDA_BEST_EFFORT(cudaHostUnregister(p));
-    ::munmap(p, s.bytes);
+    host_.deallocate(p, s.bytes);
   } else {
     UMLOAD_CUDA_BEST_EFFORT(cudaFreeHost(p));
   }

@@ -87,6 +87,7 @@ class pinned_memory_resource final : public staging_resource {
     bool registered = false;
   };
   void* map_and_register(std::size_t length, std::string& binding);
+  host_memory_resource host_;  // the slots' mappings, when they are bound and registered
   void release(void* p, const slot& s) noexcept;
   bool can_register_;
   mutable std::mutex mutex_;
