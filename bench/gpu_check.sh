@@ -247,7 +247,7 @@ else:
   if [ -n "$ver" ] && [ -e "$carried/Python.h" ]; then echo "$carried"; return 0; fi
   local have
   have=$(cd "$PREFIX/usr/include" 2> /dev/null && compgen -G 'python3.*' | tr '\n' ' ')
-  echo "no Python.h for Python $ver: its own paths have ${own#none in } none; carried: ${have:-none}"
+  echo "no Python.h for Python $ver: none in its own paths (${own#none in }), none carried for $ver (carried: ${have:-none})"
   return 1
 }
 
