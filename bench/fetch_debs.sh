@@ -7,8 +7,8 @@
 #   bash bench/fetch_debs.sh          # fill .debs/ (a complete new set replaces the old one)
 #   bash bench/fetch_debs.sh --list   # the packages the GPU run needs, one a line (no network)
 #
-# The download goes to a temporary folder beside .debs/ and replaces .debs/ only when every
-# package came: a failed or partial download leaves the old .debs/ as it was. Where there is no
+# With them goes the pinned pybind11 wheel (for an interpreter without pybind11). The download
+# goes to a temporary folder beside .debs/ and replaces .debs/ only when every package came: a failed or partial download leaves the old .debs/ as it was. Where there is no
 # package registry (no apt-get, no sources, or none reachable) it says so and exits 1.
 #
 # Environment: UMLOAD_DEBS_DIR (default .debs), UMLOAD_DEBS_PYTHON (default "3.11 3.12": the Python
@@ -68,6 +68,18 @@ done
 mkdir -p "$(dirname "$dest")"
 new=$(mktemp -d "$dest.new.XXXXXX")
 trap 'rm -rf "$new"' EXIT
+
+# pybind11 as a wheel too (pure Python with its CMake package), the version src/python/
+# requirements.txt pins, for a GPU machine whose interpreter has none: from the wheelhouse the
+# Makefile fills, or pip. Not required: the configure prefers the interpreter's own.
+pybind11_pin=$(sed -n 's/^pybind11==//p' src/python/requirements.txt)
+wheelhouse=${UMLOAD_WHEELHOUSE:-$HOME/.cache/umload/wheels}
+if [ -n "$pybind11_pin" ]; then
+  if ! cp "$wheelhouse/pybind11-$pybind11_pin-py3-none-any.whl" "$new/" 2> /dev/null &&
+    ! python3 -m pip download -q --no-deps -d "$new" "pybind11==$pybind11_pin" > /dev/null 2>&1; then
+    echo "no pybind11 $pybind11_pin wheel (not in $wheelhouse, no pip download): not carried"
+  fi
+fi
 get() { (cd "$new" && apt-get download "${packages[@]}"); }
 failed=""
 if ! get > "$new/.log" 2>&1; then
@@ -93,3 +105,4 @@ mv "$new" "$dest"
 rm -rf "$new.old"
 trap - EXIT
 ls -l "$dest"/*.deb | awk -v d="$dest" '{s += $5} END {printf "%d packages, %.1f MB in %s/\n", NR, s / 1e6, d}'
+ls "$dest"/*.whl 2> /dev/null | sed 's#.*/#and the wheel #'

@@ -207,7 +207,7 @@ step_deps() {
     note "missing from .debs/: ${missing[*]} (run bench/fetch_debs.sh again)"
     return 1
   fi
-  stamp=$(cd "$DEBS" && hash_of ./*.deb)
+  stamp=$(cd "$DEBS" && hash_of ./*.deb ./*.whl)
   if [ "$(cat "$PREFIX/.umload-debs" 2> /dev/null)" = "$stamp" ]; then
     note "${#debs[@]} packages (prefix reused)"
     return 0
@@ -222,8 +222,14 @@ step_deps() {
     chmod +x "$PREFIX/pkg-config"
   fi
   ldconfig -p 2>/dev/null | grep -q 'libudev.so.1' || echo "warning: no libudev.so.1 here (libhwloc needs it)"
+  # The carried pybind11 wheel (bench/fetch_debs.sh), for an interpreter without pybind11.
+  local wheels=("$DEBS"/pybind11-*.whl)
+  if [ ${#wheels[@]} -gt 0 ]; then
+    "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "${wheels[0]}" "$PREFIX/pybind11-wheel" ||
+      { note "could not unpack $(basename "${wheels[0]}")"; return 1; }
+  fi
   echo "$stamp" > "$PREFIX/.umload-debs"
-  note "${#debs[@]} packages"
+  note "${#debs[@]} packages${wheels:+ and $(basename "${wheels[0]}")}"
 }
 
 # python_headers PYEXE: where the module's Python.h comes from. Prints "own" when the interpreter's
@@ -268,18 +274,23 @@ step_configure() {
   pkg_config=$(command -v pkg-config || echo "$PREFIX/pkg-config")
   pyexe=$(command -v "$PY" || true)
   pybind=$([ -n "$pyexe" ] && "$pyexe" -m pybind11 --cmakedir 2>/dev/null || true)
+  local pybind_from="its own"
+  if [ -z "$pybind" ] && [ -f "$PREFIX/pybind11-wheel/pybind11/share/cmake/pybind11/pybind11Config.cmake" ]; then
+    pybind=$PREFIX/pybind11-wheel/pybind11/share/cmake/pybind11
+    pybind_from="carried ($pybind)"
+  fi
   if [ -z "$pyexe" ]; then
-    py_args=(-DUMLOAD_BUILD_PYTHON=OFF)
     module="no Python module: no $PY here"
   elif [ -z "$pybind" ]; then
-    py_args=(-DUMLOAD_BUILD_PYTHON=OFF)
-    module="no Python module: no pybind11 for $pyexe"
+    module="no Python module: no pybind11 for $pyexe (its own or carried)"
   elif headers=$(python_headers "$pyexe"); then
     py_args=(-DUMLOAD_BUILD_PYTHON=ON -DPython3_EXECUTABLE="$pyexe" -Dpybind11_DIR="$pybind")
     [ "$headers" = own ] || py_args+=(-DUMLOAD_PYTHON_INCLUDE_DIR="$headers")
-    module="Python module for $pyexe, headers: $([ "$headers" = own ] && echo its own || echo "carried, $headers")"
+    module="Python module for $pyexe, headers: $([ "$headers" = own ] && echo its own || echo "carried, $headers"); pybind11: $pybind_from"
   else
     module="no Python module: $headers"
+  fi
+  if [ ${#py_args[@]} = 0 ]; then
     if [ "$MODE" = dry-run ]; then
       # The real run would lose the Python step: the rehearsal fails here, saying why.
       note "$module"
@@ -308,7 +319,7 @@ step_configure() {
   # What the configure itself concluded about the module (src/python/CMakeLists.txt).
   local said
   said=$(sed -n 's/^UMLOAD_PYTHON_MODULE:INTERNAL=//p' "$BUILD/CMakeCache.txt")
-  note "sm_$ARCH; ${said:+module $said}${said:-$module}"
+  if [ -n "$said" ]; then note "sm_$ARCH; module $said; pybind11: $pybind_from"; else note "sm_$ARCH; $module"; fi
   if [ "$MODE" = dry-run ] && [ "${py_args[0]}" = -DUMLOAD_BUILD_PYTHON=ON ] && [ "${said#built}" = "$said" ]; then
     return 1
   fi
@@ -655,7 +666,10 @@ table() { HEADER=$HEADER MODE=$MODE SELECTED="${SELECTED[*]}" GPU_ONLY=$GPU_ONLY
 # short still leaves them).
 publish() {
   cp "$RES/steps.tsv" "$OUT_DIR/steps.tsv" 2> /dev/null
-  table > "$WORK/scratch/table.txt" 2>&1 && cp "$WORK/scratch/table.txt" "$OUT_DIR/gpu_table.txt"
+  # Without a working table.py the rows themselves are the table.
+  table > "$WORK/scratch/table.txt" 2>&1 ||
+    { echo "(bench/gpu/table.py failed; the step rows:)"; cat "$RES/steps.tsv"; } >> "$WORK/scratch/table.txt" 2>&1
+  cp "$WORK/scratch/table.txt" "$OUT_DIR/gpu_table.txt"
   tar -czf "$WORK/scratch/archive.tar.gz" -C "$RES" . 2> /dev/null && mv "$WORK/scratch/archive.tar.gz" "$OUT_DIR/gpu_check.tar.gz"
 }
 # strays: anything in $OUT but the four files (moved into the archive's stray/); prints their names.

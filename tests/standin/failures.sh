@@ -2,10 +2,11 @@
 # The dry run fails where the GPU run would lose something, in the stand-in (tests/standin/run.sh,
 # root): .debs/ lacking a package the configure needs, and Python headers that are missing and
 # cannot be supplied (the stand-in's python3 is a venv without them, and the .debs here lack the
-# carried libpython3.11-dev). Each case runs only the steps it needs and checks the reason its row
-# gives. The full dry run (tests/standin/run.sh) is the case where the carried headers do supply
-# them: its configure fails unless the module is configured. A step writing into $OUT more than
-# the four files is tests/standin/gpu_check_script_test.sh's case (ctest, no root needed).
+# carried libpython3.11-dev). And an interpreter without pybind11 is served by the carried
+# pybind11 wheel. Each case runs only the steps it needs and checks the reason its row gives. The
+# full dry run (tests/standin/run.sh) is the case where the carried headers do supply them: its
+# configure fails unless the module is configured. A step writing into $OUT more than the four
+# files is tests/standin/gpu_check_script_test.sh's case (ctest, no root needed).
 #   bash tests/standin/failures.sh      # after bash bench/fetch_debs.sh; needs root
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,8 +49,14 @@ check "its deps row passes (the headers are not required packages)" bash -c 'gre
 check "its configure row fails and says no Python.h for the venv's Python" \
   bash -c 'grep -qE "^configure	FAILED.*no Python.h for Python 3\.[0-9]+" "$1"' _ "$tmp/no-python/steps.tsv"
 
+# 3. An interpreter without pybind11 (a bare venv of the root's python3): the carried wheel serves.
+standin no-pybind11 "$DEBS" "/usr/bin/python3 -m venv --without-pip /tmp/bare && UMLOAD_GPU_PYTHON=/tmp/bare/bin/python3 bash bench/gpu_check.sh --dry-run --only deps,configure"
+check "a configure for a venv without pybind11 passes" test $? = 0
+check "with the carried pybind11 and headers" \
+  bash -c 'grep -qE "^configure	ok	.*module built for /tmp/bare/bin/python3 .*headers from .*pybind11: carried" "$1"' _ "$tmp/no-pybind11/steps.tsv"
+
 echo "$passes checks passed, $failures failed"
 if [ "$failures" != 0 ]; then
-  for c in no-cli11 no-python; do echo "--- $c"; tail -30 "$tmp/$c.log"; done
+  for c in no-cli11 no-python no-pybind11; do echo "--- $c"; tail -30 "$tmp/$c.log"; done
 fi
 [ "$failures" = 0 ]

@@ -69,7 +69,7 @@ old
 PATH=$(shim all):$PATH bash "$script" > "$tmp/all.log" 2>&1
 expect "a complete download passes" test $? = 0
 expect "and replaces the old .debs" test ! -e "$UMLOAD_DEBS_DIR/old_1_amd64.deb"
-expect "with every package" test "$(ls "$UMLOAD_DEBS_DIR" | wc -l)" = $((${#packages[@]} + 2))
+expect "with every package" test "$(ls "$UMLOAD_DEBS_DIR"/*.deb | wc -l)" = $((${#packages[@]} + 2))
 expect "and the headers of the Python Debian has" test -e "$UMLOAD_DEBS_DIR/libpython3.11-dev_1_amd64.deb"
 expect "saying which versions it cannot carry" grep -q "no libpython3.12-dev" "$tmp/all.log"
 expect "no temporary folder is left after the swap" no_temp_left
