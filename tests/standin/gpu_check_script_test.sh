@@ -104,6 +104,10 @@ for a in "$@"; do case $a in --gtest_output=json:*) json=${a#--gtest_output=json
 echo "${HF_HUB_OFFLINE:-unset} ${TRANSFORMERS_OFFLINE:-unset}" > "$UMLOAD_GPU_WORK/offline"
 printf '%s\n' "$@" > "$UMLOAD_GPU_WORK/args-$(basename "$0")"
 [ -z "${FAKE_STRAY:-}" ] || : > "$OUT/stray.txt"
+if [ -n "${FAKE_FAIL:-}" ]; then
+  echo '{"tests": 2, "failures": 1, "testsuites": [{"name": "S", "testsuite": [{"name": "a", "result": "COMPLETED"}, {"name": "b", "result": "COMPLETED", "failures": [{"failure": "x"}]}]}]}' > "$json"
+  exit 1
+fi
 cat > "$json" << 'J'
 {"tests": 2, "failures": 0, "testsuites": [{"name": "S", "testsuite": [{"name": "a", "result": "COMPLETED"}, {"name": "b", "result": "COMPLETED"}]}]}
 J
@@ -157,6 +161,10 @@ expect "the header says the kernel is gVisor's (uname -r 4.4.0)" grep -q "kernel
 expect "its row counts the cases" grep -qE "^tile_test	ok	[0-9]+	2 cases, 0 failed, 0 skipped$" "$tmp/out1/steps.tsv"
 expect "every step runs with HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1" same "$(cat "$tmp/work/offline" 2> /dev/null)" "1 1"
 
+FAKE_FAIL=1 UMLOAD_GPU_BUILD=$fake bash "$script" --step tile_test > "$tmp/fail.log" 2>&1
+expect "a failing gtest case fails its step" test $? = 1
+expect "and its row names the case" same "$(cat "$res/notes/tile_test")" "2 cases, 1 failed, 0 skipped; first: S.b"
+
 # A rerun of another step keeps the earlier row, marked so.
 OUT=$tmp/out2 NVCC=$tmp/cuda/bin/nvcc UMLOAD_GPU_BUILD=$fake bash "$script" --dry-run --only build > "$tmp/run2.log" 2>&1
 expect "a rerun keeps the earlier call's rows, marked earlier" grep -qE "^tile_test	earlier: ok	" "$tmp/out2/steps.tsv"
@@ -170,6 +178,15 @@ expect "a dry run whose step writes into \$OUT fails" test $? != 0
 expect "\$OUT still holds the four files only" same "$(ls -A "$tmp/out3" | sort | tr '\n' ' ')" "gpu_check.log gpu_check.tar.gz gpu_table.txt steps.tsv "
 expect "the step's row names the file" grep -qE "^tile_test	FAILED: wrote into \\\$OUT: stray.txt	" "$tmp/out3/steps.tsv"
 expect "the file is in the archive" bash -c 'tar -tzf "$1" | grep -q "stray/stray.txt"' _ "$tmp/out3/gpu_check.tar.gz"
+
+# Out of time: a timing step with less than half its limit left is skipped with its row; a
+# correctness step still runs, cut to what is left.
+rm -rf "$tmp/work"
+GPU_CHECK_BUDGET_S=40 OUT=$tmp/out4 NVCC=$tmp/cuda/bin/nvcc UMLOAD_GPU_BUILD=$fake \
+  bash "$script" --only tile_test,reference > "$tmp/run4.log" 2>&1
+expect "with 40 s of budget the tile test still runs" grep -qE "^tile_test	ok	" "$tmp/out4/steps.tsv"
+expect "and the reference is skipped, saying why" grep -qE "^reference	skipped: out of time" "$tmp/out4/steps.tsv"
+expect "which the table shows" grep -qE "^  reference +skipped: out of time" "$tmp/out4/gpu_table.txt"
 
 # The build of the same tree is reused: no build tool runs.
 printf 'config x\nsource %s\nbuilt %s\n' "$(bash "$script" --source-stamp)" "$(bash "$script" --source-stamp)" > "$fake/.umload-gpu-check"
