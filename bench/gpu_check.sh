@@ -566,8 +566,9 @@ step_peers() {
   if [ "$MODE" = dry-run ]; then
     has_flag "$script" --check-imports || { note "bench/gpu/peers.py has no --check-imports"; return 1; }
     PYTHONPATH=$BUILD/python${PYTHONPATH:+:$PYTHONPATH} "$PY" "$script" "$c" --umload "$BUILD/umload" \
-      --json "$RES/peers.json" --check-imports
-    return $?
+      --json "$RES/peers.json" --check-imports || return 1
+    note "what the peers need imports"
+    return 0
   fi
   need "$BUILD/umload" || return 3
   need_ckpt || return 3

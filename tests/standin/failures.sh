@@ -3,7 +3,8 @@
 # root): .debs/ lacking a package the configure needs, and Python headers that are missing and
 # cannot be supplied (the stand-in's python3 is a venv without them, and the .debs here lack the
 # carried libpython3.11-dev). And an interpreter without pybind11 is served by the carried
-# pybind11 wheel. Each case runs only the steps it needs and checks the reason its row gives. The
+# pybind11 wheel, and the configure itself (src/python/CMakeLists.txt) warns, saying why, where
+# there are no headers. Each case runs only the steps it needs and checks the reason its row gives. The
 # full dry run (tests/standin/run.sh) is the case where the carried headers do supply them: its
 # configure fails unless the module is configured. A step writing into $OUT more than the four
 # files is tests/standin/gpu_check_script_test.sh's case (ctest, no root needed).
@@ -55,8 +56,21 @@ check "a configure for a venv without pybind11 passes" test $? = 0
 check "with the carried pybind11 and headers" \
   bash -c 'grep -qE "^configure	ok	.*module built for /tmp/bare/bin/python3 .*headers from .*pybind11: carried" "$1"' _ "$tmp/no-pybind11/steps.tsv"
 
+# 4. The configure itself, for an interpreter without headers and none given: a warning that says
+# what is missing and how to supply it, and UMLOAD_PYTHON_MODULE saying why (not a quiet skip).
+standin cmake-no-headers "$DEBS" "bash bench/gpu_check.sh --dry-run --only deps > /dev/null; \
+  cmake -S . -B /tmp/b -G Ninja -DUMLOAD_ENABLE_CUDA=OFF -DUMLOAD_BUILD_TESTS=OFF -DUMLOAD_BUILD_BENCH=OFF \
+    -DCMAKE_PREFIX_PATH=/tmp/umload-deps/usr -DPKG_CONFIG_EXECUTABLE=/tmp/umload-deps/pkg-config \
+    -DPython3_EXECUTABLE=/opt/venv/bin/python3 > /out/cmake.txt 2>&1; \
+  grep '^UMLOAD_PYTHON_MODULE' /tmp/b/CMakeCache.txt >> /out/cmake.txt"
+check "the configure without Python.h warns that the module is NOT built" \
+  grep -q "the Python module is NOT built: no Python.h for /opt/venv/bin/python3 (Python 3.11" "$tmp/cmake-no-headers/cmake.txt"
+check "naming where it looked and what to install" \
+  bash -c 'tr -d "\n" < "$1" | tr -s " " | grep -q "looked in /usr/include/python3.11.*Install python3.11-dev, or pass -DUMLOAD_PYTHON_INCLUDE_DIR="' _ "$tmp/cmake-no-headers/cmake.txt"
+check "and the cache says why" grep -q "^UMLOAD_PYTHON_MODULE:INTERNAL=not built: no Python.h for" "$tmp/cmake-no-headers/cmake.txt"
+
 echo "$passes checks passed, $failures failed"
 if [ "$failures" != 0 ]; then
-  for c in no-cli11 no-python no-pybind11; do echo "--- $c"; tail -30 "$tmp/$c.log"; done
+  for c in no-cli11 no-python no-pybind11 cmake-no-headers; do echo "--- $c"; tail -30 "$tmp/$c.log"; done
 fi
 [ "$failures" = 0 ]
