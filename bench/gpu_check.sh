@@ -316,6 +316,7 @@ step_configure() {
     -DCMAKE_PREFIX_PATH="$PREFIX/usr" -DPKG_CONFIG_EXECUTABLE="$pkg_config" "${py_args[@]}" \
     ${UMLOAD_GPU_CHECK_CMAKE_ARGS:-} || { note "cmake failed (the log has its message)"; return 1; }
   printf 'config %s\nsource %s\n' "$stamp" "$src" > "$BUILD/.umload-gpu-check"
+  echo "$module" > "$BUILD/.umload-gpu-check-python"
   # What the configure itself concluded about the module (src/python/CMakeLists.txt).
   local said
   said=$(sed -n 's/^UMLOAD_PYTHON_MODULE:INTERNAL=//p' "$BUILD/CMakeCache.txt")
@@ -476,7 +477,10 @@ step_python() {
   local script=$ROOT/bench/gpu/python_check.py args=()
   need "$BUILD/umload" || return 3
   if ! module_built; then
-    note "not built: the Python module ($(sed -n 's/^UMLOAD_PYTHON_MODULE:INTERNAL=//p' "$BUILD/CMakeCache.txt" 2> /dev/null))"
+    # Why: the configure's own word, else what this script found before it.
+    local why
+    why=$(sed -n 's/^UMLOAD_PYTHON_MODULE:INTERNAL=//p' "$BUILD/CMakeCache.txt" 2> /dev/null)
+    note "not built: the Python module (${why:-$(cat "$BUILD/.umload-gpu-check-python" 2> /dev/null)})"
     return 3
   fi
   if [ "$MODE" = dry-run ]; then

@@ -94,6 +94,14 @@ UMLOAD_GPU_DEBS=$tmp/some-debs bash "$script" --step deps > "$tmp/deps.log" 2>&1
 expect "deps with a package missing from .debs fails" test $? = 1
 expect "and names the package" grep -q "missing from .debs/: libcli11-dev" "$res/notes/deps"
 
+# A build without the module: the python step says why, in the configure's words.
+mkdir -p "$tmp/nomodule"
+touch "$tmp/nomodule/umload" "$tmp/nomodule/CMakeCache.txt"
+echo "no Python module: no Python.h for Python 3.12" > "$tmp/nomodule/.umload-gpu-check-python"
+UMLOAD_GPU_BUILD=$tmp/nomodule bash "$script" --step python > "$tmp/python.log" 2>&1
+expect "python without the module exits 3" test $? = 3
+expect "and its row gives the configure's reason" grep -q "^not built: the Python module (no Python module: no Python.h for Python 3.12)" "$res/notes/python"
+
 # A fake build: gtest binaries that write their JSON report (and, asked to, a stray file into
 # $OUT), a compute-sanitizer that records how it was called.
 fake=$tmp/fake-build
