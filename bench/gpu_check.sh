@@ -48,7 +48,7 @@
 # on a tiny checkpoint.
 set -uo pipefail
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
-cd "$(dirname "$SELF")/.."
+cd "$(dirname "$SELF")/.." || exit 2
 ROOT=$PWD
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 

@@ -10,7 +10,7 @@
 # files is tests/standin/gpu_check_script_test.sh's case (ctest, no root needed).
 #   bash tests/standin/failures.sh      # after bash bench/fetch_debs.sh; needs root
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 REPO=$PWD
 DEBS=${UMLOAD_STANDIN_DEBS:-$REPO/.debs}
 tmp=$(mktemp -d)
