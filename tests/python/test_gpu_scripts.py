@@ -1,0 +1,156 @@
+"""The GPU check's Python scripts, run here where there is no GPU, so that the first lent card does
+not find them broken (issue 21): bench/gpu/python_check.py --cpu-only (its non-GPU half, and that
+it fails when the CLI's digest differs), bench/gpu/peers.py --check-imports (and that it fails
+without the module), and the timing and measuring code of peers.py and reference_gpu.py run with
+--device cpu on a tiny checkpoint."""
+import json
+import os
+import stat
+import subprocess
+import sys
+import unittest
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU route even where a GPU is visible
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+torch = common.optional("torch")
+transformers = common.optional("transformers")
+HAVE = torch is not None and transformers is not None
+
+GPU_DIR = os.path.join(common.SOURCE_DIR, "bench", "gpu")
+TINY = ("--hidden", "64", "--intermediate", "96", "--experts", "4", "--layers", "2")
+
+
+def script(name, *args, env=None):
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run([sys.executable, os.path.join(GPU_DIR, name), *args], env=full,
+                          capture_output=True, text=True, timeout=600)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@unittest.skipUnless(HAVE, "torch and transformers are not installed")
+class gpu_scripts(common.checkpoint_case):
+    synth_args = TINY
+
+    def explain(self, r):
+        return f"exit {r.returncode}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-3000:]}"
+
+    def test_python_check_cpu_only_passes(self):
+        out = os.path.join(self.tmp, "python.json")
+        r = script("python_check.py", "--umload", common.CLI, "--work", os.path.join(self.tmp, "pc"),
+                   "--json", out, "--cpu-only")
+        self.assertEqual(r.returncode, 0, self.explain(r))
+        doc = read_json(out)
+        self.assertEqual(doc["mode"], "cpu-only")
+        self.assertEqual(doc["offline"], {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        self.assertEqual(sorted(doc["checks"]), sorted([
+            "module imports", "CPU load digest = CLI digest",
+            "umload.hf logits = transformers' MXFP4 load (cpu)"]))
+        for name, c in doc["checks"].items():
+            self.assertTrue(c["ok"], f"{name}: {c}")
+        self.assertIn("6 of 6 equal", doc["checks"]["CPU load digest = CLI digest"]["value"])
+
+    def test_python_check_fails_when_the_cli_digest_differs(self):
+        # A CLI whose `load` reports another digest: the check must see it and exit 1.
+        fake = os.path.join(self.tmp, "fake-umload")
+        with open(fake, "w") as f:
+            f.write("#!/bin/sh\n"
+                    f"if [ \"$1\" = load ]; then '{common.CLI}' \"$@\" | "
+                    "sed 's/\"digest\": *\"sha256:[0-9a-f]/\"digest\": \"sha256:X/'; "
+                    f"else exec '{common.CLI}' \"$@\"; fi\n")
+        os.chmod(fake, os.stat(fake).st_mode | stat.S_IXUSR)
+        out = os.path.join(self.tmp, "python-bad.json")
+        r = script("python_check.py", "--umload", fake, "--work", os.path.join(self.tmp, "pc-bad"),
+                   "--json", out, "--cpu-only")
+        self.assertEqual(r.returncode, 1, self.explain(r))
+        digest = read_json(out)["checks"]["CPU load digest = CLI digest"]
+        self.assertFalse(digest["ok"])
+        self.assertIn("0 of 6 equal", digest["value"])
+
+    def test_peers_check_imports(self):
+        out = os.path.join(self.tmp, "imports.json")
+        r = script("peers.py", self.ckpt, "--umload", common.CLI, "--json", out, "--check-imports")
+        self.assertEqual(r.returncode, 0, self.explain(r))
+        checks = read_json(out)["checks"]
+        for name in ("torch", "transformers", "umload"):
+            self.assertTrue(checks[name]["ok"], f"{name}: {checks[name]}")
+            self.assertTrue(checks[name]["required"])
+        self.assertIn("Mxfp4Config", checks["transformers"]["value"])
+        self.assertFalse(checks["accelerate"]["required"])  # reported either way, never fatal
+
+    def test_peers_check_imports_fails_without_the_module(self):
+        out = os.path.join(self.tmp, "imports-bad.json")
+        r = script("peers.py", "--check-imports", "--json", out, env={"PYTHONPATH": ""})
+        self.assertEqual(r.returncode, 1, self.explain(r))
+        checks = read_json(out)["checks"]
+        self.assertFalse(checks["umload"]["ok"])
+        self.assertTrue(checks["torch"]["ok"])
+
+    def test_peers_measure_every_case_on_the_cpu(self):
+        out = os.path.join(self.tmp, "peers.json")
+        r = script("peers.py", self.ckpt, "--umload", common.CLI, "--json", out, "--runs", "1",
+                   "--device", "cpu", "--timeout", "300")
+        self.assertEqual(r.returncode, 0, self.explain(r))
+        doc = read_json(out)
+        self.assertTrue(doc["complete"])
+        self.assertEqual(doc["checkpoint_bytes"], sum(os.path.getsize(os.path.join(self.ckpt, f))
+                                                      for f in os.listdir(self.ckpt) if f.endswith(".safetensors")))
+        self.assertEqual([(row["case"], row["run"]) for row in doc["runs"]],
+                         [("umload-cli", 1), ("umload.hf", 1), ("transformers", 1)])
+        produced = {}
+        for row in doc["runs"]:
+            self.assertTrue(row["ok"], row)
+            self.assertGreater(row["seconds"], 0)
+            self.assertGreaterEqual(row["process_seconds"], row["seconds"])
+            self.assertGreater(row["peak_host_bytes"], 0)
+            self.assertIsNone(row["peak_device_bytes"])  # no device memory on the CPU
+            self.assertTrue(row["page_cache"])
+            produced[row["case"]] = row["bytes"]
+        # The CLI's report says which clock it used; the two models hold the same bytes.
+        self.assertTrue(doc["runs"][0]["seconds_source"].startswith(("timing.total_seconds", "seconds")))
+        self.assertEqual(produced["umload.hf"], produced["transformers"])
+        for case, s in doc["summary"].items():
+            self.assertEqual(s["best_seconds"], min(s["seconds"]), case)
+
+    def test_peers_record_what_the_budget_skips(self):
+        out = os.path.join(self.tmp, "peers-skipped.json")
+        r = script("peers.py", self.ckpt, "--umload", common.CLI, "--json", out, "--runs", "2",
+                   "--device", "cpu", "--budget", "1")
+        self.assertEqual(r.returncode, 1, self.explain(r))
+        doc = read_json(out)
+        self.assertTrue(doc["complete"])
+        self.assertEqual(len(doc["runs"]), 6)
+        for row in doc["runs"]:
+            self.assertFalse(row["ok"])
+            self.assertEqual(row["error"], "skipped: out of time")
+
+    def test_reference_times_every_run_on_the_cpu(self):
+        out = os.path.join(self.tmp, "reference.json")
+        r = script("reference_gpu.py", self.ckpt, "--device", "cpu", "--runs", "2", "--json", out)
+        self.assertEqual(r.returncode, 0, self.explain(r))
+        doc = read_json(out)
+        self.assertEqual([row["run"] for row in doc["runs"]], [1, 2])
+        best = min(doc["runs"], key=lambda row: row["seconds"])
+        self.assertEqual(doc["seconds"], best["seconds"])
+        self.assertEqual(doc["best_run"], best["run"])
+        import umload
+        state = umload.load(self.ckpt, device="cpu")
+        for row in doc["runs"]:
+            for part in ("read_seconds", "copy_seconds", "dequant_seconds"):
+                self.assertGreaterEqual(row[part], 0, part)
+            self.assertLessEqual(row["read_seconds"] + row["dequant_seconds"], row["seconds"])
+            # The reference holds what umload's BF16 load holds.
+            self.assertEqual(row["tensors"], len(state))
+            self.assertEqual(row["bytes_produced"], sum(t.numel() * t.element_size() for t in state.values()))
+        self.assertGreater(doc["kernel_gbps"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
