@@ -24,9 +24,10 @@ tmpfs (/dev/shm), whose pages are the page cache already. For each run:
   peak_device_bytes  the GPU's used memory polled through NVML (else nvidia-smi) every 20 ms while
                    the child runs, less what was used before it started (its CUDA context
                    included; a peak shorter than the interval can be missed); where neither
-                   answers, torch.cuda.max_memory_allocated() for the Python cases and the
-                   report's peak_device_bytes for the CLI. peak_device_source says which. The
-                   torch and report figures are kept beside it.
+                   answers, torch.cuda.max_memory_allocated() for the Python cases (for
+                   umload.hf that is PyTorch's allocator alone: umload allocates its own) and
+                   the report's peak_device_bytes for the CLI. peak_device_source says which.
+                   The torch and report figures are kept beside it.
   peak_host_bytes  ru_maxrss of the child (os.wait4), the interpreter and its imports included.
 Each case's summary gives every run and the best (the lowest seconds of the runs that passed).
 The pinned host-to-device limit the load is held against is umload_gpu_bench's pinned_h2d row
@@ -259,13 +260,15 @@ def measure(case, args, probe, run_index, timeout):
             for key in ("torch_max_allocated_bytes", "bytes", "tensors", "import_seconds", "versions"):
                 row[key] = result.get(key)
     if device_grown is not None:
-        row["peak_device_bytes"], row["peak_device_source"] = device_grown, probe.source + ", less before"
+        row["peak_device_bytes"] = device_grown
+        row["peak_device_source"] = probe.source + ", less what was used before the process started"
     elif row.get("torch_max_allocated_bytes") is not None and args.device != "cpu":
-        row["peak_device_bytes"], row["peak_device_source"] = row["torch_max_allocated_bytes"], \
-            "torch.cuda.max_memory_allocated (no NVML or nvidia-smi)"
+        row["peak_device_bytes"] = row["torch_max_allocated_bytes"]
+        row["peak_device_source"] = "torch.cuda.max_memory_allocated (no NVML or nvidia-smi)" + (
+            ": PyTorch's allocator only, without umload's own allocations" if case == "umload.hf" else "")
     elif row.get("report_peak_device_bytes") is not None and args.device != "cpu":
-        row["peak_device_bytes"], row["peak_device_source"] = row["report_peak_device_bytes"], \
-            "the report's peak_device_bytes (no NVML or nvidia-smi)"
+        row["peak_device_bytes"] = row["report_peak_device_bytes"]
+        row["peak_device_source"] = "the report's peak_device_bytes (no NVML or nvidia-smi)"
     else:
         row["peak_device_bytes"], row["peak_device_source"] = None, "not measured"
     return row

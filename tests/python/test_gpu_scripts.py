@@ -5,9 +5,11 @@ without the module), and the timing and measuring code of peers.py and reference
 --device cpu on a tiny checkpoint."""
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import unittest
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU route even where a GPU is visible
@@ -150,6 +152,71 @@ class gpu_scripts(common.checkpoint_case):
             self.assertEqual(row["tensors"], len(state))
             self.assertEqual(row["bytes_produced"], sum(t.numel() * t.element_size() for t in state.values()))
         self.assertGreater(doc["kernel_gbps"], 0)
+
+
+# A libnvidia-ml.so.1 with the three calls peers.py makes: device 0's used memory grows by 1 MiB
+# at every query, so a poll that runs shows a peak above the first value.
+FAKE_NVML = r"""
+typedef struct { unsigned long long total, free, used; } memory;
+static unsigned long long queries;
+int nvmlInit_v2(void) { return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned index, void** handle) {
+  *handle = (void*)0x1;
+  return index == 0 ? 0 : 2;
+}
+int nvmlDeviceGetMemoryInfo(void* handle, memory* m) {
+  if (handle != (void*)0x1) return 1;
+  ++queries;
+  m->total = 80ull << 30;
+  m->used = (1ull << 30) + queries * (1ull << 20);
+  m->free = m->total - m->used;
+  return 0;
+}
+"""
+
+HARNESS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import peers
+probe = peers.nvml_probe()
+first = probe.used()
+rc, out, err, wall, maxrss, grown, timed_out = peers.run_child(
+    [sys.executable, "-c", "import time; time.sleep(0.5); print('{\"x\": 1}')"], 30, probe)
+cut = peers.run_child(["sleep", "30"], 1, None)
+print(json.dumps({"first": first, "second": probe.used(), "rc": rc, "out": peers.last_json(out),
+                  "wall": wall, "maxrss": maxrss, "grown": grown, "timed_out": timed_out,
+                  "cut_rc": cut[0], "cut_wall": cut[3], "cut_timed_out": cut[6], "cut_grown": cut[5]}))
+"""
+
+
+class peers_harness(unittest.TestCase):
+    """peers.py's measuring parts without a GPU: NVML through ctypes (against a stand-in
+    library), the polled peak, ru_maxrss of the child, the per-run timeout."""
+
+    @unittest.skipUnless(shutil.which("cc"), "no C compiler for the stand-in libnvidia-ml")
+    def test_polls_nvml_and_cuts_a_run_at_its_timeout(self):
+        with tempfile.TemporaryDirectory(prefix="umload-nvml-") as tmp:
+            with open(os.path.join(tmp, "nvml.c"), "w") as f:
+                f.write(FAKE_NVML)
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(tmp, "libnvidia-ml.so.1"),
+                            os.path.join(tmp, "nvml.c")], check=True)
+            env = dict(os.environ, LD_LIBRARY_PATH=tmp)
+            r = subprocess.run([sys.executable, "-c", HARNESS, GPU_DIR], env=env, capture_output=True,
+                               text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(got["first"], (1 << 30) + (2 << 20))  # the probe's own first query was 1
+        self.assertGreater(got["second"], got["first"])
+        self.assertEqual(got["rc"], 0)
+        self.assertEqual(got["out"], {"x": 1})
+        self.assertGreaterEqual(got["wall"], 0.5)
+        self.assertGreater(got["maxrss"], 1 << 20)
+        # Polled every 20 ms for half a second: many queries above the one before the start.
+        self.assertGreaterEqual(got["grown"], 5 << 20)
+        self.assertTrue(got["cut_timed_out"])
+        self.assertLess(got["cut_wall"], 10)
+        self.assertNotEqual(got["cut_rc"], 0)
+        self.assertIsNone(got["cut_grown"])  # no probe: not measured
 
 
 if __name__ == "__main__":
