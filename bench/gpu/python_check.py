@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
 import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -78,8 +79,10 @@ def tensor_sha256(t):
     """SHA-256 of the tensor's bytes as loaded (copied to the host where it is on a GPU)."""
     import torch
 
-    host = t.detach().contiguous().cpu().view(torch.uint8).reshape(-1).numpy()
-    return hashlib.sha256(host.tobytes()).hexdigest()
+    host = t.detach().contiguous().cpu().view(torch.uint8).reshape(-1)
+    # The bytes straight from the tensor's memory: PyTorch does not need NumPy, so neither does this.
+    data = ctypes.string_at(host.data_ptr(), host.numel()) if host.numel() else b""
+    return hashlib.sha256(data).hexdigest()
 
 
 def state_digest(state):

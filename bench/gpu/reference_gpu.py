@@ -26,7 +26,7 @@ And once:
   kernel_gbps      the dequantization alone of one layer's gate_up tensor already on the GPU,
                    (input bytes + output bytes) / median time of 5 runs.
 
-Usage: reference_gpu.py CHECKPOINT_DIR [--json FILE] [--runs N] [--device cuda|cpu]
+Usage: reference_gpu.py CHECKPOINT_DIR [--json FILE] [--runs N] [--device cuda|cpu] [--reader auto|pread]
 (--device cpu: the same code on the CPU, to check it where there is no GPU.)
 """
 import os
@@ -99,6 +99,12 @@ try:
 except ImportError:
     safe_open = plain_shard
     READER = "os.pread (no safetensors package)"
+
+
+def use_plain_reader():
+    """--reader pread: the reader of machines without safetensors, chosen where it is there."""
+    global safe_open, READER
+    safe_open, READER = plain_shard, "os.pread (--reader pread)"
 
 
 def read_weight_map(ckpt):
@@ -223,7 +229,11 @@ def main():
     parser.add_argument("--json", help="write the results to this file (rewritten after every run)")
     parser.add_argument("--runs", type=int, default=2, help="timed loads (default 2); the best counts")
     parser.add_argument("--device", default="cuda:0", help="cuda:0 (default) or cpu (a check of this script)")
+    parser.add_argument("--reader", choices=("auto", "pread"), default="auto",
+                        help="auto: safetensors' safe_open where installed, else os.pread; pread: os.pread")
     args = parser.parse_args()
+    if args.reader == "pread":
+        use_plain_reader()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     device = args.device

@@ -152,6 +152,20 @@ class gpu_scripts(common.checkpoint_case):
             self.assertEqual(row["tensors"], len(state))
             self.assertEqual(row["bytes_produced"], sum(t.numel() * t.element_size() for t in state.values()))
         self.assertGreater(doc["kernel_gbps"], 0)
+        self.assertEqual(doc["reader"], "safetensors.safe_open")
+
+    def test_reference_reads_the_same_without_safetensors(self):
+        # The GPU machine's PyTorch may come without the safetensors package: its own reader.
+        runs = {}
+        for reader in ("auto", "pread"):
+            out = os.path.join(self.tmp, f"reference-{reader}.json")
+            r = script("reference_gpu.py", self.ckpt, "--device", "cpu", "--runs", "1", "--reader", reader,
+                       "--json", out)
+            self.assertEqual(r.returncode, 0, self.explain(r))
+            runs[reader] = read_json(out)
+        self.assertEqual(runs["pread"]["reader"], "os.pread (--reader pread)")
+        for key in ("tensors", "bytes_produced", "kernel_shape"):
+            self.assertEqual(runs["pread"][key], runs["auto"][key], key)
 
 
 # A libnvidia-ml.so.1 with the three calls peers.py makes: device 0's used memory grows by 1 MiB
