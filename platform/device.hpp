@@ -91,7 +91,23 @@ class device_query {
 };
 
 // The CUDA runtime. In builds without CUDA it reports present=false, "built without CUDA".
+// Free memory is read in the examined device's primary context, which the query retains the
+// first time and holds (until release_held_cuda_contexts or the end of the process), so that the
+// CUDA backend works in that same context instead of making a second one: one context per
+// process (platform/device_cuda.cpp says why).
 std::unique_ptr<device_query> make_cuda_device_query();
+
+// Seconds this process has spent retaining primary contexts for the live query, over all
+// devices: the CUDA context's creation, where the query was first to need it. A load counts the
+// part spent while it examined its GPU in its backend time (src/loader.hpp, load_timing). 0
+// without CUDA, and until a live query reads a device's free memory.
+double cuda_context_seconds();
+
+// Lets go of every context the live query holds. A load calls it once its backend exists: the
+// CUDA runtime then holds its own reference to the context it works in, which stays; a context
+// nobody else holds (a load that decodes on the CPU) is destroyed by the driver. The next query
+// retains again.
+void release_held_cuda_contexts() noexcept;
 
 // The one probe of how many CUDA devices this process sees (cudaGetDeviceCount, its error
 // cleared): 0 with the reason when there is no driver, no device, only the stub library, or no

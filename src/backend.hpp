@@ -93,6 +93,8 @@ class backend {
   // Processes one staged item. Returns once the staging slot may be refilled; the output may
   // still be in flight until synchronize().
   virtual void process(const staged_item& item) = 0;
+  // Waits for all work the backend enqueued on the streams it owns: copies, decodes, and the
+  // fault-ins and prefetches issued on its own stream (not those on a caller's stream).
   virtual void synchronize() = 0;
 
   // Copies `bytes` of an output allocation back to host memory (digests, tests). The default
@@ -148,6 +150,10 @@ namespace detail {
 // input copy was enqueued, as a failed kernel launch would. No effect without CUDA.
 void inject_decode_failures(int count);
 bool take_injected_decode_failure();
+// Test hook: how many of a CUDA backend's device scratch slots hold a copy or kernel that was
+// enqueued and not yet retired, read from the backend's own record without waiting on the device;
+// -1 for any other backend, and without CUDA.
+int busy_scratch_slots(const backend& engine);
 }  // namespace detail
 
 }  // namespace umload

@@ -143,17 +143,24 @@ struct cuda_streams {
     copy_start = make_event();
     copied = make_event();
   }
+  // Every stream the backend owns: what synchronize() and the release paths wait for.
+  std::array<cudaStream_t, 3> owned() const { return {copy, compute, prefetch}; }
   void destroy() noexcept {
     for (cudaEvent_t e : {copy_start, copied})
       if (e) cudaEventDestroy(e);
-    for (cudaStream_t s : {copy, compute, prefetch})
+    for (cudaStream_t s : owned())
       if (s) cudaStreamDestroy(s);
     copy_start = copied = nullptr;
     copy = compute = prefetch = nullptr;
   }
+  // Waits for everything enqueued on the backend's streams: copies, decodes, read-backs,
+  // summaries, fault-ins and prefetches of host_managed memory.
+  void synchronize() const {
+    for (cudaStream_t s : owned()) UMLOAD_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
   // Release paths: work in flight may still read or write the memory about to go.
   void synchronize_all() noexcept {
-    for (cudaStream_t s : {copy, compute, prefetch})
+    for (cudaStream_t s : owned())
       if (s) UMLOAD_CUDA_BEST_EFFORT(cudaStreamSynchronize(s));
   }
   // Waits for the copies enqueued since copy_start was recorded; returns their seconds.
@@ -257,6 +264,10 @@ class scratch_ring {
 
   void retire_all() {
     for (auto& slot : slots_) retire(slot);
+  }
+  int busy() const {
+    return static_cast<int>(
+        std::count_if(slots_.begin(), slots_.end(), [](const scratch_slot& s) { return s.busy; }));
   }
   double decode_seconds() const { return decode_seconds_; }
 
@@ -410,8 +421,7 @@ class cuda_backend final : public backend {
   void synchronize() override {
     std::lock_guard lock(mutex_);
     const device_scope scope(options_.ordinal);
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.copy));
-    UMLOAD_CUDA_CHECK(cudaStreamSynchronize(streams_.compute));
+    streams_.synchronize();
     scratch_.retire_all();
   }
 
@@ -448,6 +458,11 @@ class cuda_backend final : public backend {
       device.deallocate(scratch, bytes);
       throw;
     }
+  }
+
+  int busy_scratch_slots() const {
+    std::lock_guard lock(mutex_);
+    return scratch_.busy();
   }
 
   backend_stats stats() const override {
@@ -507,6 +522,10 @@ bool take_injected_decode_failure() {
   while (left > 0 && !injected_decode_failures.compare_exchange_weak(left, left - 1)) {
   }
   return left > 0;
+}
+int busy_scratch_slots(const backend& engine) {
+  const auto* cuda = dynamic_cast<const cuda_backend*>(&engine);
+  return cuda ? cuda->busy_scratch_slots() : -1;
 }
 }  // namespace detail
 

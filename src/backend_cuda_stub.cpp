@@ -14,6 +14,7 @@ int cuda_device_count() { return 0; }
 namespace detail {
 void inject_decode_failures(int) {}
 bool take_injected_decode_failure() { return false; }
+int busy_scratch_slots(const backend&) { return -1; }
 }  // namespace detail
 
 }  // namespace umload

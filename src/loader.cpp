@@ -3,9 +3,11 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "kernels/error.hpp"
 #include "platform/config.hpp"
+#include "platform/device.hpp"
 
 namespace umload {
 
@@ -74,6 +76,24 @@ std::string digest_tensor(backend& engine, const loaded_tensor& t) {
   }
   return "sha256:" + h.finish();
 }
+
+// Seconds since it was made (total) and since the last lap.
+class lap_clock {
+ public:
+  double lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return seconds;
+  }
+  double total() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_ = start_;
+};
 
 // The plan's placement of each output, by the output's index. Every output has exactly one
 // placement: a plan made from other outputs than these is a defect, not a default.
@@ -317,19 +337,31 @@ std::string digest_all(backend& engine, std::vector<loaded_tensor>& held) {
 load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
                             const load_options& options) {
   const auto outputs = plan_outputs(map, options.pipeline);
+  const double context_before = platform::cuda_context_seconds();
   const load_setup setup = settle(map, outputs, options);
+  // The CUDA context, where examining the GPU for the plan made it (load_timing).
+  const double context_seconds = platform::cuda_context_seconds() - context_before;
   const platform::load_orders& orders = setup.plan.orders;
   load_report report;
+  lap_clock clock;
   const std::shared_ptr<backend> engine = make_engine(setup, options, report);
+  const double backend_seconds = clock.lap();
+  // A CUDA backend's runtime now holds the context the plan's device query made; a CPU load
+  // needs none.
+  platform::release_held_cuda_contexts();
   load_actions& done = report.actions;
   auto weights = std::make_shared<weight_set>(
       engine, place_outputs(*engine, outputs, orders, setup.device, done));
+  const double allocate_seconds = clock.lap();
   auto& held = weights->tensors_;
   for (const std::size_t i : orders.prefetch) {
     const platform::placement& p = orders.placements[i];
     weights->prefetch_order_.push_back({p.output, outputs[p.output].layer});
   }
   report.pipeline = run_faulted_ahead(ckpt, outputs, setup.pipeline, *engine, held, done);
+  clock.lap();
+  // The pipeline waited for its decodes; fault-ins it did not wait for may still run.
+  engine->synchronize();
   record_run_actions(orders, report.pipeline, report.host_stands_in, done);
   done.decode_cpuset = setup.device.cuda ? "not bound: the GPU decodes"
                        : orders.decode_cpuset.empty()
@@ -338,6 +370,11 @@ load_result load_checkpoint(const checkpoint& ckpt, const model_map& map,
   report.output_bytes = weights->bytes();
   report.tensor_count = held.size();
   if (options.check) check_decoded(*engine, outputs, setup.pipeline.dtype, held, report);
+  report.timing.finish_seconds = clock.lap();
+  report.timing.total_seconds = context_seconds + clock.total();
+  report.timing.backend_seconds = context_seconds + backend_seconds;
+  report.timing.allocate_seconds = allocate_seconds;
+  report.timing.pipeline_seconds = report.pipeline.seconds;
   if (options.digest) report.digest = digest_all(*engine, held);
   report.peak_rss_bytes = peak_rss_bytes();
   report.page_cache_bytes_after = resident_page_cache_bytes(ckpt);
@@ -376,6 +413,12 @@ nlohmann::json to_json(const load_report& r, const weight_set* weights) {
       {"direct_io", p.direct_io},
       {"slot_bytes", p.slot_bytes},
       {"slots", p.slots},
+      {"timing",
+       {{"total_seconds", r.timing.total_seconds},
+        {"backend_seconds", r.timing.backend_seconds},
+        {"allocate_seconds", r.timing.allocate_seconds},
+        {"pipeline_seconds", r.timing.pipeline_seconds},
+        {"finish_seconds", r.timing.finish_seconds}}},
   };
   // Planned beside actual, tensor by tensor, in the order `umload plan --json` lists them.
   nlohmann::json actions = to_json(r.actions);

@@ -84,6 +84,21 @@ class weight_set {
   std::vector<spilled> prefetch_order_;  // the plan's prefetch schedule
 };
 
+// Where a load's time goes, measured from the backend's creation with its CUDA context to the
+// outputs being ready, allocations included: the figure to set beside another loader's
+// from_pretrained. `total_seconds` covers the parts and what falls between them (the fault-ahead
+// thread started and joined); the plan made before the backend is not in it. On a live GPU
+// the CUDA context is made while the device is examined for the plan (its free memory is read
+// in it, platform::cuda_context_seconds) and kept for the backend: those seconds count in
+// `backend_seconds` and `total_seconds`.
+struct load_timing {
+  double total_seconds = 0;
+  double backend_seconds = 0;   // the backend and its CUDA context (about 0 on the CPU)
+  double allocate_seconds = 0;  // every output placed (cudaMalloc, host mappings, advice)
+  double pipeline_seconds = 0;  // the pipeline's own `seconds`: read, copy, decode
+  double finish_seconds = 0;    // the last synchronize (every stream), and the --check summaries
+};
+
 struct load_report {
   std::string device;  // "cpu" or "cuda:N"
   std::string backend;
@@ -95,6 +110,7 @@ struct load_report {
   std::uint64_t predicted_peak_host_bytes = 0;
   bool host_stands_in = false;  // a GPU plan run on the CPU (no GPU here)
   pipeline_stats pipeline;
+  load_timing timing;
   std::uint64_t output_bytes = 0;
   std::uint64_t peak_rss_bytes = 0;
   std::uint64_t page_cache_bytes_after = 0;

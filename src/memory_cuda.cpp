@@ -61,6 +61,39 @@ std::string to_string(const cudaMemLocation& where) {
   }
 }
 
+bool refused_hint(cudaError_t status) {
+  return status == cudaErrorInvalidValue || status == cudaErrorInvalidDevice ||
+         status == cudaErrorNotSupported;
+}
+
+hinted hint_with_fallback(std::string_view what, const std::vector<cudaMemLocation>& locations,
+                          const std::function<cudaError_t(const cudaMemLocation&)>& give) {
+  std::string refusals;  // "host-numa:1 refused: cudaErrorInvalidValue; ..."
+  hinted out;
+  for (const cudaMemLocation& where : locations) {
+    const cudaError_t status = give(where);
+    if (status == cudaSuccess) {
+      out.taken = true;
+      out.fell_back = !refusals.empty();
+      out.done = std::string(what) + " " + to_string(where) +
+                 (refusals.empty() ? std::string() : " (fallback: " + refusals + ")");
+      return out;
+    }
+    if (!refused_hint(status))
+      detail::cuda_check(status, std::string(what).c_str(), __FILE__, __LINE__);
+    if (!refusals.empty()) refusals += "; ";
+    refusals += to_string(where) + " refused: " + cudaGetErrorName(status);
+  }
+  out.fell_back = true;
+  out.done = "fallback: " + std::string(what) + " skipped (" + refusals + ")";
+  return out;
+}
+
+std::vector<cudaMemLocation> host_locations(int numa_node) {
+  if (numa_node < 0) return {host_location(-1)};
+  return {host_location(numa_node), host_location(-1)};
+}
+
 int device_attribute(int ordinal, cudaDeviceAttr what) {
   int value = 0;
   UMLOAD_CUDA_CHECK(cudaDeviceGetAttribute(&value, what, ordinal));
@@ -199,16 +232,23 @@ void* managed_memory_resource::allocate_on(std::size_t bytes, int numa_node, adv
     UMLOAD_CUDA_TRY_ALLOC(cudaMallocManaged(&p, bytes, cudaMemAttachGlobal), bytes,
                           "a host_managed tensor");
   }
+  const auto advising = [&](cudaMemoryAdvise advice) {
+    return [p, bytes, advice](const cudaMemLocation& where) {
+      const cudaError_t status = cudaMemAdvise(p, bytes, advice, where);
+      if (status != cudaSuccess) (void)cudaGetLastError();
+      return status;
+    };
+  };
   try {
     if (advise.prefer_host) {
-      const cudaMemLocation host = host_location(numa_node);
-      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host));
-      if (actions) actions->push_back("advise preferred-location " + to_string(host));
+      const hinted done = hint_with_fallback("advise preferred-location", host_locations(numa_node),
+                                             advising(cudaMemAdviseSetPreferredLocation));
+      if (actions) actions->push_back(done.done);
     }
     if (advise.accessed_by_device) {
-      const cudaMemLocation device = device_location(ordinal_);
-      UMLOAD_CUDA_CHECK(cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device));
-      if (actions) actions->push_back("advise accessed-by " + to_string(device));
+      const hinted done = hint_with_fallback("advise accessed-by", {device_location(ordinal_)},
+                                             advising(cudaMemAdviseSetAccessedBy));
+      if (actions) actions->push_back(done.done);
     }
   } catch (...) {
     deallocate(p, bytes);

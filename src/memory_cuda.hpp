@@ -13,9 +13,11 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/cuda_check.hpp"
@@ -122,7 +124,8 @@ class device_memory_resource final : public memory_resource {
 // Host memory device `ordinal` reads in place, advised preferred location host (the host NUMA
 // node when known, cudaMemLocationTypeHostNuma; CUDA ignores the id of cudaMemLocationTypeHost)
 // and accessed by the device. With pageable memory access (ATS, HMM) it is an anonymous mapping
-// bound to that node before first touch; otherwise cudaMallocManaged.
+// bound to that node before first touch; otherwise cudaMallocManaged. Advice the driver refuses
+// falls back as hint_with_fallback says, and the actions say so.
 class managed_memory_resource final : public memory_resource {
  public:
   managed_memory_resource(int ordinal, bool pageable_access)
@@ -143,6 +146,31 @@ class managed_memory_resource final : public memory_resource {
   bool pageable_;
   host_memory_resource host_;
 };
+
+// A hint given to the driver (cudaMemAdvise, cudaMemPrefetchAsync) at the locations a placement
+// allows, in order, until the driver takes one. Advice changes no result, so a refusal is never a
+// failed load: cudaMemLocationTypeHostNuma is refused by drivers and ranges that do not take it
+// (system-allocated memory under HMM, a NUMA node this machine lacks), and the next location
+// (the host) is tried; when every location is refused the hint is skipped. Either is said in
+// `done` with the word "fallback", for the load report's actions. A refusal is
+// cudaErrorInvalidValue, cudaErrorInvalidDevice or cudaErrorNotSupported; any other error (a
+// sticky one from earlier work) is thrown as cuda_error. `give` makes the call, clearing the
+// error it returns; it is the only place the runtime is called, so a test can refuse at will.
+//
+//   hint_with_fallback("advise preferred-location", host_locations(1), give).done
+//   // "advise preferred-location host-numa:1", or where the driver refuses the node:
+//   // "advise preferred-location host (fallback: host-numa:1 refused: cudaErrorInvalidValue)"
+struct hinted {
+  std::string done;
+  bool fell_back = false;  // taken at a location after the first, or skipped
+  bool taken = false;      // some location was taken
+};
+bool refused_hint(cudaError_t status);
+hinted hint_with_fallback(std::string_view what, const std::vector<cudaMemLocation>& locations,
+                          const std::function<cudaError_t(const cudaMemLocation&)>& give);
+// The host locations a host_managed placement on `numa_node` may be advised or prefetched to:
+// that node, then the host; the host alone without a node.
+std::vector<cudaMemLocation> host_locations(int numa_node);
 
 // cudaDeviceGetAttribute of device `ordinal` (UMLOAD_CUDA_CHECK on failure).
 int device_attribute(int ordinal, cudaDeviceAttr what);

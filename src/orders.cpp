@@ -11,6 +11,13 @@ std::size_t load_actions::count(std::string_view action_prefix) const {
   return n;
 }
 
+std::size_t load_actions::fallbacks() const {
+  std::size_t n = 0;
+  for (const auto& t : tensors)
+    for (const auto& a : t.actions) n += a.find("fallback") != std::string::npos ? 1 : 0;
+  return n;
+}
+
 output_request request_for(const platform::placement& p) {
   output_request r;
   r.where = p.where;
@@ -87,6 +94,7 @@ nlohmann::json to_json(const load_actions& a) {
           {"advice", a.count("advise")},
           {"fault_ins", a.count("fault-in")},
           {"prefetches", a.count("fault-in prefetch") + a.count("prefetch")},
+          {"fallbacks", a.fallbacks()},
           {"simulated", a.simulated},
           {"placements", placements}};
 }

@@ -45,6 +45,9 @@ struct load_actions {
 
   // Counts over `tensors`, for a one-line summary.
   std::size_t count(std::string_view action_prefix) const;
+  // Advice and prefetches the driver refused at their first location: taken at a fallback (the
+  // host for a host NUMA node) or skipped. Their actions say "fallback".
+  std::size_t fallbacks() const;
 };
 
 // The memory kind a placement asks for on a GPU; a host standing in for it asks the same, and

@@ -80,9 +80,16 @@ std::string cuda_output_memory::fault_in(void* p, std::size_t bytes, const outpu
     case memory_kind::host: return populate_for_write(p, bytes);
     case memory_kind::host_managed: break;
   }
-  const cudaMemLocation where = host_location(request.numa_node);
-  UMLOAD_CUDA_CHECK(cudaMemPrefetchAsync(p, bytes, where, 0, stream));
-  return "prefetch " + to_string(where);
+  // Toward its host node; where the driver refuses that node, toward the host (the same
+  // fallback as its advice).
+  return hint_with_fallback("prefetch", host_locations(request.numa_node),
+                            [p, bytes, stream](const cudaMemLocation& where) {
+                              const cudaError_t status =
+                                  cudaMemPrefetchAsync(p, bytes, where, 0, stream);
+                              if (status != cudaSuccess) (void)cudaGetLastError();
+                              return status;
+                            })
+      .done;
 }
 
 void cuda_output_memory::require_reachable(const void* p, std::uint64_t bytes) const {

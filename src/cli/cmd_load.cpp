@@ -84,6 +84,11 @@ int run_load(const load_args& args) {
   std::printf("  copy         %.3f s\n", p.copy_seconds);
   std::printf("  decode       %.3f s (%s MXFP4)\n", p.decode_seconds,
               platform::format_bytes(p.quantized_bytes).c_str());
+  const auto& t = r.timing;
+  std::printf(
+      "  timing       %.3f s from the backend's creation: backend %.3f, allocate %.3f, "
+      "pipeline %.3f, finish %.3f\n",
+      t.total_seconds, t.backend_seconds, t.allocate_seconds, t.pipeline_seconds, t.finish_seconds);
   std::printf("  peak RSS     %s\n", platform::format_bytes(r.peak_rss_bytes).c_str());
   if (p.peak_device_bytes)
     std::printf("  peak device  %s\n", platform::format_bytes(p.peak_device_bytes).c_str());

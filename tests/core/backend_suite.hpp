@@ -127,7 +127,10 @@ TEST_P(BackendSuite, SummaryEqualsTheHostSummary) {
 }
 
 // Memory that cannot be had is a budget error (exit code 5) on every backend and every kind,
-// never std::bad_alloc or a CUDA error.
+// never std::bad_alloc or a CUDA error. On the CUDA backends this makes CUDA API calls fail on
+// purpose (cudaHostAlloc of pinned staging, cudaMalloc of device outputs, 1 << 60 bytes each):
+// compute-sanitizer reports them unless run with `--report-api-errors no` (the list of such
+// cases is at the top of tests/cuda/backend_test.cpp).
 TEST_P(BackendSuite, AllocationFailureIsABudgetError) {
   const std::size_t impossible = std::size_t{1} << 60;
   EXPECT_THROW(engine().allocate_staging(impossible), budget_error);

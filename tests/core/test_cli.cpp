@@ -170,6 +170,34 @@ TEST(cli, load_json_reports_every_stage) {
   EXPECT_EQ(nlohmann::json::parse(read_bytes(dir / "report.json")), j);
 }
 
+// The timing block: measured from the backend's creation, allocations included, with its parts,
+// which add up to at most the total (they are laps of one clock; the total also covers what falls
+// between them). `seconds` stays the pipeline's, as before. The text report says the same.
+TEST(cli, load_reports_its_timing_from_the_backend_with_the_parts) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  const auto r = run_cli("load --json --check --device cpu " + (dir / "m").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = r.json();
+  ASSERT_TRUE(j.contains("timing"));
+  const auto& t = j["timing"];
+  double parts = 0;
+  for (const char* key :
+       {"backend_seconds", "allocate_seconds", "pipeline_seconds", "finish_seconds"}) {
+    ASSERT_TRUE(t.contains(key)) << key;
+    EXPECT_GE(t[key].get<double>(), 0.0) << key;
+    parts += t[key].get<double>();
+  }
+  ASSERT_TRUE(t.contains("total_seconds"));
+  EXPECT_EQ(t.size(), 5u);
+  EXPECT_GE(t["total_seconds"].get<double>(), parts - 1e-9);
+  EXPECT_EQ(t["pipeline_seconds"], j["seconds"]);
+  const auto text = run_cli("load --device cpu " + (dir / "m").string());
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("  timing       "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("s from the backend's creation: backend "), std::string::npos);
+}
+
 TEST(cli, full_disk_while_converting_leaves_no_output) {
   temp_dir dir;
   ASSERT_EQ(

@@ -68,3 +68,65 @@ TEST(LiveGpu, QueryMakesNoContextOnAnotherGpu) {
   EXPECT_EQ(current_after, current_before);
 }
 #endif
+
+#if UMLOAD_HAVE_CUDA
+// One CUDA context per process: the driver destroys a primary context when its last reference is
+// released, so a query that let go of the context it read free memory in would leave none, and
+// the backend would make a second. The query holds it: after the query returns, before any
+// runtime call that makes a context, device 0's primary context is active; a second query
+// retains nothing more; the runtime then works in that same context; and once the runtime holds
+// it, letting go of the query's hold leaves it active.
+TEST(LiveGpu, QueryHoldsThePrimaryContextTheRuntimeThenWorksIn) {
+  const auto query = up::make_cuda_device_query();
+  const up::device_info d = query->query(0);
+  if (!d.present) GTEST_SKIP() << "no usable GPU: " << d.absence_reason;
+  ASSERT_TRUE(d.free_memory.has_value());
+  using device_get_fn = CUresult(CUDAAPI*)(CUdevice*, int);
+  using state_fn = CUresult(CUDAAPI*)(CUdevice, unsigned int*, int*);
+  using current_fn = CUresult(CUDAAPI*)(CUcontext*);
+  using retain_fn = CUresult(CUDAAPI*)(CUcontext*, CUdevice);
+  using release_fn = CUresult(CUDAAPI*)(CUdevice);
+  const auto entry = [](const char* name) {
+    void* p = nullptr;
+    EXPECT_EQ(cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, nullptr),
+              cudaSuccess)
+        << name;
+    return p;
+  };
+  const auto device_get = reinterpret_cast<device_get_fn>(entry("cuDeviceGet"));
+  const auto state = reinterpret_cast<state_fn>(entry("cuDevicePrimaryCtxGetState"));
+  const auto current = reinterpret_cast<current_fn>(entry("cuCtxGetCurrent"));
+  const auto retain = reinterpret_cast<retain_fn>(entry("cuDevicePrimaryCtxRetain"));
+  const auto release = reinterpret_cast<release_fn>(entry("cuDevicePrimaryCtxRelease"));
+  ASSERT_TRUE(device_get && state && current && retain && release);
+  CUdevice device0 = 0;
+  ASSERT_EQ(device_get(&device0, 0), CUDA_SUCCESS);
+  unsigned int flags = 0;
+  int active = 0;
+  ASSERT_EQ(state(device0, &flags, &active), CUDA_SUCCESS);
+  EXPECT_EQ(active, 1) << "the query let go of the context it read free memory in";
+  const double retained = up::cuda_context_seconds();
+  EXPECT_TRUE(query->query(0).free_memory.has_value());
+  EXPECT_EQ(up::cuda_context_seconds(), retained) << "a second query retained again";
+
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  ASSERT_EQ(cudaFree(nullptr), cudaSuccess);  // the runtime's context on device 0
+  CUcontext in_use = nullptr, primary = nullptr;
+  ASSERT_EQ(current(&in_use), CUDA_SUCCESS);
+  ASSERT_EQ(retain(&primary, device0), CUDA_SUCCESS);
+  EXPECT_EQ(in_use, primary);
+  ASSERT_EQ(release(device0), CUDA_SUCCESS);
+  up::release_held_cuda_contexts();
+  ASSERT_EQ(state(device0, &flags, &active), CUDA_SUCCESS);
+  EXPECT_EQ(active, 1) << "the runtime holds no reference of its own";
+}
+#endif
+
+// Without a usable device the query holds nothing and spends no time on contexts.
+TEST(LiveGpu, NoDeviceMeansNoContextHeld) {
+  const up::device_info d = up::make_cuda_device_query()->query(0);
+  if (d.present) GTEST_SKIP() << "a GPU is present";
+  EXPECT_EQ(up::cuda_context_seconds(), 0.0);
+  up::release_held_cuda_contexts();  // nothing to let go of: no effect, no error
+  EXPECT_EQ(up::cuda_context_seconds(), 0.0);
+}
