@@ -144,30 +144,34 @@ if ref and ref.get("peak_device_bytes"):
 
 
 def peer_rows(data):
-    """peers.json as bench/gpu/peers.py writes it: one entry per loader, as a mapping of names to
-    results or a list of results with a name; each with seconds and peak memory where measured."""
-    if isinstance(data, dict) and isinstance(data.get("peers"), (list, dict)):
-        data = data["peers"]
-    items = data.items() if isinstance(data, dict) else (
-        (e.get("name", f"#{i}"), e) for i, e in enumerate(data) if isinstance(e, dict)) if isinstance(data, list) else ()
-    for name, r in items:
+    """peers.json as bench/gpu/peers.py writes it: `summary` maps each case (umload-cli, umload-hf,
+    transformers) to its runs, the best run's seconds and that run's peak device and host bytes;
+    `h2d` holds the pinned H2D limit where gpu_bench measured it. A run cut short still leaves
+    the cases it finished."""
+    summary = data.get("summary") if isinstance(data, dict) else None
+    for name, r in (summary or {}).items():
         if not isinstance(r, dict):
             continue
-        if r.get("error") or r.get("ok") is False:
-            yield name, f"FAILED: {str(r.get('error', 'see the log'))[:80]}"
+        if not r.get("passed"):
+            yield name, f"FAILED: 0 of {r.get('runs', '?')} runs passed (see the log)"
             continue
-        bits = []
-        if isinstance(r.get("seconds"), (int, float)):
-            bits.append(f"{r['seconds']:.2f} s")
-        for key, label in (("peak_device_bytes", "device"), ("peak_host_bytes", "host"), ("peak_rss_bytes", "host")):
+        bits = [f"{r['best_seconds']:.2f} s (best of {r['passed']})"]
+        for key, label in (("peak_device_bytes", "device"), ("peak_host_bytes", "host")):
             if isinstance(r.get(key), (int, float)):
                 bits.append(f"{label} {r[key] / 2**30:.2f} GiB")
-        yield name, ", ".join(bits) or "no figures"
+        yield name, ", ".join(bits)
+    h2d = data.get("h2d") if isinstance(data, dict) else None
+    if isinstance(h2d, dict) and isinstance(h2d.get("gbps"), (int, float)):
+        yield "H2D limit (pinned)", f"{h2d['gbps']:.1f} GB/s"
 
 
-if isinstance(peers, (dict, list)) and status.get("peers", ["", "", "", ""])[1] in ("ok", "earlier: ok"):
-    for name, value in peer_rows(peers):
+peer_status = status.get("peers", ["", "", "", ""])[1]
+rows_of_peers = list(peer_rows(peers)) if isinstance(peers, dict) else []
+if rows_of_peers:
+    for name, value in rows_of_peers:
         add(f"peer: {name}", value, "", None)
+    if peer_status not in ("ok", "earlier: ok"):
+        add("peers step", peer_status or "not run", "", None)
 else:
     step_row("peers", "peers (umload.hf, transformers, CLI)", "")
 

@@ -120,6 +120,18 @@ class gpu_scripts(common.checkpoint_case):
         self.assertEqual(produced["umload.hf"], produced["transformers"])
         for case, s in doc["summary"].items():
             self.assertEqual(s["best_seconds"], min(s["seconds"]), case)
+        # The GPU check's table reads this file as peers.py wrote it: one row per case.
+        res = os.path.join(self.tmp, "table")
+        os.makedirs(res)
+        shutil.copy(out, os.path.join(res, "peers.json"))
+        with open(os.path.join(res, "steps.tsv"), "w") as f:
+            f.write("peers\tok\t9\t\n")
+        t = subprocess.run([sys.executable, os.path.join(GPU_DIR, "table.py"), res], capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, MODE="run", CARD="none"))
+        self.assertEqual(t.returncode, 0, t.stderr)
+        for case in ("umload-cli", "umload.hf", "transformers"):
+            best = doc["summary"][case]["best_seconds"]
+            self.assertRegex(t.stdout, rf"peer: {case} +{best:.2f} s \(best of 1\)")
 
     def test_peers_record_what_the_budget_skips(self):
         out = os.path.join(self.tmp, "peers-skipped.json")
