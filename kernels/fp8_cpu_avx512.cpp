@@ -1,8 +1,8 @@
 // AVX-512 (F, BW, VL, DQ) block-FP8 decode, compiled with its own -m flags (and
 // -ffp-contract=off) and called only when the CPU has them. The arithmetic is the AVX2 path's
-// (kernels/fp8_cpu_avx2.cpp says why it is exact), 16 values per step with mask registers for the
-// NaN fix-up, vpmovdw for the BF16 pack, and masked loads and stores for the row's last values,
-// so no value takes a scalar path.
+// (kernels/fp8_cpu_avx2.cpp says why it is exact), 16 values per step with vpermd on a 16-entry
+// table for the subnormal codes, mask registers for the NaN fix-up, vpmovdw for the BF16 pack, and
+// masked loads and stores for the row's last values, so no value takes a scalar path.
 #include "kernels/fp8_cpu_detail.hpp"
 
 #if defined(__x86_64__)
@@ -13,20 +13,27 @@ namespace umload::fp8::cpu::detail {
 
 namespace {
 
+// F32 bits of the 8 subnormal magnitudes 0 .. 7 (times 2^-9), twice (vpermd reads 4 index bits).
+inline __m512i subnormal_table() {
+  alignas(64) std::uint32_t t[16];
+  for (unsigned m = 0; m < 16; ++m) t[m] = e4m3_to_f32_bits(m % 8);
+  return _mm512_load_si512(t);
+}
+
 // F32 bits of code * scale for 16 codes and 16 scales, every NaN as f32_nan; `nan` gets the
 // NaN lanes.
-inline __m512i product_bits(__m128i bytes, __m512 scales, __mmask16& nan) {
+inline __m512i product_bits(__m128i bytes, __m512 scales, __m512i subnormals, __mmask16& nan) {
   const __m512i x = _mm512_cvtepu8_epi32(bytes);
-  const __m512i magnitude =
-      _mm512_and_si512(_mm512_slli_epi32(x, 20), _mm512_set1_epi32(0x07F00000));
-  const __m512i sign =
-      _mm512_and_si512(_mm512_slli_epi32(x, 24), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
-  const __m512 widened =
-      _mm512_or_ps(_mm512_mul_ps(_mm512_castsi512_ps(magnitude), _mm512_set1_ps(0x1p120f)),
-                   _mm512_castsi512_ps(sign));
-  const __m512 product = _mm512_mul_ps(widened, scales);
+  const __m512i magnitude = _mm512_and_si512(x, _mm512_set1_epi32(0x7F));
+  const __m512i normal =
+      _mm512_add_epi32(_mm512_slli_epi32(magnitude, 20), _mm512_set1_epi32(120 << 23));
+  const __mmask16 exponent_zero = _mm512_testn_epi32_mask(magnitude, _mm512_set1_epi32(0x78));
+  const __m512i widened = _mm512_or_si512(
+      _mm512_mask_permutexvar_epi32(normal, exponent_zero, magnitude, subnormals),
+      _mm512_and_si512(_mm512_slli_epi32(x, 24), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+  const __m512 product = _mm512_mul_ps(_mm512_castsi512_ps(widened), scales);
   nan = _mm512_cmp_ps_mask(product, product, _CMP_UNORD_Q) |
-        _mm512_cmpeq_epi32_mask(magnitude, _mm512_set1_epi32(0x07F00000));
+        _mm512_cmpeq_epi32_mask(magnitude, _mm512_set1_epi32(0x7F));
   return _mm512_mask_blend_epi32(nan, _mm512_castps_si512(product),
                                  _mm512_set1_epi32(static_cast<int>(f32_nan)));
 }
@@ -44,6 +51,7 @@ void rows(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end)
   const std::uint64_t cols = job.geometry.cols;
   row_scales scales;
   Out* out = static_cast<Out*>(job.out);
+  const __m512i subnormals = subnormal_table();
   for (std::uint64_t row = row_begin; row < row_end; ++row) {
     const float* s = scales.for_row(job, row);
     const std::uint8_t* codes = job.codes + row * cols;
@@ -56,7 +64,7 @@ void rows(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end)
                                  : _mm_maskz_loadu_epi8(lanes, codes + c);
       const __m512 sc = full ? _mm512_loadu_ps(s + c) : _mm512_maskz_loadu_ps(lanes, s + c);
       __mmask16 nan;
-      const __m512i bits = product_bits(bytes, sc, nan);
+      const __m512i bits = product_bits(bytes, sc, subnormals, nan);
       if constexpr (sizeof(Out) == 2) {
         const __m256i words = bf16_words(bits, nan);
         if (!full)
