@@ -2,7 +2,8 @@
 // one parameterised suite, run per path x dtype x thread count, over all 256 codes times edge
 // scales, shapes that are not multiples of the block (DeepSeek-V3's 576-row kv_a_proj_with_mqa,
 // a 160-row weight, 1 x 1, widths that are not multiples of 8 or 16), block sizes from 1 x 1 to
-// larger than the weight, stacked matrices, single-scale weights, misaligned codes, scales and
+// larger than the weight (widths that are multiples of 64 take the AVX-512 VBMI table path for
+// BF16, where the CPU has it), stacked matrices, single-scale weights, misaligned codes, scales and
 // output, and outputs large enough for the non-temporal store path. Output buffers carry guard
 // bytes on both sides so that a write outside the job is caught. The oracle itself is held to
 // fp8::decode_* value by value, and to the exact product under a caller's flush-to-zero mode.
@@ -249,6 +250,9 @@ TEST_P(Fp8CpuPath, AnyBlockSize) {
   check({1, 64, 96, 64, 32}, scales_kind::with_edges, 12);
   check({1, 40, 300, 2, 200}, scales_kind::with_edges, 13);
   check({1, 20, 40, 256, 256}, scales_kind::with_edges, 14);  // one block larger than the weight
+  // Widths that are multiples of 64 (the AVX-512 VBMI table path for BF16), rows ending mid-block.
+  check({1, 9, 200, 3, 64}, scales_kind::with_edges, 26);
+  check({1, 5, 450, 2, 192}, scales_kind::with_edges, 27);
 }
 
 TEST_P(Fp8CpuPath, StackedMatrices) { check({3, 130, 70, 64, 32}, scales_kind::with_edges, 15); }
