@@ -4,7 +4,8 @@
 // A path decodes a run of rows. For each run of rows sharing one scale row it first expands that
 // scale row to one F32 per column (row_scales), so that the inner loop reads a code and a scale
 // per value whatever the block width (128 in every public checkpoint, any value in the config):
-// no division, no per-block tail inside a row; only the row's end is a tail.
+// no division, no per-block tail inside a row; only the row's end is a tail. (The AVX-512 VBMI
+// BF16 path keeps a lookup table per block of the scale row instead; fp8_cpu_avx512.cpp.)
 #pragma once
 
 #include <cstdint>
