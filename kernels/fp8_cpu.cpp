@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "kernels/arith.hpp"
 #include "kernels/error.hpp"
@@ -30,11 +31,56 @@ inline Out decode_one(unsigned code, float scale) {
     return decode_f32(code, scale);
 }
 
+// The results of every code under each block's scale of one scale row, built when a row starts a
+// new scale row: the decode of a value is then one load.
+template <typename Out>
+class block_tables {
+ public:
+  const Out* for_row(const decode_job& job, std::uint64_t row) {
+    const block_geometry& g = job.geometry;
+    const std::uint64_t scale_row = row / g.rows * g.scale_rows() + row % g.rows / g.block_rows;
+    if (scale_row != current_) {
+      tables_.resize(g.scale_cols() * 256);
+      for (std::uint64_t b = 0; b < g.scale_cols(); ++b) {
+        const float scale = scale_at(job.scales, scale_row * g.scale_cols() + b);
+        for (unsigned code = 0; code < 256; ++code)
+          tables_[b * 256 + code] = decode_one<Out>(code, scale);
+      }
+      current_ = scale_row;
+    }
+    return tables_.data();
+  }
+
+ private:
+  std::vector<Out> tables_;
+  std::uint64_t current_ = ~std::uint64_t{0};
+};
+
+// Tables pay off where a block holds many values per code: 128 x 128 blocks reuse each entry 64
+// times. Narrow or small blocks decode value by value.
+inline bool tables_pay_off(const block_geometry& g) {
+  return g.block_cols >= 32 && g.block_rows * g.block_cols >= 4096;
+}
+
 template <typename Out>
 void portable(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end) {
   const std::uint64_t cols = job.geometry.cols;
-  row_scales scales;
   Out* out = static_cast<Out*>(job.out);
+  if (tables_pay_off(job.geometry)) {
+    block_tables<Out> tables;
+    const std::uint64_t width = job.geometry.block_cols;
+    for (std::uint64_t row = row_begin; row < row_end; ++row) {
+      const Out* t = tables.for_row(job, row);
+      const std::uint8_t* codes = job.codes + row * cols;
+      Out* dst = out + row * cols;
+      for (std::uint64_t c0 = 0; c0 < cols; c0 += width, t += 256) {
+        const std::uint64_t c1 = std::min(cols, c0 + width);
+        for (std::uint64_t c = c0; c < c1; ++c) store<Out>(dst + c, t[codes[c]]);
+      }
+    }
+    return;
+  }
+  row_scales scales;
   for (std::uint64_t row = row_begin; row < row_end; ++row) {
     const float* s = scales.for_row(job, row);
     const std::uint8_t* codes = job.codes + row * cols;
