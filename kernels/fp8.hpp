@@ -14,7 +14,9 @@
 // transformers' integrations/finegrained_fp8.py, NeMo Automodel's `dequantize_from_fp8` and torch's
 // reader compute it in float32. BF16 output rounds that F32 to nearest even. Every NaN, whether
 // from a NaN code, a NaN scale or 0 * inf, is written as one quiet NaN: 0x7FC0 in BF16 (what
-// c10::BFloat16's round_to_nearest_even writes for NaN) and 0x7FC00000 in F32. The CPU paths
+// c10::BFloat16's round_to_nearest_even writes for NaN; torch's vectorised CPU conversion writes
+// 0xFFFF, and its F32 products keep the NaN operand's payload, so only NaN's bits differ from the
+// references) and 0x7FC00000 in F32. The CPU paths
 // and the CUDA kernel call these functions (or, in SIMD, prove themselves equal to them in the
 // tests), so every path writes the same bits.
 #pragma once
