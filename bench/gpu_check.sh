@@ -60,9 +60,11 @@ STEPS=(
   "configure 60 setup run configure for this GPU's architecture, Python module included"
   "build 200 setup run build every target below (-k 0; nothing to do when the tree is the same)"
   "tile_test 15 check run the kernels' per-thread work on the host (CPU)"
+  "fp8_tile_test 10 check run the block-FP8 kernel's per-thread work on the host (CPU)"
   "gpu_test_cuda 60 check skip umload_cuda_test: CUDA decode = CPU oracle, CUDA backend"
   "gpu_test_convert 40 check skip umload_cuda_convert_test: convert on the GPU = CPU files; coherent advice"
   "gpu_test_platform 20 check skip test_platform_live_gpu: the live GPU as the platform layer sees it"
+  "gpu_test_fp8 20 check skip umload_fp8_cuda_test: block-FP8 CUDA decode = CPU oracle"
   "digests 60 check skip GPU = CPU digests and checks: 3 strategies x 2 layouts x 3 dtypes; convert files"
   "python 60 check half Python module: DLPack hand-over = CPU load; umload.hf logits (dry: CPU half)"
   "memcheck 60 check skip compute-sanitizer memcheck over the decode kernels and backend cases"
@@ -332,7 +334,7 @@ step_configure() {
 
 # The targets the run builds: every one this configure has.
 WANTED_TARGETS=(umload umload_cuda_test umload_cuda_convert_test test_platform_live_gpu
-  umload_cuda_tile_test umload_gpu_bench umload_python)
+  umload_cuda_tile_test umload_fp8_tile_test umload_fp8_cuda_test umload_gpu_bench umload_python)
 step_build() {
   need "$BUILD/CMakeCache.txt" || return 3
   local have targets=() t keep=(-k 0) src
@@ -396,6 +398,8 @@ sys.exit(5 if cases and skipped == len(cases) else 0)
 }
 GTEST_WRAPPER=()
 step_tile_test() { gtest umload_cuda_tile_test; }
+step_fp8_tile_test() { gtest umload_fp8_tile_test; }
+step_gpu_test_fp8() { gtest umload_fp8_cuda_test; }
 step_gpu_test_cuda() { gtest umload_cuda_test; }
 step_gpu_test_convert() { gtest umload_cuda_convert_test; }
 step_gpu_test_platform() { gtest test_platform_live_gpu; }
@@ -766,7 +770,7 @@ if [ "$MODE" = dry-run ]; then
   echo
   echo "would run on the GPU:"
   declare -A NEEDS=([gpu_test_cuda]=umload_cuda_test [gpu_test_convert]=umload_cuda_convert_test
-    [gpu_test_platform]=test_platform_live_gpu [memcheck]=umload_cuda_test [gpu_bench]=umload_gpu_bench
+    [gpu_test_platform]=test_platform_live_gpu [gpu_test_fp8]=umload_fp8_cuda_test [memcheck]=umload_cuda_test [gpu_bench]=umload_gpu_bench
     [digests]=umload [synth]=umload [load]=umload [reference]=umload [python]=umload [peers]=umload)
   for name in "${SELECTED[@]}"; do
     s=$(step_line "$name")
