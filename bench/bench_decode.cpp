@@ -164,11 +164,5 @@ int dump(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "dump") == 0) return dump(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  register_all();
-  benchmark::AddCustomContext("best_isa", std::string(cpu::to_string(cpu::best_isa())));
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return umload::bench::run(argc, argv, register_all);
 }

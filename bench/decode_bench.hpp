@@ -1,6 +1,6 @@
 // What the CPU decode benchmarks (bench_decode.cpp: MXFP4; bench_fp8.cpp: block FP8) share: page-
 // aligned buffers faulted in before timing, one output buffer reused by every case, the memset
-// limit on the same threads, the thread counts, the counters and the case settings.
+// limit on the same threads, the thread counts, the counters, the case settings and main().
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -12,7 +12,10 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
+
+#include "kernels/cpu_decode.hpp"
 
 namespace umload::bench {
 
@@ -91,6 +94,18 @@ inline void case_settings(benchmark::internal::Benchmark* b) {
       ->UseRealTime()
       ->ComputeStatistics("min", fastest)
       ->Unit(benchmark::kMillisecond);
+}
+
+// The benchmark's main(): Google Benchmark's flags, then the cases `register_cases` adds, with
+// the CPU's best decode path in the context.
+inline int run(int argc, char** argv, void (*register_cases)()) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_cases();
+  benchmark::AddCustomContext("best_isa", std::string(cpu::to_string(cpu::best_isa())));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }
 
 }  // namespace umload::bench
