@@ -23,9 +23,7 @@
 // data to FILE and exits; `reference_hf.py --check FILE` compares it with the reference bit for
 // bit.
 #include <benchmark/benchmark.h>
-#include <omp.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +34,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/decode_bench.hpp"
 #include "kernels/cpu_decode.hpp"
 
 namespace {
@@ -44,6 +43,9 @@ using umload::decode_job;
 using umload::layout;
 using umload::output_dtype;
 namespace cpu = umload::cpu;
+namespace bench = umload::bench;
+using bench::allocate;
+using bench::buffer;
 
 constexpr std::uint64_t bench_experts = 4;
 constexpr std::uint64_t groups_20b = 90;  // H = I = 2880 inputs
@@ -55,19 +57,6 @@ std::uint8_t synthetic_block_byte(std::uint64_t i) {
 }
 std::uint8_t synthetic_scale(std::uint64_t i) {
   return static_cast<std::uint8_t>(119 + ((static_cast<std::uint32_t>(i) * 2246822519u) >> 28));
-}
-
-struct aligned_free {
-  void operator()(void* p) const { std::free(p); }
-};
-using buffer = std::unique_ptr<std::uint8_t, aligned_free>;
-
-buffer allocate(std::uint64_t bytes) {
-  const std::uint64_t rounded = (bytes + 4095) / 4096 * 4096;
-  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(4096, rounded));
-  if (!p) throw std::bad_alloc();
-  std::memset(p, 0, rounded);  // fault the pages in before timing
-  return buffer(p);
 }
 
 struct tensor_data {
@@ -100,78 +89,30 @@ decode_job make_job(const tensor_data& d, void* out, layout order, output_dtype 
   return job;
 }
 
-// One output buffer reused by every case (the largest one), so that its pages stay faulted in.
-std::uint8_t* output_buffer(std::uint64_t bytes) {
-  static buffer out;
-  static std::uint64_t capacity = 0;
-  if (bytes > capacity) {
-    out.reset();
-    out = allocate(bytes);
-    capacity = bytes;
-  }
-  return out.get();
-}
-
 void BM_decode(benchmark::State& state, cpu::isa path, std::uint64_t rows, layout order,
                output_dtype dtype) {
   const int threads = static_cast<int>(state.range(0));
   const std::uint64_t experts = static_cast<std::uint64_t>(state.range(1));
   const tensor_data& d = synthetic(experts, rows, groups_20b);
   decode_job job = make_job(d, nullptr, order, dtype);
-  job.out = output_buffer(job.out_bytes());
+  job.out = bench::output_buffer(job.out_bytes());
   for (auto _ : state) {
     cpu::decode(job, path, threads);
     benchmark::ClobberMemory();
   }
-  const auto in_bytes = static_cast<double>(job.block_bytes() + job.scale_bytes());
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * job.out_bytes()));
-  state.counters["rw_bytes_per_second"] = benchmark::Counter(
-      in_bytes + static_cast<double>(job.out_bytes()),
-      benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
-  state.counters["threads"] = threads;
+  bench::set_counters(state, job.block_bytes() + job.scale_bytes(), job.out_bytes(), threads);
 }
 
 // memset of the same output bytes (gate_up, BF16) on the same threads: the limit.
 void BM_memset(benchmark::State& state) {
-  const int threads = static_cast<int>(state.range(0));
   const std::uint64_t experts = static_cast<std::uint64_t>(state.range(1));
-  const std::uint64_t bytes = experts * 5760 * groups_20b * 32 * 2;
-  std::uint8_t* out = output_buffer(bytes);
-  int value = 0;
-  for (auto _ : state) {
-    ++value;
-#pragma omp parallel num_threads(threads)
-    {
-      const std::uint64_t n = static_cast<std::uint64_t>(omp_get_num_threads());
-      const std::uint64_t t = static_cast<std::uint64_t>(omp_get_thread_num());
-      const std::uint64_t chunk = (bytes / n + 4095) / 4096 * 4096;
-      const std::uint64_t begin = std::min(bytes, t * chunk);
-      std::memset(out + begin, value, std::min(bytes, begin + chunk) - begin);
-    }
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["rw_bytes_per_second"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1024);
-  state.counters["threads"] = threads;
-}
-
-double fastest(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
-
-void thread_args(benchmark::internal::Benchmark* b, std::int64_t experts) {
-  const int max_threads = omp_get_max_threads();
-  for (int t = 1; t <= max_threads; t *= 2) b->Args({t, experts});
-  if ((max_threads & (max_threads - 1)) != 0) b->Args({max_threads, experts});
+  bench::memset_output(state, experts * 5760 * groups_20b * 32 * 2);
 }
 
 void register_all() {
   benchmark::RegisterBenchmark("BM_memset/gate_up", BM_memset)
-      ->Apply([](auto* b) { thread_args(b, bench_experts); })
-      ->ArgNames({"threads", "experts"})
-      ->UseRealTime()
-      ->ComputeStatistics("min", fastest)
-      ->Unit(benchmark::kMillisecond);
+      ->Apply([](auto* b) { bench::thread_args(b, bench_experts); })
+      ->Apply(bench::case_settings);
   struct tensor_shape {
     const char* name;
     std::uint64_t rows;
@@ -191,11 +132,8 @@ void register_all() {
           if (path == cpu::isa::scalar)
             b->Args({1, 1});
           else
-            b->Apply([](auto* bb) { thread_args(bb, bench_experts); });
-          b->ArgNames({"threads", "experts"})
-              ->UseRealTime()
-              ->ComputeStatistics("min", fastest)
-              ->Unit(benchmark::kMillisecond);
+            b->Apply([](auto* bb) { bench::thread_args(bb, bench_experts); });
+          bench::case_settings(b);
         }
 }
 
@@ -226,11 +164,5 @@ int dump(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "dump") == 0) return dump(argc, argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  register_all();
-  benchmark::AddCustomContext("best_isa", std::string(cpu::to_string(cpu::best_isa())));
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return umload::bench::run(argc, argv, register_all);
 }

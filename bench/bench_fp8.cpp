@@ -18,20 +18,18 @@
 // rate counters are the lowest rates, not the fastest run's), which other work on the cores can
 // only slow down.
 #include <benchmark/benchmark.h>
-#include <omp.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "bench/decode_bench.hpp"
 #include "kernels/fp8.hpp"
 #include "kernels/fp8_cpu.hpp"
 
@@ -39,6 +37,9 @@ namespace {
 
 namespace fp8 = umload::fp8;
 namespace cpu = umload::cpu;
+namespace bench = umload::bench;
+using bench::allocate;
+using bench::buffer;
 using umload::output_dtype;
 
 constexpr std::int64_t bench_experts = 4;
@@ -52,19 +53,6 @@ std::uint8_t synthetic_code(std::uint64_t i) {
 float synthetic_scale(std::uint64_t i) {
   return std::ldexp(1.0f + static_cast<float>(i % 97) / 97.0f,
                     -12 + static_cast<int>((static_cast<std::uint32_t>(i) * 2246822519u) >> 29));
-}
-
-struct aligned_free {
-  void operator()(void* p) const { std::free(p); }
-};
-using buffer = std::unique_ptr<std::uint8_t, aligned_free>;
-
-buffer allocate(std::uint64_t bytes) {
-  const std::uint64_t rounded = (bytes + 4095) / 4096 * 4096;
-  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(4096, rounded));
-  if (!p) throw std::bad_alloc();
-  std::memset(p, 0, rounded);  // fault the pages in before timing
-  return buffer(p);
 }
 
 struct weight_data {
@@ -85,18 +73,6 @@ const weight_data& synthetic(std::uint64_t experts, std::uint64_t rows, std::uin
   return cache.emplace(key, std::move(d)).first->second;
 }
 
-// One output buffer reused by every case (the largest one), so that its pages stay faulted in.
-std::uint8_t* output_buffer(std::uint64_t bytes) {
-  static buffer out;
-  static std::uint64_t capacity = 0;
-  if (bytes > capacity) {
-    out.reset();
-    out = allocate(bytes);
-    capacity = bytes;
-  }
-  return out.get();
-}
-
 void BM_decode(benchmark::State& state, cpu::isa path, std::uint64_t rows, std::uint64_t cols,
                output_dtype dtype) {
   const int threads = static_cast<int>(state.range(0));
@@ -107,61 +83,28 @@ void BM_decode(benchmark::State& state, cpu::isa path, std::uint64_t rows, std::
   job.scales = d.scales.get();
   job.geometry = d.geometry;
   job.dtype = dtype;
-  job.out = output_buffer(job.out_bytes());
+  job.out = bench::output_buffer(job.out_bytes());
   for (auto _ : state) {
     fp8::cpu::decode(job, path, threads);
     benchmark::ClobberMemory();
   }
-  const auto in_bytes = static_cast<double>(d.geometry.code_bytes() + d.geometry.scale_bytes());
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * job.out_bytes()));
-  state.counters["rw_bytes_per_second"] = benchmark::Counter(
-      in_bytes + static_cast<double>(job.out_bytes()),
-      benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
-  state.counters["threads"] = threads;
+  bench::set_counters(state, d.geometry.code_bytes() + d.geometry.scale_bytes(), job.out_bytes(),
+                      threads);
 }
 
 // memset of the same output bytes (one expert is 7168 x 2048 values, BF16) on the same threads:
 // the limit.
 void BM_memset(benchmark::State& state) {
-  const int threads = static_cast<int>(state.range(0));
   const auto experts = static_cast<std::uint64_t>(state.range(1));
-  const std::uint64_t bytes = experts * 7168 * 2048 * 2;
-  std::uint8_t* out = output_buffer(bytes);
-  int value = 0;
-  for (auto _ : state) {
-    ++value;
-#pragma omp parallel num_threads(threads)
-    {
-      const auto n = static_cast<std::uint64_t>(omp_get_num_threads());
-      const auto t = static_cast<std::uint64_t>(omp_get_thread_num());
-      const std::uint64_t chunk = (bytes / n + 4095) / 4096 * 4096;
-      const std::uint64_t begin = std::min(bytes, t * chunk);
-      std::memset(out + begin, value, std::min(bytes, begin + chunk) - begin);
-    }
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
-  state.counters["rw_bytes_per_second"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1024);
-  state.counters["threads"] = threads;
+  bench::memset_output(state, experts * 7168 * 2048 * 2);
 }
 
-double fastest(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
-
-void thread_args(benchmark::internal::Benchmark* b) {
-  const int max_threads = omp_get_max_threads();
-  for (int t = 1; t <= max_threads; t *= 2) b->Args({t, bench_experts});
-  if ((max_threads & (max_threads - 1)) != 0) b->Args({max_threads, bench_experts});
-}
+void thread_args(benchmark::internal::Benchmark* b) { bench::thread_args(b, bench_experts); }
 
 void register_all() {
   benchmark::RegisterBenchmark("BM_memset/expert", BM_memset)
       ->Apply(thread_args)
-      ->ArgNames({"threads", "experts"})
-      ->UseRealTime()
-      ->ComputeStatistics("min", fastest)
-      ->Unit(benchmark::kMillisecond);
+      ->Apply(bench::case_settings);
   struct weight_shape {
     const char* name;
     std::uint64_t rows, cols;
@@ -182,21 +125,10 @@ void register_all() {
           b->Args({1, 1});
         else
           b->Apply(thread_args);
-        b->ArgNames({"threads", "experts"})
-            ->UseRealTime()
-            ->ComputeStatistics("min", fastest)
-            ->Unit(benchmark::kMillisecond);
+        bench::case_settings(b);
       }
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  register_all();
-  benchmark::AddCustomContext("best_isa", std::string(cpu::to_string(cpu::best_isa())));
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return umload::bench::run(argc, argv, register_all); }

@@ -8,6 +8,7 @@
 
 #include "kernels/arith.hpp"
 #include "kernels/cpu_decode_detail.hpp"
+#include "kernels/cpu_team.hpp"
 #include "kernels/error.hpp"
 #include "kernels/mxfp4.hpp"
 
@@ -128,40 +129,6 @@ path_kernels kernels_for(isa path) {
   }
 }
 
-// One thread's share of a decode, between its enter and leave hooks.
-class hooked_share {
- public:
-  explicit hooked_share(const team_hooks& hooks) : hooks_(hooks) {
-    if (hooks_.enter) hooks_.enter(hooks_.context);
-  }
-  ~hooked_share() {
-    if (hooks_.leave) hooks_.leave(hooks_.context);
-  }
-  hooked_share(const hooked_share&) = delete;
-  hooked_share& operator=(const hooked_share&) = delete;
-
- private:
-  const team_hooks& hooks_;
-};
-
-// Runs body(i) for i in [0, count) over `workers` threads; pieces are handed out dynamically
-// because the cores may be shared with other work.
-template <typename Body>
-void parallel_pieces(std::uint64_t count, int workers, const team_hooks& hooks, Body body) {
-  if (workers <= 1 || count <= 1) {
-    const hooked_share share(hooks);
-    for (std::uint64_t i = 0; i < count; ++i) body(i);
-    return;
-  }
-  const auto n = static_cast<std::int64_t>(count);
-#pragma omp parallel num_threads(workers)
-  {
-    const hooked_share share(hooks);
-#pragma omp for schedule(dynamic, 1)
-    for (std::int64_t i = 0; i < n; ++i) body(static_cast<std::uint64_t>(i));
-  }
-}
-
 }  // namespace
 
 void run(const decode_job& job, isa path, int threads, piece_options options,
@@ -259,7 +226,7 @@ void decode(const decode_job& job, isa path, int threads, const team_hooks& hook
                       std::to_string(threads));
   if (job.values() == 0) return;
   if (path == isa::scalar) {
-    const detail::hooked_share share(hooks);
+    const detail::hooked_share<> share(hooks);
     decode_scalar(job);
     return;
   }

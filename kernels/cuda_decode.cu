@@ -4,13 +4,11 @@
 #include <cuda_runtime.h>
 #include <thrust/iterator/counting_iterator.h>
 
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <cub/device/device_reduce.cuh>
 
 #include "kernels/cuda_check.hpp"
 #include "kernels/cuda_decode.hpp"
+#include "kernels/cuda_launch.hpp"
 #include "kernels/error.hpp"
 
 namespace umload::cuda {
@@ -22,14 +20,8 @@ __device__ void fill_table(split_table_row* table) {
   for (unsigned s = threadIdx.x; s < 256; s += blockDim.x) table[s] = make_split_table_row(s);
 }
 
-template <typename Out>
-struct device_sink {
-  Out* out;
-  __device__ void store_vec(std::uint64_t index, const std::uint32_t w[4]) {
-    *reinterpret_cast<uint4*>(out + index) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
-  __device__ void store(std::uint64_t index, Out value) { out[index] = value; }
-};
+using umload::detail::device_sink;
+using umload::detail::persistent_blocks;
 
 template <typename Out>
 __global__ void __launch_bounds__(native_threads)
@@ -64,29 +56,6 @@ __global__ void __launch_bounds__(hf_threads)
   }
 }
 
-// Blocks for a persistent grid: as many as fit on the device at once, at most one per work piece.
-// The count is cached per kernel and device: a pipeline launches once per staged item, and items
-// can be short enough for the queries to show.
-template <typename Kernel>
-unsigned persistent_blocks(Kernel kernel, unsigned threads, std::uint64_t pieces) {
-  static std::array<std::atomic<int>, 64> resident_by_device{};
-  int device = 0;
-  UMLOAD_CUDA_CHECK(cudaGetDevice(&device));
-  int resident = device < 64 ? resident_by_device[device].load(std::memory_order_relaxed) : 0;
-  if (resident == 0) {
-    int multiprocessors = 0;
-    UMLOAD_CUDA_CHECK(
-        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-    int per_multiprocessor = 0;
-    UMLOAD_CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, threads, 0));
-    resident = std::max(1, multiprocessors * std::max(1, per_multiprocessor));
-    if (device < 64) resident_by_device[device].store(resident, std::memory_order_relaxed);
-  }
-  return static_cast<unsigned>(std::min<std::uint64_t>(static_cast<std::uint64_t>(resident),
-                                                       std::max<std::uint64_t>(pieces, 1)));
-}
-
 template <typename Out>
 void launch(const decode_job& job, cudaStream_t stream) {
   const auto* blocks = job.blocks;
@@ -94,15 +63,15 @@ void launch(const decode_job& job, cudaStream_t stream) {
   auto* out = static_cast<Out*>(job.out);
   if (job.order == layout::native) {
     const native_grid g = plan_native(job);
-    const unsigned grid = persistent_blocks(native_kernel<Out>, native_threads,
-                                            (g.units + native_threads - 1) / native_threads);
+    const unsigned grid = persistent_blocks<native_kernel<Out>>(
+        native_threads, (g.units + native_threads - 1) / native_threads);
     UMLOAD_CUDA_CLEAR_ERROR();
     native_kernel<Out><<<grid, native_threads, 0, stream>>>(g, blocks, scales, out);
     UMLOAD_CUDA_CHECK_LAUNCH();
     return;
   }
   const hf_grid g = plan_hf(job);
-  const unsigned grid = persistent_blocks(hf_kernel<Out>, hf_threads, g.tiles());
+  const unsigned grid = persistent_blocks<hf_kernel<Out>>(hf_threads, g.tiles());
   UMLOAD_CUDA_CLEAR_ERROR();
   hf_kernel<Out><<<grid, hf_threads, 0, stream>>>(g, blocks, scales, out);
   UMLOAD_CUDA_CHECK_LAUNCH();

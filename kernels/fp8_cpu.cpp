@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/arith.hpp"
+#include "kernels/cpu_team.hpp"
 #include "kernels/error.hpp"
 #include "kernels/fp8_cpu_detail.hpp"
 
@@ -63,7 +64,8 @@ inline bool tables_pay_off(const block_geometry& g) {
 }
 
 template <typename Out>
-void portable(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end) {
+void portable(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end,
+              piece_options) {
   const std::uint64_t cols = job.geometry.cols;
   Out* out = static_cast<Out*>(job.out);
   if (tables_pay_off(job.geometry)) {
@@ -91,14 +93,7 @@ void portable(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_
 
 }  // namespace
 
-rows_kernel portable_rows() {
-  return [](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options) {
-    if (job.dtype == output_dtype::bf16)
-      portable<std::uint16_t>(job, begin, end);
-    else
-      portable<std::uint32_t>(job, begin, end);
-  };
-}
+rows_kernel portable_rows() { return by_dtype<portable<std::uint16_t>, portable<std::uint32_t>>(); }
 
 namespace {
 
@@ -109,23 +104,6 @@ rows_kernel kernel_for(isa path) {
     default: return portable_rows();
   }
 }
-
-// One thread's share of a decode, between its enter and leave hooks, in the exact float mode.
-class hooked_share {
- public:
-  explicit hooked_share(const team_hooks& hooks) : hooks_(hooks) {
-    if (hooks_.enter) hooks_.enter(hooks_.context);
-  }
-  ~hooked_share() {
-    if (hooks_.leave) hooks_.leave(hooks_.context);
-  }
-  hooked_share(const hooked_share&) = delete;
-  hooked_share& operator=(const hooked_share&) = delete;
-
- private:
-  const team_hooks& hooks_;
-  exact_float_mode mode_;
-};
 
 void check(const decode_job& job, isa path) {
   const auto supported = umload::cpu::supported_isas();
@@ -201,22 +179,12 @@ void decode(const decode_job& job, isa path, int threads, const team_hooks& hook
   // dynamically because the cores may be shared with other work.
   const std::uint64_t target = static_cast<std::uint64_t>(workers) * 8;
   const std::uint64_t per_piece = std::max<std::uint64_t>(1, ceil_div(rows, target));
-  const auto pieces = static_cast<std::int64_t>(ceil_div(rows, per_piece));
-  const auto piece = [&](std::int64_t i) {
-    const auto begin = static_cast<std::uint64_t>(i) * per_piece;
-    detail::run_rows(job, path, begin, std::min(rows, begin + per_piece), options);
-  };
-  if (workers <= 1 || pieces <= 1) {
-    const detail::hooked_share share(hooks);
-    for (std::int64_t i = 0; i < pieces; ++i) piece(i);
-    return;
-  }
-#pragma omp parallel num_threads(workers)
-  {
-    const detail::hooked_share share(hooks);
-#pragma omp for schedule(dynamic, 1)
-    for (std::int64_t i = 0; i < pieces; ++i) piece(i);
-  }
+  // Each thread's share runs in the exact float mode.
+  umload::cpu::detail::parallel_pieces<detail::exact_float_mode>(
+      ceil_div(rows, per_piece), workers, hooks, [&](std::uint64_t i) {
+        const std::uint64_t begin = i * per_piece;
+        detail::run_rows(job, path, begin, std::min(rows, begin + per_piece), options);
+      });
 }
 
 }  // namespace umload::fp8::cpu

@@ -226,14 +226,7 @@ void dispatch(const decode_job& job, std::uint64_t begin, std::uint64_t end, pie
 
 }  // namespace
 
-rows_kernel avx512_rows() {
-  return [](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
-    if (job.dtype == output_dtype::bf16)
-      dispatch<std::uint16_t>(job, begin, end, o);
-    else
-      dispatch<std::uint32_t>(job, begin, end, o);
-  };
-}
+rows_kernel avx512_rows() { return by_dtype<dispatch<std::uint16_t>, dispatch<std::uint32_t>>(); }
 
 }  // namespace umload::fp8::cpu::detail
 

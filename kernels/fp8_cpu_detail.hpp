@@ -77,6 +77,17 @@ struct piece_options {
 using rows_kernel = void (*)(const decode_job& job, std::uint64_t row_begin, std::uint64_t row_end,
                              piece_options options);
 
+// The kernel that picks `Bf16` or `F32` (a path's two instantiations) by the job's dtype.
+template <rows_kernel Bf16, rows_kernel F32>
+rows_kernel by_dtype() {
+  return [](const decode_job& job, std::uint64_t begin, std::uint64_t end, piece_options o) {
+    if (job.dtype == output_dtype::bf16)
+      Bf16(job, begin, end, o);
+    else
+      F32(job, begin, end, o);
+  };
+}
+
 // Each returns the portable kernel when built for a CPU without the instructions.
 rows_kernel portable_rows();
 rows_kernel avx2_rows();

@@ -3,10 +3,10 @@
 // over the units.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <string>
 
 #include "kernels/cuda_check.hpp"
+#include "kernels/cuda_launch.hpp"
 #include "kernels/error.hpp"
 #include "kernels/fp8_cuda.hpp"
 #include "kernels/fp8_tile.hpp"
@@ -14,14 +14,8 @@
 namespace umload::fp8::cuda {
 namespace {
 
-template <typename Out>
-struct device_sink {
-  Out* out;
-  __device__ void store_vec(std::uint64_t index, const std::uint32_t w[4]) {
-    *reinterpret_cast<uint4*>(out + index) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
-  __device__ void store(std::uint64_t index, Out value) { out[index] = value; }
-};
+using umload::detail::device_sink;
+using umload::detail::persistent_blocks;
 
 template <typename Out>
 __global__ void __launch_bounds__(fp8_tile::threads)
@@ -34,27 +28,11 @@ __global__ void __launch_bounds__(fp8_tile::threads)
     fp8_tile::decode_unit<Out>(g, unit, codes, scales, sink);
 }
 
-// Blocks for a persistent grid: as many as fit on the device at once, at most one per unit run.
-template <typename Kernel>
-unsigned persistent_blocks(Kernel kernel, std::uint64_t units) {
-  int device = 0;
-  UMLOAD_CUDA_CHECK(cudaGetDevice(&device));
-  int multiprocessors = 0;
-  UMLOAD_CUDA_CHECK(
-      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-  int per_multiprocessor = 0;
-  UMLOAD_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel,
-                                                                  fp8_tile::threads, 0));
-  const std::uint64_t resident =
-      static_cast<std::uint64_t>(std::max(1, multiprocessors * std::max(1, per_multiprocessor)));
-  const std::uint64_t needed = (units + fp8_tile::threads - 1) / fp8_tile::threads;
-  return static_cast<unsigned>(std::max<std::uint64_t>(1, std::min(resident, needed)));
-}
-
 template <typename Out>
 void launch(const decode_job& job, cudaStream_t stream) {
   const fp8_tile::grid g = fp8_tile::plan(job);
-  const unsigned blocks = persistent_blocks(decode_kernel<Out>, g.units);
+  const unsigned blocks = persistent_blocks<decode_kernel<Out>>(
+      fp8_tile::threads, (g.units + fp8_tile::threads - 1) / fp8_tile::threads);
   UMLOAD_CUDA_CLEAR_ERROR();
   decode_kernel<Out><<<blocks, fp8_tile::threads, 0, stream>>>(g, job.codes, job.scales,
                                                                static_cast<Out*>(job.out));

@@ -10,6 +10,7 @@
 #include "kernels/cuda_check.hpp"
 #include "kernels/cuda_decode.hpp"
 #include "src/backend.hpp"
+#include "tests/cuda/device_buffer.hpp"
 #include "tests/cuda/test_data.hpp"
 
 namespace umload {
@@ -17,21 +18,7 @@ namespace {
 
 using test::mxfp4_shape;
 
-class device_buffer {
- public:
-  explicit device_buffer(std::size_t bytes) : bytes_(bytes) {
-    UMLOAD_CUDA_CHECK(cudaMalloc(&p_, bytes ? bytes : 1));
-  }
-  ~device_buffer() { cudaFree(p_); }
-  device_buffer(const device_buffer&) = delete;
-  device_buffer& operator=(const device_buffer&) = delete;
-  std::uint8_t* get() const { return static_cast<std::uint8_t*>(p_); }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  std::size_t bytes_;
-};
+using test::device_buffer;
 
 class CudaDecode : public ::testing::Test {
  protected:

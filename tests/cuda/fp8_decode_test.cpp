@@ -14,6 +14,7 @@
 #include "kernels/fp8.hpp"
 #include "kernels/fp8_cpu.hpp"
 #include "kernels/fp8_cuda.hpp"
+#include "tests/cuda/device_buffer.hpp"
 
 namespace umload {
 namespace {
@@ -23,21 +24,7 @@ bool device_usable() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-class device_buffer {
- public:
-  explicit device_buffer(std::size_t bytes) : bytes_(bytes) {
-    UMLOAD_CUDA_CHECK(cudaMalloc(&p_, bytes ? bytes : 1));
-  }
-  ~device_buffer() { cudaFree(p_); }
-  device_buffer(const device_buffer&) = delete;
-  device_buffer& operator=(const device_buffer&) = delete;
-  std::uint8_t* get() const { return static_cast<std::uint8_t*>(p_); }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  void* p_ = nullptr;
-  std::size_t bytes_;
-};
+using test::device_buffer;
 
 struct fp8_data {
   std::vector<std::uint8_t> codes;

@@ -14,37 +14,12 @@
 
 #include "kernels/fp8.hpp"
 #include "kernels/fp8_cpu.hpp"
+#include "tests/cuda/recording_sink.hpp"
 
 namespace umload {
 namespace {
 
-// Records every store of decode_unit.
-template <typename Out>
-struct recording_sink {
-  std::vector<Out> out;
-  std::vector<std::uint32_t> writes;
-  int errors = 0;
-
-  explicit recording_sink(std::size_t n) : out(n, static_cast<Out>(0x5A5A5A5Au)), writes(n, 0) {}
-
-  void fail(const std::string& what) {
-    if (++errors <= 5) ADD_FAILURE() << what;
-  }
-  void store(std::uint64_t index, Out value) {
-    if (index >= out.size()) return fail("store out of bounds at " + std::to_string(index));
-    out[index] = value;
-    ++writes[index];
-  }
-  void store_vec(std::uint64_t index, const std::uint32_t w[4]) {
-    constexpr std::uint64_t n = 16 / sizeof(Out);
-    if (index % n != 0)
-      return fail("16-byte store not 16-byte aligned at " + std::to_string(index));
-    if (index + n > out.size())
-      return fail("16-byte store out of bounds at " + std::to_string(index));
-    std::memcpy(&out[index], w, 16);
-    for (std::uint64_t i = 0; i < n; ++i) ++writes[index + i];
-  }
-};
+using test::recording_sink;
 
 struct case_data {
   fp8::block_geometry geometry;

@@ -20,6 +20,7 @@
 #include "kernels/cpu_decode_detail.hpp"
 #include "kernels/error.hpp"
 #include "kernels/mxfp4.hpp"
+#include "tests/kernels/guarded_output.hpp"
 
 namespace {
 
@@ -27,6 +28,8 @@ using umload::decode_job;
 using umload::layout;
 using umload::output_dtype;
 namespace cpu = umload::cpu;
+using umload::test::first_difference;
+using umload::test::guarded_output;
 using rescalable = umload::cpu::detail::rescalable_scales;
 
 struct shape {
@@ -84,31 +87,6 @@ input make_input(const shape& s, fill kind, std::uint32_t seed) {
   return in;
 }
 
-// An output buffer whose payload starts `offset` bytes past a 64-byte boundary, with guard
-// bytes before and after it.
-struct guarded_output {
-  static constexpr std::size_t guard = 128;
-  static constexpr std::uint8_t pattern = 0xA5;
-  std::vector<std::uint8_t> storage;
-  std::uint8_t* payload = nullptr;
-  std::size_t bytes = 0;
-
-  guarded_output(std::size_t n, std::size_t offset)
-      : storage(n + 2 * guard + 64 + offset, pattern), bytes(n) {
-    auto base = reinterpret_cast<std::uintptr_t>(storage.data()) + guard;
-    base = (base + 63) / 64 * 64 + offset;
-    payload = reinterpret_cast<std::uint8_t*>(base);
-  }
-  bool guards_intact() const {
-    const std::uint8_t* first = storage.data();
-    const std::uint8_t* last = storage.data() + storage.size();
-    const std::uint8_t* begin = payload;
-    const std::uint8_t* end = payload + bytes;
-    return std::all_of(first, begin, [](std::uint8_t b) { return b == pattern; }) &&
-           std::all_of(end, last, [](std::uint8_t b) { return b == pattern; });
-  }
-};
-
 decode_job make_job(const input& in, const shape& s, layout order, output_dtype dtype, void* out) {
   decode_job job;
   job.blocks = in.blocks.data();
@@ -120,14 +98,6 @@ decode_job make_job(const input& in, const shape& s, layout order, output_dtype 
   job.order = order;
   job.dtype = dtype;
   return job;
-}
-
-// Index of the first differing element, or -1.
-std::int64_t first_difference(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes,
-                              unsigned element) {
-  for (std::size_t i = 0; i < bytes; ++i)
-    if (a[i] != b[i]) return static_cast<std::int64_t>(i / element);
-  return -1;
 }
 
 using path_case = std::tuple<cpu::isa, layout, output_dtype, int>;

@@ -80,32 +80,28 @@ std::uint32_t exact_product(unsigned code, float scale) {
   return bits(static_cast<float>(product));
 }
 
+// decode_f32 of every code under the scale with bits `s` against exact_product; adds the
+// mismatches to `failures` and reports the first 10 of them.
+void check_every_code(std::uint32_t s, int& failures) {
+  for (unsigned code = 0; code < 256; ++code) {
+    const std::uint32_t got = fp8::decode_f32(code, from_bits(s));
+    const std::uint32_t want = exact_product(code, from_bits(s));
+    if (got != want && ++failures <= 10)
+      ADD_FAILURE() << std::hex << "code " << code << " scale " << s << ": " << got << " want "
+                    << want;
+  }
+}
+
 TEST(Fp8Core, ProductIsTheRoundedExactProductForEdgeScales) {
   int failures = 0;
-  for (const std::uint32_t s : edge_scale_bits())
-    for (unsigned code = 0; code < 256; ++code) {
-      const std::uint32_t got = fp8::decode_f32(code, from_bits(s));
-      const std::uint32_t want = exact_product(code, from_bits(s));
-      if (got != want && ++failures <= 10)
-        ADD_FAILURE() << std::hex << "code " << code << " scale " << s << ": " << got << " want "
-                      << want;
-    }
+  for (const std::uint32_t s : edge_scale_bits()) check_every_code(s, failures);
   EXPECT_EQ(failures, 0);
 }
 
 TEST(Fp8Core, ProductIsTheRoundedExactProductForRandomScales) {
   std::mt19937 rng(22);
   int failures = 0;
-  for (int i = 0; i < 20000; ++i) {
-    const std::uint32_t s = rng();
-    for (unsigned code = 0; code < 256; ++code) {
-      const std::uint32_t got = fp8::decode_f32(code, from_bits(s));
-      const std::uint32_t want = exact_product(code, from_bits(s));
-      if (got != want && ++failures <= 10)
-        ADD_FAILURE() << std::hex << "code " << code << " scale " << s << ": " << got << " want "
-                      << want;
-    }
-  }
+  for (int i = 0; i < 20000; ++i) check_every_code(rng(), failures);
   EXPECT_EQ(failures, 0);
 }
 

@@ -25,12 +25,15 @@
 #include "kernels/error.hpp"
 #include "kernels/fp8.hpp"
 #include "kernels/fp8_cpu.hpp"
+#include "tests/kernels/guarded_output.hpp"
 
 namespace {
 
 namespace fp8 = umload::fp8;
 using umload::output_dtype;
 using umload::cpu::isa;
+using umload::test::first_difference;
+using umload::test::guarded_output;
 
 std::uint32_t bits(float f) {
   std::uint32_t b;
@@ -84,30 +87,6 @@ input make_input(const fp8::block_geometry& g, scales_kind kind, std::uint32_t s
   return in;
 }
 
-// An output buffer whose payload starts `offset` bytes past a 64-byte boundary, with guard
-// bytes before and after it.
-struct guarded_output {
-  static constexpr std::size_t guard = 128;
-  static constexpr std::uint8_t pattern = 0xA5;
-  std::vector<std::uint8_t> storage;
-  std::uint8_t* payload = nullptr;
-  std::size_t bytes = 0;
-
-  guarded_output(std::size_t n, std::size_t offset)
-      : storage(n + 2 * guard + 64 + offset, pattern), bytes(n) {
-    auto base = reinterpret_cast<std::uintptr_t>(storage.data()) + guard;
-    base = (base + 63) / 64 * 64 + offset;
-    payload = reinterpret_cast<std::uint8_t*>(base);
-  }
-  bool guards_intact() const {
-    const std::uint8_t* begin = payload;
-    const std::uint8_t* end = payload + bytes;
-    return std::all_of(storage.data(), begin, [](std::uint8_t b) { return b == pattern; }) &&
-           std::all_of(end, storage.data() + storage.size(),
-                       [](std::uint8_t b) { return b == pattern; });
-  }
-};
-
 fp8::decode_job make_job(const input& in, const fp8::block_geometry& g, output_dtype dtype,
                          void* out) {
   fp8::decode_job job;
@@ -117,13 +96,6 @@ fp8::decode_job make_job(const input& in, const fp8::block_geometry& g, output_d
   job.geometry = g;
   job.dtype = dtype;
   return job;
-}
-
-std::int64_t first_difference(const std::uint8_t* a, const std::uint8_t* b, std::size_t bytes,
-                              unsigned element) {
-  for (std::size_t i = 0; i < bytes; ++i)
-    if (a[i] != b[i]) return static_cast<std::int64_t>(i / element);
-  return -1;
 }
 
 std::string name_of(const fp8::block_geometry& g) {

@@ -7,15 +7,8 @@
 set -uo pipefail
 repo=${1:?repository root}
 script=$repo/bench/fetch_debs.sh
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-expect() {  # expect WHAT COMMAND...: the command succeeds
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; passes=$((passes + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+# shellcheck source=tests/standin/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 export UMLOAD_DEBS_DIR=$tmp/.debs
 old() { mkdir -p "$UMLOAD_DEBS_DIR" && rm -f "$UMLOAD_DEBS_DIR"/* && echo old > "$UMLOAD_DEBS_DIR/old_1_amd64.deb"; }
 old_kept() { [ "$(ls "$UMLOAD_DEBS_DIR")" = old_1_amd64.deb ] && [ "$(cat "$UMLOAD_DEBS_DIR/old_1_amd64.deb")" = old ]; }
@@ -114,5 +107,4 @@ EOF
   expect "the old .debs survive it" old_kept
 fi
 
-echo "$passes checks passed, $failures failed"
-[ "$failures" = 0 ]
+summarize

@@ -11,15 +11,8 @@ set -uo pipefail
 repo=${1:?repository root}
 build=${2:-}
 script=$repo/bench/gpu_check.sh
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-passes=0
-expect() {  # expect WHAT COMMAND...: the command succeeds
-  local what=$1
-  shift
-  if "$@"; then echo "ok: $what"; passes=$((passes + 1)); else echo "FAIL: $what"; failures=$((failures + 1)); fi
-}
+# shellcheck source=tests/standin/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 same() { [ "$1" = "$2" ] || { echo "  got:      $(echo "$1" | tr '\n' ' ')"; echo "  expected: $(echo "$2" | tr '\n' ' ')"; return 1; }; }
 # Every call below keeps to $tmp.
 export UMLOAD_DEPS_PREFIX=$tmp/prefix UMLOAD_GPU_DEBS=$tmp/no-debs
@@ -236,5 +229,4 @@ expect "and the parts are shown" grep -qE "backend / allocate / pipeline / finis
 expect "the Python used compiles" python3 -m py_compile "$repo"/bench/gpu/*.py
 find "$repo/bench/gpu" -name __pycache__ -prune -exec rm -rf {} +
 
-echo "$passes checks passed, $failures failed"
-[ "$failures" = 0 ]
+summarize
