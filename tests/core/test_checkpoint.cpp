@@ -265,6 +265,27 @@ TEST(model_map, unknown_quant_method_names_it_and_the_known_schemes) {
   EXPECT_EQ(schemes::scheme_named("mxfp4", "config.json").decode(), schemes::decode_kind::mxfp4);
 }
 
+TEST(model_map, config_text_fields_that_are_not_strings_are_refused) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  edit_json(dir / "m" / "config.json",
+            [](nlohmann::json& c) { c["quantization_config"]["quant_method"] = 4; });
+  try {
+    (void)open_checkpoint(dir / "m");
+    FAIL() << "a quant_method of 4 was read as no quant_method";
+  } catch (const format_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("config.json: field 'quantization_config.quant_method' is 4, not a string"),
+              std::string::npos)
+        << what;
+  }
+  edit_json(dir / "m" / "config.json", [](nlohmann::json& c) {
+    c["quantization_config"]["quant_method"] = "mxfp4";
+    c["model_type"] = nlohmann::json::array();
+  });
+  EXPECT_THROW((void)open_checkpoint(dir / "m"), format_error);
+}
+
 TEST(schemes, mxfp4_pairs_blocks_with_scales_and_sizes_the_decoded_weight) {
   const auto& s = schemes::mxfp4_scheme();
   const auto blocks = s.part_of("model.layers.2.mlp.experts.down_proj_blocks");
