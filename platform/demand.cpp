@@ -5,6 +5,7 @@
 #include <numeric>
 #include <tuple>
 
+#include "kernels/dtype.hpp"
 #include "kernels/error.hpp"
 
 namespace umload::platform {
@@ -51,13 +52,8 @@ std::uint64_t product(const std::vector<std::uint64_t>& shape) {
 }  // namespace
 
 std::uint64_t element_bytes(std::string_view dtype) {
-  static const std::map<std::string_view, std::uint64_t> sizes{
-      {"BOOL", 1},    {"U8", 1},          {"I8", 1},          {"F8_E5M2", 1}, {"F8_E4M3", 1},
-      {"F8_E8M0", 1}, {"F8_E4M3FNUZ", 1}, {"F8_E5M2FNUZ", 1}, {"I16", 2},     {"U16", 2},
-      {"F16", 2},     {"BF16", 2},        {"I32", 4},         {"U32", 4},     {"F32", 4},
-      {"F64", 8},     {"I64", 8},         {"U64", 8},         {"C64", 8}};
-  auto it = sizes.find(dtype);
-  return it == sizes.end() ? 0 : it->second;
+  const auto d = parse_dtype(dtype);
+  return d ? umload::element_bytes(*d) : 0;
 }
 
 std::uint64_t model_demand::bytes_stored() const {

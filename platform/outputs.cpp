@@ -5,12 +5,10 @@
 #include <map>
 
 #include "kernels/error.hpp"
+#include "kernels/mxfp4_layout.hpp"
 
 namespace umload::platform {
 namespace {
-
-constexpr std::string_view blocks_suffix = "_blocks";
-constexpr std::string_view scales_suffix = "_scales";
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -26,14 +24,6 @@ std::string divisors_text(std::uint64_t n) {
   return out;
 }
 
-// `blocks` and `scales` shaped as one MXFP4 pair: [E, rows, G, 16] and [E, rows, G], none zero.
-bool is_pair(const stored_tensor& blocks, const stored_tensor& scales) {
-  const auto& b = blocks.shape;
-  const auto& s = scales.shape;
-  return b.size() == 4 && b[3] == static_cast<std::uint64_t>(mxfp4::block_bytes) && s.size() == 3 &&
-         s[0] == b[0] && s[1] == b[1] && s[2] == b[2] && b[0] > 0 && b[1] > 0 && b[2] > 0;
-}
-
 // The stored tensors of one layer (or of none), split into pairs and everything else.
 struct group {
   std::vector<std::size_t> single;                         // by name
@@ -46,14 +36,13 @@ std::map<int, group> group_by_layer(const std::vector<stored_tensor>& stored) {
   std::map<int, group> groups;
   for (const auto& [name, i] : by_name) {
     auto& g = groups[layer_of(name)];
-    const bool blocks = ends_with(name, blocks_suffix);
-    const bool scales = ends_with(name, scales_suffix);
-    if (blocks || scales) {
-      const std::string base(name.substr(0, name.size() - blocks_suffix.size()));
-      const auto other = by_name.find(base + std::string(blocks ? scales_suffix : blocks_suffix));
+    if (const auto part = mxfp4::part_of(name)) {
+      const bool blocks = part->kind == mxfp4::part_kind::blocks;
+      const auto other = by_name.find(mxfp4::part_name(
+          part->base, blocks ? mxfp4::part_kind::scales : mxfp4::part_kind::blocks));
       if (other != by_name.end()) {
         const std::size_t b = blocks ? i : other->second, s = blocks ? other->second : i;
-        if (is_pair(stored[b], stored[s])) {
+        if (mxfp4::is_pair(stored[b].shape, stored[s].shape)) {
           if (blocks) g.pairs.emplace_back(b, s);
           continue;
         }
@@ -112,19 +101,17 @@ class deriver {
     }
     const stored_tensor& b = stored_[blocks];
     output_spec out;
-    out.name = b.name.substr(0, b.name.size() - blocks_suffix.size());
+    out.name = std::string(mxfp4::part_of(b.name)->base);
     out.dtype = options_.dtype == output_dtype::f32 ? "F32" : "BF16";
     out.layer = layer;
     out.kind = tensor_kind::expert_weight;
     out.decoded = true;
     out.sources = {blocks, scales};
-    out.geometry = {b.shape[1], b.shape[2]};
+    out.geometry = mxfp4::geometry_of(b.shape);
     share(out, out.name, b.shape[0]);
     const std::uint64_t experts = out.expert_end - out.expert_begin;
     const auto& g = out.geometry;
-    out.shape = options_.layout == umload::layout::hf
-                    ? std::vector<std::uint64_t>{experts, g.in_features(), g.rows}
-                    : std::vector<std::uint64_t>{experts, g.rows, g.in_features()};
+    out.shape = mxfp4::decoded_shape(experts, g, options_.layout);
     out.bytes = experts * g.output(element_bytes(options_.dtype));
     out.bytes_stored = experts * g.stored();
     out.stage_unit_bytes = g.stored();
@@ -182,9 +169,7 @@ std::string_view to_string(tensor_kind k) {
 
 tensor_kind kind_of(std::string_view name) {
   if (contains(name, ".mlp.experts."))
-    return ends_with(name, blocks_suffix) || ends_with(name, scales_suffix)
-               ? tensor_kind::expert_weight
-               : tensor_kind::expert_bias;
+    return mxfp4::part_of(name) ? tensor_kind::expert_weight : tensor_kind::expert_bias;
   if (contains(name, ".mlp.router.")) return tensor_kind::router;
   if (contains(name, "embed_tokens") || contains(name, "lm_head")) return tensor_kind::embedding;
   if (contains(name, ".self_attn.")) return tensor_kind::attention;

@@ -117,13 +117,21 @@ model_config parse_model_config(std::string_view json_text, const fs::path& path
   number("num_key_value_heads", c.num_key_value_heads);
   number("head_dim", c.head_dim);
   number("vocab_size", c.vocab_size);
-  if (auto it = doc.find("model_type"); it != doc.end() && it->is_string())
-    c.model_type = it->get<std::string>();
+  // A text field that is present is a string: anything else is refused, not read as absent.
+  const auto text = [&](const nlohmann::json& object, const char* key, const char* shown,
+                        std::string& out) {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return;
+    if (!it->is_string())
+      throw format_error(path.string() + ": field '" + shown + "' is " + it->dump() +
+                         ", not a string");
+    out = it->get<std::string>();
+  };
+  text(doc, "model_type", "model_type", c.model_type);
   if (auto q = doc.find("quantization_config"); q != doc.end()) {
     if (!q->is_object())
       throw format_error(path.string() + ": quantization_config is not an object");
-    if (auto m = q->find("quant_method"); m != q->end() && m->is_string())
-      c.quant_method = m->get<std::string>();
+    text(*q, "quant_method", "quantization_config.quant_method", c.quant_method);
   }
   return c;
 }

@@ -6,22 +6,14 @@
 
 #include "kernels/error.hpp"
 #include "platform/outputs.hpp"
+#include "src/schemes/scheme.hpp"
 
 namespace umload {
 
 namespace {
 
-constexpr std::string_view blocks_suffix = "_blocks";
-constexpr std::string_view scales_suffix = "_scales";
-
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-std::string shape_text(const std::vector<std::uint64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 // Reports broken rules with the file and tensor they concern: collects them, or throws on the
@@ -50,44 +42,21 @@ void check_model_type(const checkpoint& ckpt, checker& check) {
                  ckpt.config->model_type + "', not 'gpt_oss'");
 }
 
-// Blocks and scales are both U8.
-bool check_types(const tensor_ref& blocks, const tensor_ref& scales, checker& check) {
-  bool ok = true;
-  if (blocks.entry->type != dtype::U8) {
-    check.report(check.where(blocks) + ": blocks must be U8, found " +
-                 std::string(to_string(blocks.entry->type)));
-    ok = false;
-  }
-  if (scales.entry->type != dtype::U8) {
-    check.report(check.where(scales) + ": scales must be U8, found " +
-                 std::string(to_string(scales.entry->type)));
-    ok = false;
-  }
-  return ok;
+// config.json's quant_method, where it names one, is a scheme's.
+void check_quant_method(const checkpoint& ckpt, checker& check) {
+  if (!ckpt.config || ckpt.config->quant_method.empty()) return;
+  for (const schemes::scheme* s : schemes::known_schemes())
+    if (s->quant_method() == ckpt.config->quant_method) return;
+  check.report(schemes::unknown_scheme_message(ckpt.config->quant_method,
+                                               (ckpt.directory / "config.json").string()));
 }
 
-// Blocks are [experts, rows, groups, 16], scales [experts, rows, groups], none of them zero.
-bool check_shapes(const tensor_ref& blocks, const tensor_ref& scales, checker& check) {
-  const auto& bs = blocks.entry->shape;
-  const auto& ss = scales.entry->shape;
-  if (bs.size() != 4 || bs[3] != 16) {
-    check.report(check.where(blocks) + ": blocks shape " + shape_text(bs) +
-                 " must be [experts, rows, groups, 16]");
-    return false;
-  }
-  if (ss.size() != 3 || ss[0] != bs[0] || ss[1] != bs[1] || ss[2] != bs[2]) {
-    check.report(check.where(scales) + ": scales shape " + shape_text(ss) +
-                 " does not match blocks shape " + shape_text(bs) + " (expected [" +
-                 std::to_string(bs[0]) + ", " + std::to_string(bs[1]) + ", " +
-                 std::to_string(bs[2]) + "])");
-    return false;
-  }
-  if (bs[0] == 0 || bs[1] == 0 || bs[2] == 0) {
-    check.report(check.where(blocks) + ": blocks shape " + shape_text(bs) +
-                 " has a zero dimension");
-    return false;
-  }
-  return true;
+// The scheme a stored tensor is a part of, with the part; nothing for a tensor of no scheme.
+std::optional<std::pair<const schemes::scheme*, schemes::weight_part>> part_of(
+    std::string_view name) {
+  for (const schemes::scheme* s : schemes::known_schemes())
+    if (auto part = s->part_of(name)) return std::pair{s, std::move(*part)};
+  return std::nullopt;
 }
 
 // A pair's input features (groups * 32) and expert count agree with config.json.
@@ -112,16 +81,23 @@ bool check_config(const expert_pair& pair, const model_config& config, checker& 
   return ok;
 }
 
-// The expert pair of the tensor `<base>_blocks` in `layer`; nothing when a rule is broken.
-std::optional<expert_pair> pair_of(const checkpoint& ckpt, const std::string& base,
-                                   const tensor_ref& blocks, int layer, checker& check) {
-  const tensor_ref* scales = ckpt.find(base + std::string(scales_suffix));
+// The expert pair whose payload is `blocks`, in `layer`; nothing when a rule is broken.
+std::optional<expert_pair> pair_of(const checkpoint& ckpt, const schemes::scheme& scheme,
+                                   const std::string& base, const tensor_ref& blocks, int layer,
+                                   checker& check) {
+  const std::string scales_name = scheme.part_name(base, false);
+  const tensor_ref* scales = ckpt.find(scales_name);
   if (!scales) {
-    check.report(check.where(blocks) + ": blocks without their scales '" + base + "_scales'");
+    check.report(check.where(blocks) + ": blocks without their scales '" + scales_name + "'");
     return std::nullopt;
   }
-  const bool types_ok = check_types(blocks, *scales, check);
-  if (!check_shapes(blocks, *scales, check)) return std::nullopt;
+  bool parts_ok = true, readable = true;
+  for (const auto& problem : scheme.check(*blocks.entry, *scales->entry)) {
+    check.report(check.where(problem.payload ? blocks : *scales) + ": " + problem.rule);
+    parts_ok = false;
+    readable = readable && !problem.fatal;
+  }
+  if (!readable) return std::nullopt;
   expert_pair pair;
   pair.base = base;
   pair.layer = layer;
@@ -132,7 +108,7 @@ std::optional<expert_pair> pair_of(const checkpoint& ckpt, const std::string& ba
   pair.rows = blocks.entry->shape[1];
   pair.groups = blocks.entry->shape[2];
   const bool config_ok = !ckpt.config || check_config(pair, *ckpt.config, check);
-  if (!types_ok || !config_ok) return std::nullopt;
+  if (!parts_ok || !config_ok) return std::nullopt;
   return pair;
 }
 
@@ -140,6 +116,7 @@ std::optional<expert_pair> pair_of(const checkpoint& ckpt, const std::string& ba
 model_map build(const checkpoint& ckpt, std::vector<std::string>* problems) {
   checker check(ckpt, problems);
   check_model_type(ckpt, check);
+  check_quant_method(ckpt, check);
   std::map<int, layer_group> groups;
   model_map map;
   map.label = checkpoint_label(ckpt);
@@ -147,15 +124,15 @@ model_map build(const checkpoint& ckpt, std::vector<std::string>* problems) {
     const int layer = platform::layer_of(name);
     auto& group = groups[layer];
     group.layer = layer;
-    if (ends_with(name, scales_suffix)) {
-      const std::string base = name.substr(0, name.size() - scales_suffix.size());
-      if (!ckpt.find(base + std::string(blocks_suffix)))
-        check.report(check.where(ref) + ": scales without their blocks '" + base + "_blocks'");
-    } else if (!ends_with(name, blocks_suffix)) {
+    const auto part = part_of(name);
+    if (!part) {
       group.dense.push_back(ref);
       map.dense_bytes += ref.bytes();
-    } else if (auto pair = pair_of(ckpt, name.substr(0, name.size() - blocks_suffix.size()), ref,
-                                   layer, check)) {
+    } else if (const auto& [scheme, weight] = *part; !weight.payload) {
+      const std::string payload = scheme->part_name(weight.base, true);
+      if (!ckpt.find(payload))
+        check.report(check.where(ref) + ": scales without their blocks '" + payload + "'");
+    } else if (auto pair = pair_of(ckpt, *scheme, weight.base, ref, layer, check)) {
       map.quantized_bytes += pair->quantized_bytes();
       group.pairs.push_back(std::move(*pair));
     }

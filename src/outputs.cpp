@@ -59,7 +59,7 @@ std::vector<output_tensor> plan_outputs(const model_map& map,
       if (!out.pair)
         throw error(tensor_message(map.label, spec.name, "decoded, but not a pair of the map"));
     }
-    out.type = parse_dtype(spec.dtype).value_or(dtype::BF16);
+    out.type = parse_stored_dtype(spec.dtype, map.label, spec.name);
     outputs.push_back(std::move(out));
   }
   return outputs;

@@ -13,37 +13,6 @@ namespace umload {
 
 namespace {
 
-struct dtype_row {
-  dtype type;
-  std::string_view name;
-  unsigned bits;
-};
-
-constexpr std::array<dtype_row, 22> dtype_rows{{
-    {dtype::BOOL, "BOOL", 8},
-    {dtype::U8, "U8", 8},
-    {dtype::I8, "I8", 8},
-    {dtype::F8_E5M2, "F8_E5M2", 8},
-    {dtype::F8_E4M3, "F8_E4M3", 8},
-    {dtype::F8_E8M0, "F8_E8M0", 8},
-    {dtype::F8_E4M3FNUZ, "F8_E4M3FNUZ", 8},
-    {dtype::F8_E5M2FNUZ, "F8_E5M2FNUZ", 8},
-    {dtype::I16, "I16", 16},
-    {dtype::U16, "U16", 16},
-    {dtype::F16, "F16", 16},
-    {dtype::BF16, "BF16", 16},
-    {dtype::I32, "I32", 32},
-    {dtype::U32, "U32", 32},
-    {dtype::F32, "F32", 32},
-    {dtype::F64, "F64", 64},
-    {dtype::I64, "I64", 64},
-    {dtype::U64, "U64", 64},
-    {dtype::C64, "C64", 64},
-    {dtype::F4, "F4", 4},
-    {dtype::F6_E2M3, "F6_E2M3", 6},
-    {dtype::F6_E3M2, "F6_E3M2", 6},
-}};
-
 [[noreturn]] void fail(const std::filesystem::path& path, const std::string& tensor,
                        const std::string& what) {
   std::string message = path.string();
@@ -351,24 +320,6 @@ void refuse_short_file(std::uint64_t size, const std::filesystem::path& path) {
 }
 
 }  // namespace
-
-std::string_view to_string(dtype d) {
-  for (const auto& row : dtype_rows)
-    if (row.type == d) return row.name;
-  return "?";
-}
-
-std::optional<dtype> parse_dtype(std::string_view text) {
-  for (const auto& row : dtype_rows)
-    if (row.name == text) return row.type;
-  return std::nullopt;
-}
-
-unsigned element_bits(dtype d) {
-  for (const auto& row : dtype_rows)
-    if (row.type == d) return row.bits;
-  return 0;
-}
 
 std::uint64_t tensor_entry::elements() const {
   const auto n = checked_elements(shape);

@@ -15,37 +15,9 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/dtype.hpp"
+
 namespace umload {
-
-enum class dtype : std::uint8_t {
-  BOOL,
-  U8,
-  I8,
-  F8_E5M2,
-  F8_E4M3,
-  F8_E8M0,
-  I16,
-  U16,
-  F16,
-  BF16,
-  I32,
-  U32,
-  F32,
-  F64,
-  I64,
-  U64,
-  C64,
-  F4,
-  F6_E2M3,
-  F6_E3M2,
-  F8_E4M3FNUZ,
-  F8_E5M2FNUZ
-};
-
-std::string_view to_string(dtype d);
-std::optional<dtype> parse_dtype(std::string_view text);
-// Bits per element (4 for F4, 6 for the F6 types).
-unsigned element_bits(dtype d);
 
 // The limits of the reference reader (the `safetensors` crate), kept so that both read the same
 // files: a header of at most 100,000,000 bytes, and JSON nested at most 127 containers deep

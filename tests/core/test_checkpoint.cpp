@@ -6,6 +6,7 @@
 #include "src/checkpoint.hpp"
 #include "src/model_map.hpp"
 #include "src/safetensors.hpp"
+#include "src/schemes/scheme.hpp"
 #include "src/synth.hpp"
 #include "tests/core/fixtures.hpp"
 
@@ -250,6 +251,65 @@ TEST(model_map, config_that_is_not_gpt_oss) {
   synth_tiny(dir / "m");
   edit_json(dir / "m" / "config.json", [](nlohmann::json& c) { c["model_type"] = "llama"; });
   expect_format_error(dir / "m", "not 'gpt_oss'", "config.json");
+}
+
+TEST(model_map, unknown_quant_method_names_it_and_the_known_schemes) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  edit_json(dir / "m" / "config.json",
+            [](nlohmann::json& c) { c["quantization_config"]["quant_method"] = "gptq"; });
+  expect_format_error(dir / "m",
+                      "quant_method 'gptq' is not a scheme umload knows (known: 'mxfp4')",
+                      "config.json");
+  EXPECT_THROW((void)schemes::scheme_named("gptq", "config.json"), format_error);
+  EXPECT_EQ(schemes::scheme_named("mxfp4", "config.json").decode(), schemes::decode_kind::mxfp4);
+}
+
+TEST(model_map, config_text_fields_that_are_not_strings_are_refused) {
+  temp_dir dir;
+  synth_tiny(dir / "m");
+  edit_json(dir / "m" / "config.json",
+            [](nlohmann::json& c) { c["quantization_config"]["quant_method"] = 4; });
+  try {
+    (void)open_checkpoint(dir / "m");
+    FAIL() << "a quant_method of 4 was read as no quant_method";
+  } catch (const format_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("config.json: field 'quantization_config.quant_method' is 4, not a string"),
+              std::string::npos)
+        << what;
+  }
+  edit_json(dir / "m" / "config.json", [](nlohmann::json& c) {
+    c["quantization_config"]["quant_method"] = "mxfp4";
+    c["model_type"] = nlohmann::json::array();
+  });
+  EXPECT_THROW((void)open_checkpoint(dir / "m"), format_error);
+}
+
+TEST(schemes, mxfp4_pairs_blocks_with_scales_and_sizes_the_decoded_weight) {
+  const auto& s = schemes::mxfp4_scheme();
+  const auto blocks = s.part_of("model.layers.2.mlp.experts.down_proj_blocks");
+  ASSERT_TRUE(blocks);
+  EXPECT_EQ(blocks->base, "model.layers.2.mlp.experts.down_proj");
+  EXPECT_TRUE(blocks->payload);
+  EXPECT_FALSE(s.part_of("model.layers.2.mlp.experts.down_proj_scales")->payload);
+  EXPECT_FALSE(s.part_of("model.layers.2.mlp.experts.down_proj_bias"));
+  EXPECT_EQ(s.part_name(blocks->base, false), "model.layers.2.mlp.experts.down_proj_scales");
+  tensor_entry b{"w_blocks", dtype::U8, {4, 6, 3, 16}, 0, 4 * 6 * 3 * 16};
+  tensor_entry sc{"w_scales", dtype::U8, {4, 6, 3}, 0, 4 * 6 * 3};
+  EXPECT_TRUE(s.check(b, sc).empty());
+  EXPECT_EQ(s.experts(b), 4u);
+  EXPECT_EQ(s.decoded_shape(b, 2, layout::hf), (std::vector<std::uint64_t>{2, 96, 6}));
+  EXPECT_EQ(s.decoded_shape(b, 2, layout::native), (std::vector<std::uint64_t>{2, 6, 96}));
+  EXPECT_EQ(s.output_bytes(b, 2, output_dtype::f32), 2u * 6 * 96 * 4);
+  EXPECT_EQ(s.stage_unit_bytes(b), 6u * 3 * 17);
+  sc.type = dtype::F8_E4M3;
+  sc.shape = {4, 6, 2};
+  const auto problems = s.check(b, sc);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].rule, "scales must be U8, found F8_E4M3");
+  EXPECT_FALSE(problems[0].fatal);
+  EXPECT_TRUE(problems[1].fatal);
 }
 
 TEST(model_map, zero_size_expert_dimension) {

@@ -286,6 +286,33 @@ TEST(safetensors, elements_refuses_a_product_past_64_bits) {
   EXPECT_EQ(t.elements(), 0u);
 }
 
+TEST(dtype, one_row_per_stored_type_with_its_name_and_size) {
+  for (const dtype d : {dtype::F8_E4M3, dtype::F8_E5M2, dtype::F8_E4M3FNUZ, dtype::F8_E5M2FNUZ}) {
+    EXPECT_EQ(parse_dtype(to_string(d)), d);
+    EXPECT_EQ(element_bits(d), 8u);
+    EXPECT_EQ(element_bytes(d), 1u);
+  }
+  EXPECT_EQ(to_string(dtype::F8_E4M3), "F8_E4M3");
+  EXPECT_EQ(element_bytes(dtype::BF16), 2u);
+  EXPECT_EQ(element_bytes(dtype::C64), 8u);
+  EXPECT_EQ(element_bits(dtype::F4), 4u);
+  EXPECT_EQ(element_bytes(dtype::F4), 0u);
+  EXPECT_EQ(element_bytes(dtype::F6_E3M2), 0u);
+}
+
+TEST(dtype, an_unknown_stored_dtype_is_an_error_naming_it) {
+  EXPECT_EQ(parse_stored_dtype("F8_E4M3", "ckpt", "w"), dtype::F8_E4M3);
+  try {
+    (void)parse_stored_dtype("F7_E3M3", "ckpt", "model.layers.0.w");
+    FAIL() << "an unknown dtype was given a value";
+  } catch (const format_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'F7_E3M3'"), std::string::npos) << what;
+    EXPECT_NE(what.find("ckpt: tensor 'model.layers.0.w'"), std::string::npos) << what;
+  }
+  EXPECT_THROW((void)parse_stored_dtype("bf16", "ckpt", "w"), format_error);
+}
+
 TEST(safetensors, parses_a_whole_file_held_in_memory) {
   const std::string header = R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
   const std::string file = le64(header.size()) + header + "abcd";
