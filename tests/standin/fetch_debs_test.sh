@@ -44,19 +44,18 @@ echo "deb http://deb.debian.org/debian bookworm main" > "$tmp/src/sources.list"
 printf 'Dir::Etc::sourcelist "%s/src/sources.list";\nDir::Etc::sourceparts "%s/src/parts";\n' "$tmp" "$tmp" > "$tmp/src.conf"
 export APT_CONFIG=$tmp/src.conf
 
-old
-PATH=$(shim fail):$PATH bash "$script" > "$tmp/fail.log" 2>&1
-expect "a download that fails exits nonzero" test $? != 0
-expect "and says the old .debs are left" grep -q "left as it was" "$tmp/fail.log"
-expect "the old .debs survive a failed download" old_kept
-expect "no temporary folder is left" no_temp_left
-
-old
-PATH=$(shim partial):$PATH bash "$script" > "$tmp/partial.log" 2>&1
-expect "a download missing a package exits nonzero" test $? != 0
-expect "and names the package" grep -q "not downloaded: libcli11-dev" "$tmp/partial.log"
-expect "the old .debs survive a partial download" old_kept
-expect "no temporary folder is left after it" no_temp_left
+# refused_download SHIM WHAT MESSAGE: a download through SHIM fails, says MESSAGE, and leaves the
+# old .debs and no temporary folder.
+refused_download() {
+  old
+  PATH=$(shim "$1"):$PATH bash "$script" > "$tmp/$1.log" 2>&1
+  expect "a $2 exits nonzero" test $? != 0
+  expect "and says: $3" grep -q "$3" "$tmp/$1.log"
+  expect "the old .debs survive a $2" old_kept
+  expect "no temporary folder is left after a $2" no_temp_left
+}
+refused_download fail "download that fails" "left as it was"
+refused_download partial "download missing a package" "not downloaded: libcli11-dev"
 
 old
 PATH=$(shim all):$PATH bash "$script" > "$tmp/all.log" 2>&1
